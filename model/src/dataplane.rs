@@ -1,0 +1,327 @@
+//! The `Dataplane` resource: a sidecar proxy's address, the inbounds it
+//! serves (each belonging to the service named by its `kuma.io/service` tag)
+//! and the outbounds its application may call. Fields sit at the document's
+//! top level (`networking: {...}`), as in Kuma.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Validate, Violations, index, join};
+use crate::name::{validate_host, validate_port};
+use crate::target_ref::validate_tags;
+
+/// The tag naming the service an inbound or outbound belongs to.
+pub const SERVICE_TAG: &str = "kuma.io/service";
+/// The tag naming a service's protocol (`tcp`, `http`, ...).
+pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
+/// The tag naming the zone a workload runs in.
+pub const ZONE_TAG: &str = "kuma.io/zone";
+
+/// The body of a `Dataplane`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DataplaneSpec {
+    /// Addresses, inbounds and outbounds.
+    pub networking: DataplaneNetworking,
+}
+
+/// A dataplane's network configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DataplaneNetworking {
+    /// Where other proxies reach this one (IP or DNS name).
+    pub address: String,
+    /// The address to advertise instead, e.g. behind NAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_address: Option<String>,
+    /// The services this proxy serves; at least one.
+    #[serde(default)]
+    pub inbound: Vec<Inbound>,
+    /// The services this proxy's application calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<Vec<Outbound>>,
+    /// The proxy's admin listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<Admin>,
+}
+
+/// A service this proxy serves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Inbound {
+    /// The port the proxy listens on for mesh traffic.
+    pub port: u32,
+    /// The application's port (defaults to `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_port: Option<u32>,
+    /// The application's address (defaults to 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_address: Option<String>,
+    /// The address to listen on (defaults to `networking.address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Tags; `kuma.io/service` is required.
+    pub tags: BTreeMap<String, String>,
+    /// Readiness reported by the data plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+impl Inbound {
+    /// The service (`kuma.io/service` tag).
+    pub fn service(&self) -> &str {
+        self.tags.get(SERVICE_TAG).map_or("", String::as_str)
+    }
+
+    /// Whether the inbound is ready (absent health = ready).
+    pub fn is_ready(&self) -> bool {
+        self.health.as_ref().is_none_or(|h| h.ready)
+    }
+
+    /// The application's port.
+    pub fn effective_service_port(&self) -> u32 {
+        self.service_port.unwrap_or(self.port)
+    }
+}
+
+/// Readiness of an inbound.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// Whether the inbound accepts traffic.
+    pub ready: bool,
+}
+
+/// A service this proxy's application calls.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Outbound {
+    /// The local port the application connects to.
+    pub port: u32,
+    /// The local address (defaults to 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Tags of the destination; `kuma.io/service` is required.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Outbound {
+    /// The destination service (`kuma.io/service` tag).
+    pub fn service(&self) -> &str {
+        self.tags.get(SERVICE_TAG).map_or("", String::as_str)
+    }
+}
+
+/// An admin listener.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Admin {
+    /// The admin port.
+    pub port: u32,
+}
+
+impl DataplaneSpec {
+    /// The distinct services this proxy serves, sorted.
+    pub fn services(&self) -> Vec<&str> {
+        let set: BTreeSet<&str> = self
+            .networking
+            .inbound
+            .iter()
+            .map(Inbound::service)
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// The tags of the inbounds, each inbound's tags in turn.
+    pub fn inbound_tags(&self) -> impl Iterator<Item = &BTreeMap<String, String>> {
+        self.networking.inbound.iter().map(|i| &i.tags)
+    }
+
+    /// Whether some inbound carries `key: value`. Kuma's `MeshSubset` matches
+    /// a dataplane on the union of its inbounds' tags.
+    pub fn has_tag(&self, key: &str, value: &str) -> bool {
+        self.inbound_tags()
+            .any(|t| t.get(key).is_some_and(|v| v == value))
+    }
+
+    /// The outbounds (empty when none are declared).
+    pub fn outbounds(&self) -> &[Outbound] {
+        self.networking.outbound.as_deref().unwrap_or_default()
+    }
+}
+
+impl Validate for DataplaneSpec {
+    fn validate(&self, path: &str, v: &mut Violations) {
+        let np = join(path, "networking");
+        let n = &self.networking;
+        if let Err(e) = validate_host(&n.address) {
+            v.add(join(&np, "address"), e);
+        }
+        if let Some(a) = &n.advertised_address
+            && let Err(e) = validate_host(a)
+        {
+            v.add(join(&np, "advertisedAddress"), e);
+        }
+        let ip = join(&np, "inbound");
+        if n.inbound.is_empty() {
+            v.add(ip.clone(), "must have at least one inbound");
+        }
+        let mut ports = BTreeSet::new();
+        for (i, inb) in n.inbound.iter().enumerate() {
+            let p = index(&ip, i);
+            if let Err(e) = validate_port(inb.port) {
+                v.add(join(&p, "port"), e);
+            } else if !ports.insert((inb.address.as_deref(), inb.port)) {
+                v.add(
+                    join(&p, "port"),
+                    format!("duplicate inbound port {}", inb.port),
+                );
+            }
+            if let Some(sp) = inb.service_port
+                && let Err(e) = validate_port(sp)
+            {
+                v.add(join(&p, "servicePort"), e);
+            }
+            for (field, addr) in [
+                ("serviceAddress", &inb.service_address),
+                ("address", &inb.address),
+            ] {
+                if let Some(a) = addr
+                    && let Err(e) = validate_host(a)
+                {
+                    v.add(join(&p, field), e);
+                }
+            }
+            validate_service_tags(&join(&p, "tags"), &inb.tags, v);
+        }
+        if let Some(outbound) = &n.outbound {
+            let op = join(&np, "outbound");
+            for (i, out) in outbound.iter().enumerate() {
+                let p = index(&op, i);
+                if let Err(e) = validate_port(out.port) {
+                    v.add(join(&p, "port"), e);
+                }
+                if let Some(a) = &out.address
+                    && let Err(e) = validate_host(a)
+                {
+                    v.add(join(&p, "address"), e);
+                }
+                validate_service_tags(&join(&p, "tags"), &out.tags, v);
+            }
+        }
+        if let Some(admin) = &n.admin
+            && let Err(e) = validate_port(admin.port)
+        {
+            v.add(join(&join(&np, "admin"), "port"), e);
+        }
+    }
+}
+
+/// Tags that must name a service.
+pub(crate) fn validate_service_tags(
+    path: &str,
+    tags: &BTreeMap<String, String>,
+    v: &mut Violations,
+) {
+    if !tags.contains_key(SERVICE_TAG) {
+        v.add(path, format!("must contain the {SERVICE_TAG:?} tag"));
+    }
+    validate_tags(path, tags, v);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ResourceKind, Spec};
+    use serde_json::json;
+
+    fn errors(value: serde_json::Value) -> Vec<String> {
+        match Spec::from_value(ResourceKind::Dataplane, value) {
+            Ok(_) => vec![],
+            Err(e) => e
+                .violations
+                .into_iter()
+                .map(|v| format!("{}: {}", v.field, v.reason))
+                .collect(),
+        }
+    }
+
+    fn sample() -> serde_json::Value {
+        json!({"networking": {
+            "address": "10.0.0.1",
+            "inbound": [
+                {"port": 10001, "servicePort": 8080, "tags": {"kuma.io/service": "web", "app": "frontend", "kuma.io/protocol": "tcp"}},
+                {"port": 10002, "tags": {"kuma.io/service": "metrics"}, "health": {"ready": false}}
+            ],
+            "outbound": [{"port": 33033, "tags": {"kuma.io/service": "backend"}}],
+            "admin": {"port": 9901}
+        }})
+    }
+
+    #[test]
+    fn valid_round_trip_and_helpers() {
+        let value = sample();
+        let Spec::Dataplane(dp) =
+            Spec::from_value(ResourceKind::Dataplane, value.clone()).expect("valid")
+        else {
+            panic!("wrong kind")
+        };
+        assert_eq!(serde_json::to_value(&dp).expect("ser"), value);
+        assert_eq!(dp.services(), vec!["metrics", "web"]);
+        assert!(dp.has_tag("app", "frontend"));
+        assert!(!dp.has_tag("app", "backend"));
+        assert_eq!(dp.outbounds()[0].service(), "backend");
+        assert!(dp.networking.inbound[0].is_ready());
+        assert!(!dp.networking.inbound[1].is_ready());
+        assert_eq!(dp.networking.inbound[1].effective_service_port(), 10002);
+    }
+
+    #[test]
+    fn invalid_dataplanes() {
+        let cases: Vec<(serde_json::Value, Vec<&str>)> = vec![
+            (
+                json!({"networking": {"address": "10.0.0.1"}}),
+                vec!["networking.inbound: must have at least one inbound"],
+            ),
+            (
+                json!({"networking": {"address": "not an address", "inbound": [
+                    {"port": 0, "servicePort": 70000, "tags": {"app": "x"}},
+                ]}}),
+                vec![
+                    "networking.address: must be an IP address or a DNS name: invalid character: a name must consist of lower-case alphanumeric characters, '-' or '.', and start and end with an alphanumeric character",
+                    "networking.inbound[0].port: must be in 1..=65535 (got 0)",
+                    "networking.inbound[0].servicePort: must be in 1..=65535 (got 70000)",
+                    "networking.inbound[0].tags: must contain the \"kuma.io/service\" tag",
+                ],
+            ),
+            (
+                json!({"networking": {"address": "10.0.0.1", "inbound": [
+                    {"port": 1, "tags": {"kuma.io/service": "a"}},
+                    {"port": 1, "tags": {"kuma.io/service": "b/c"}},
+                ], "outbound": [{"port": 2, "tags": {}}]}}),
+                vec![
+                    "networking.inbound[1].port: duplicate inbound port 1",
+                    "networking.inbound[1].tags[\"kuma.io/service\"]: invalid tag value \"b/c\": may only contain alphanumerics, '.', '-', '_' or ':'",
+                    "networking.outbound[0].tags: must contain the \"kuma.io/service\" tag",
+                ],
+            ),
+            (
+                json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": "80", "tags": {}}]}}),
+                vec!["networking.inbound[0].port: invalid type: string \"80\", expected u32"],
+            ),
+            (
+                json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {}, "servce": 1}]}}),
+                vec![
+                    "networking.inbound[0].servce: unknown field `servce`, expected one of `port`, `servicePort`, `serviceAddress`, `address`, `tags`, `health`",
+                ],
+            ),
+        ];
+        for (value, want) in cases {
+            assert_eq!(errors(value.clone()), want, "{value}");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Meridian's resource model: the Kuma-compatible resources and policies every
+//! component shares, their validation, and the targetRef policy-matching
+//! algorithm.
+//!
+//! Layout:
+//! - [`kind`]: the resource types and their names (type name, plural, scope).
+//! - [`document`]: the universal-format document (`type`, `name`, `mesh`,
+//!   `labels`, then `spec` or top-level fields) and the typed [`Spec`].
+//! - [`mesh`], [`zone`], [`dataplane`], [`zone_proxy`]: the non-policy resources.
+//! - [`policy`]: the six `Mesh*` targetRef policies Meridian implements.
+//! - [`matching`]: which policies apply to a proxy and the merged result.
+//!
+//! Invariant: a [`Spec`] obtained from [`Spec::from_value`] or
+//! [`parse_document`] has passed every structural and semantic check, so
+//! consumers never re-validate.
+
+#![forbid(unsafe_code)]
+
+pub mod dataplane;
+pub mod document;
+pub mod duration;
+pub mod error;
+pub mod kind;
+pub mod matching;
+pub mod mesh;
+pub mod name;
+pub mod policy;
+pub mod target_ref;
+pub mod zone;
+pub mod zone_proxy;
+
+pub use dataplane::*;
+pub use document::{ORIGIN_LABEL, Resource, ResourceMeta, Spec, parse_document, render_document};
+pub use duration::{Duration, DurationError};
+pub use error::{FieldViolation, ValidationError};
+pub use kind::{ResourceKind, UnknownKindError};
+pub use matching::*;
+pub use mesh::*;
+pub use name::{validate_mesh_name, validate_name};
+pub use policy::*;
+pub use target_ref::{TargetRef, TargetRefKind};
+pub use zone::ZoneSpec;
+pub use zone_proxy::*;
+
+#[cfg(all(test, feature = "openapi"))]
+mod openapi_tests {
+    use utoipa::{PartialSchema, ToSchema};
+
+    /// The schema of `T` plus every schema it references, as the REST crate
+    /// would register them, and the names referenced by `$ref` anywhere.
+    fn collect<T: ToSchema>() -> (Vec<String>, Vec<String>) {
+        let mut schemas = vec![(T::name().into_owned(), <T as PartialSchema>::schema())];
+        T::schemas(&mut schemas);
+        let json = serde_json::to_string(&schemas.iter().map(|(_, s)| s).collect::<Vec<_>>())
+            .expect("schemas serialize");
+        let refs = json
+            .split("\"$ref\":\"#/components/schemas/")
+            .skip(1)
+            .filter_map(|s| s.split('"').next().map(str::to_owned))
+            .collect();
+        (schemas.into_iter().map(|(n, _)| n).collect(), refs)
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let all = [
+            collect::<crate::MeshSpec>(),
+            collect::<crate::ZoneSpec>(),
+            collect::<crate::DataplaneSpec>(),
+            collect::<crate::ZoneIngressSpec>(),
+            collect::<crate::ZoneEgressSpec>(),
+            collect::<crate::MeshTrafficPermissionSpec>(),
+            collect::<crate::MeshTcpRouteSpec>(),
+            collect::<crate::MeshLoadBalancingStrategySpec>(),
+            collect::<crate::MeshTimeoutSpec>(),
+            collect::<crate::MeshHealthCheckSpec>(),
+            collect::<crate::MeshCircuitBreakerSpec>(),
+            collect::<crate::FieldViolation>(),
+            collect::<crate::ResourceKind>(),
+        ];
+        let (mesh_names, _) = collect::<crate::MeshSpec>();
+        assert!(
+            mesh_names.contains(&"Duration".to_owned()),
+            "{mesh_names:?}"
+        );
+        let kind =
+            serde_json::to_string(&<crate::ResourceKind as PartialSchema>::schema()).expect("ser");
+        assert!(kind.contains("\"MeshTCPRoute\""), "{kind}");
+        for (names, refs) in all {
+            for r in refs {
+                assert!(
+                    names.contains(&r),
+                    "{r} is referenced but not registered (have {names:?})"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The inbound side of `MeshTrafficPermission`: an ordered rule list that
+//! answers "may this client connect?" at the destination sidecar.
+
+use std::collections::BTreeMap;
+
+use crate::policy::Action;
+use crate::target_ref::TargetRef;
+
+/// One rule: clients selected by `from` get `action`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionRule {
+    /// The clients (a `from` targetRef).
+    pub from: TargetRef,
+    /// What they get.
+    pub action: Action,
+    /// The policy the rule came from (for logs and debugging).
+    pub policy: String,
+}
+
+/// The traffic permission rules of one inbound.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrafficPermissionRules {
+    /// Most specific first: the first rule selecting a client decides. This is
+    /// Kuma's merge read backwards (the last matching conf in merge order wins).
+    pub rules: Vec<PermissionRule>,
+    /// Whether the mesh has mTLS on, which decides the default.
+    pub mtls_enabled: bool,
+}
+
+impl TrafficPermissionRules {
+    /// The action for a client identified by its service and tags (the
+    /// service is authoritative: it comes from the peer certificate).
+    pub fn action_for(
+        &self,
+        client_service: &str,
+        client_tags: &BTreeMap<String, String>,
+    ) -> Action {
+        self.rules
+            .iter()
+            .find(|r| r.from.selects(client_service, client_tags))
+            .map_or_else(|| self.default_action(), |r| r.action)
+    }
+
+    /// What happens when no rule selects the client, as in Kuma: with mTLS on,
+    /// the connection is denied (Kuma creates no implicit allow; a new mesh
+    /// only allows traffic if an allow-all MeshTrafficPermission is applied).
+    /// With mTLS off there is no authenticated client identity, permissions
+    /// cannot be enforced, and traffic is allowed.
+    pub fn default_action(&self) -> Action {
+        if self.mtls_enabled {
+            Action::Deny
+        } else {
+            Action::Allow
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! `MeshHealthCheck`: active health checking of a destination's endpoints
+//! from the calling proxy (`to` only). Meridian's proxies are L4, so only TCP
+//! checks exist; Kuma's `http` and `grpc` sections are rejected with a clear
+//! reason rather than silently ignored.
+
+use crate::duration::Duration;
+use crate::error::{Validate, Violations, index, join};
+use crate::kind::ResourceKind;
+use crate::policy::{IntOrString, TargetRefPolicy, validate_percent, validate_refs};
+use crate::target_ref::TargetRef;
+
+/// The body (`spec`) of a `MeshHealthCheck`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeshHealthCheckSpec {
+    /// The proxies that run the checks; absent means `Mesh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+    /// Checks per destination; at least one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<HealthCheckTo>>,
+}
+
+/// Checks for a group of destinations.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthCheckTo {
+    /// The destinations (`Mesh` or `MeshService`).
+    pub target_ref: TargetRef,
+    /// The check settings.
+    pub default: HealthCheckConf,
+}
+
+/// The mergeable health-check configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthCheckConf {
+    /// Time between checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// Time to wait for a check's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Failed checks before an endpoint is unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Passed checks before an endpoint is healthy again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    /// Random delay before the first check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_jitter: Option<Duration>,
+    /// Random delay added to each interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_jitter: Option<Duration>,
+    /// Random delay added to each interval, as a percentage of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_jitter_percent: Option<u32>,
+    /// Below this healthy percentage, all endpoints are used (panic mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_panic_threshold: Option<IntOrString>,
+    /// In panic mode, fail connections instead of using unhealthy endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_traffic_on_panic: Option<bool>,
+    /// Check interval for endpoints that received no traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_traffic_interval: Option<Duration>,
+    /// Keep the check connection open between checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_connection: Option<bool>,
+    /// Path of a file to log health-check events to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log_path: Option<String>,
+    /// Log every failed check, not only state changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub always_log_health_check_failures: Option<bool>,
+    /// The TCP check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpHealthCheck>,
+    /// Kuma's HTTP check: rejected, Meridian is L4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub http: Option<serde_json::Value>,
+    /// Kuma's gRPC check: rejected, Meridian is L4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub grpc: Option<serde_json::Value>,
+}
+
+/// The TCP check: connect, optionally send a payload and expect a reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TcpHealthCheck {
+    /// Turn the TCP check off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// Base64 payload to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    /// Base64 payloads, each expected somewhere in the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive: Option<Vec<String>>,
+}
+
+impl TargetRefPolicy for MeshHealthCheckSpec {
+    type Conf = HealthCheckConf;
+
+    fn target_ref(&self) -> Option<&TargetRef> {
+        self.target_ref.as_ref()
+    }
+
+    fn entries_to(&self) -> Vec<(&TargetRef, &Self::Conf)> {
+        self.to
+            .iter()
+            .flatten()
+            .map(|t| (&t.target_ref, &t.default))
+            .collect()
+    }
+}
+
+impl Validate for MeshHealthCheckSpec {
+    fn validate(&self, path: &str, v: &mut Violations) {
+        let to: Option<Vec<&TargetRef>> = self
+            .to
+            .as_ref()
+            .map(|t| t.iter().map(|e| &e.target_ref).collect());
+        validate_refs(
+            ResourceKind::MeshHealthCheck,
+            path,
+            self.target_ref.as_ref(),
+            to.as_deref(),
+            None,
+            v,
+        );
+        let to_path = join(path, "to");
+        for (i, entry) in self.to.iter().flatten().enumerate() {
+            entry
+                .default
+                .validate(&join(&index(&to_path, i), "default"), v);
+        }
+    }
+}
+
+impl Validate for HealthCheckConf {
+    fn validate(&self, path: &str, v: &mut Violations) {
+        for (field, set) in [("http", self.http.is_some()), ("grpc", self.grpc.is_some())] {
+            if set {
+                v.add(
+                    join(path, field),
+                    "is not supported by Meridian: its proxies are L4 and only run TCP health checks (use `tcp`)",
+                );
+            }
+        }
+        for (field, value) in [
+            ("unhealthyThreshold", self.unhealthy_threshold),
+            ("healthyThreshold", self.healthy_threshold),
+        ] {
+            if value == Some(0) {
+                v.add(join(path, field), "must be at least 1");
+            }
+        }
+        if let Some(i) = &self.interval
+            && i.as_duration().is_zero()
+        {
+            v.add(join(path, "interval"), "must be greater than 0");
+        }
+        if let Some(t) = &self.timeout
+            && t.as_duration().is_zero()
+        {
+            v.add(join(path, "timeout"), "must be greater than 0");
+        }
+        validate_percent(
+            &join(path, "intervalJitterPercent"),
+            self.interval_jitter_percent,
+            v,
+        );
+        if let Some(p) = &self.healthy_panic_threshold {
+            p.validate_percentage(&join(path, "healthyPanicThreshold"), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ResourceKind, Spec};
+    use serde_json::json;
+
+    fn errors(default: serde_json::Value) -> Vec<String> {
+        let value = json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "default": default}]});
+        match Spec::from_value(ResourceKind::MeshHealthCheck, value.clone()) {
+            Ok(spec) => {
+                assert_eq!(spec.to_value(), value);
+                vec![]
+            }
+            Err(e) => e
+                .violations
+                .into_iter()
+                .map(|v| format!("{}: {}", v.field, v.reason))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn table() {
+        let p = "spec.to[0].default";
+        let cases: Vec<(serde_json::Value, Vec<String>)> = vec![
+            (
+                json!({"interval": "10s", "timeout": "2s", "unhealthyThreshold": 3, "healthyThreshold": 1, "initialJitter": "5s",
+                       "intervalJitter": "6s", "intervalJitterPercent": 10, "healthyPanicThreshold": 60, "failTrafficOnPanic": true,
+                       "noTrafficInterval": "10s", "reuseConnection": true, "tcp": {"disabled": false, "send": "Zm9v", "receive": ["YmFy"]}}),
+                vec![],
+            ),
+            (
+                json!({"http": {"path": "/health"}, "grpc": {}}),
+                vec![
+                    format!(
+                        "{p}.http: is not supported by Meridian: its proxies are L4 and only run TCP health checks (use `tcp`)"
+                    ),
+                    format!(
+                        "{p}.grpc: is not supported by Meridian: its proxies are L4 and only run TCP health checks (use `tcp`)"
+                    ),
+                ],
+            ),
+            (
+                json!({"interval": "0s", "unhealthyThreshold": 0, "intervalJitterPercent": 150, "healthyPanicThreshold": "x"}),
+                vec![
+                    format!("{p}.unhealthyThreshold: must be at least 1"),
+                    format!("{p}.interval: must be greater than 0"),
+                    format!("{p}.intervalJitterPercent: must be in 0..=100 (got 150)"),
+                    format!(
+                        "{p}.healthyPanicThreshold: must be a number in 0..=100 (integer or string such as \"99.9\")"
+                    ),
+                ],
+            ),
+        ];
+        for (default, want) in cases {
+            assert_eq!(errors(default.clone()), want, "{default}");
+        }
+        let from = json!({"targetRef": {"kind": "Mesh"}, "from": [{"targetRef": {"kind": "Mesh"}, "default": {}}]});
+        let e = Spec::from_value(ResourceKind::MeshHealthCheck, from).expect_err("from");
+        assert_eq!(e.violations[0].field, "spec.from");
+        assert_eq!(
+            e.violations[0].reason,
+            "MeshHealthCheck does not support `from`"
+        );
+    }
+}

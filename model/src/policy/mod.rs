@@ -1,0 +1,285 @@
+//! The `Mesh*` targetRef policies Meridian implements, and what they share:
+//! the targetRef support matrix (which kinds each policy accepts at the top
+//! level, in `to` and in `from`, as Kuma documents them), the
+//! at-least-one-entry rule, and the [`TargetRefPolicy`] view the matcher uses.
+//!
+//! | policy                    | top level | `to`                 | `from` |
+//! |---------------------------|-----------|----------------------|--------|
+//! | MeshTrafficPermission     | all four  | –                    | all four |
+//! | MeshTCPRoute              | all four  | MeshService          | –      |
+//! | MeshLoadBalancingStrategy | all four  | Mesh, MeshService    | –      |
+//! | MeshTimeout               | all four  | Mesh, MeshService    | Mesh   |
+//! | MeshHealthCheck           | all four  | Mesh, MeshService    | –      |
+//! | MeshCircuitBreaker        | all four  | Mesh, MeshService    | Mesh   |
+
+pub mod circuit_breaker;
+pub mod health_check;
+pub mod load_balancing;
+pub mod tcp_route;
+pub mod timeout;
+pub mod traffic_permission;
+
+pub use circuit_breaker::*;
+pub use health_check::*;
+pub use load_balancing::*;
+pub use tcp_route::*;
+pub use timeout::*;
+pub use traffic_permission::*;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Validate, ValidationError, Violations, decode, index, join};
+use crate::kind::ResourceKind;
+use crate::target_ref::{TargetRef, TargetRefKind};
+
+/// A policy's entries as the matcher sees them: the top-level targetRef and
+/// `(targetRef, default)` pairs for each direction.
+pub trait TargetRefPolicy {
+    /// The mergeable configuration under `default`.
+    type Conf: Clone + Serialize + DeserializeOwned;
+
+    /// The top-level targetRef; absent means `Mesh` (as in Kuma 2.6+).
+    fn target_ref(&self) -> Option<&TargetRef>;
+
+    /// `to` entries in document order.
+    fn entries_to(&self) -> Vec<(&TargetRef, &Self::Conf)> {
+        Vec::new()
+    }
+
+    /// `from` entries in document order.
+    fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
+        Vec::new()
+    }
+}
+
+/// Which targetRef kinds a policy accepts at each level (empty = level not supported).
+pub(crate) struct Support {
+    pub(crate) to: &'static [TargetRefKind],
+    pub(crate) from: &'static [TargetRefKind],
+}
+
+const ALL: &[TargetRefKind] = &TargetRefKind::SUPPORTED;
+const MESH_OR_SERVICE: &[TargetRefKind] = &[TargetRefKind::Mesh, TargetRefKind::MeshService];
+const MESH_ONLY: &[TargetRefKind] = &[TargetRefKind::Mesh];
+
+/// The support matrix of a policy kind (top level accepts all four for every policy).
+pub(crate) fn support(kind: ResourceKind) -> Support {
+    match kind {
+        ResourceKind::MeshTrafficPermission => Support { to: &[], from: ALL },
+        ResourceKind::MeshTcpRoute => Support {
+            to: &[TargetRefKind::MeshService],
+            from: &[],
+        },
+        ResourceKind::MeshLoadBalancingStrategy | ResourceKind::MeshHealthCheck => Support {
+            to: MESH_OR_SERVICE,
+            from: &[],
+        },
+        ResourceKind::MeshTimeout | ResourceKind::MeshCircuitBreaker => Support {
+            to: MESH_OR_SERVICE,
+            from: MESH_ONLY,
+        },
+        _ => Support { to: &[], from: &[] },
+    }
+}
+
+/// Parses and validates a policy spec (the value under the document's `spec`).
+///
+/// Unsupported `to`/`from` keys are reported with a policy-specific reason and
+/// removed first, so the rest of the spec is still checked and every
+/// violation is returned together.
+pub(crate) fn parse_policy<T>(
+    kind: ResourceKind,
+    mut value: serde_json::Value,
+) -> Result<T, ValidationError>
+where
+    T: DeserializeOwned + Validate,
+{
+    let mut v = Violations::default();
+    let sup = support(kind);
+    if let serde_json::Value::Object(map) = &mut value {
+        for (level, allowed) in [("to", sup.to), ("from", sup.from)] {
+            if allowed.is_empty() && map.remove(level).is_some() {
+                v.add(
+                    format!("spec.{level}"),
+                    format!("{kind} does not support `{level}`"),
+                );
+            }
+        }
+    }
+    match decode::<T>(value, "spec") {
+        Ok(spec) => {
+            spec.validate("spec", &mut v);
+            v.into_result(spec)
+        }
+        Err(e) => {
+            v.extend(e);
+            Err(ValidationError { violations: v.0 })
+        }
+    }
+}
+
+/// Checks the targetRefs of a policy against its support matrix and that it
+/// has at least one entry in a direction it supports.
+pub(crate) fn validate_refs(
+    kind: ResourceKind,
+    path: &str,
+    top: Option<&TargetRef>,
+    to: Option<&[&TargetRef]>,
+    from: Option<&[&TargetRef]>,
+    v: &mut Violations,
+) {
+    let sup = support(kind);
+    if let Some(t) = top {
+        t.validate_at(
+            &join(path, "targetRef"),
+            ALL,
+            &format!("{kind} top-level targetRef"),
+            v,
+        );
+    }
+    for (level, refs, allowed) in [("to", to, sup.to), ("from", from, sup.from)] {
+        let lp = join(path, level);
+        for (i, r) in refs.unwrap_or_default().iter().enumerate() {
+            r.validate_at(
+                &join(&index(&lp, i), "targetRef"),
+                allowed,
+                &format!("{kind} `{level}`"),
+                v,
+            );
+        }
+    }
+    let to_n = to.map(<[_]>::len);
+    let from_n = from.map(<[_]>::len);
+    match (sup.to.is_empty(), sup.from.is_empty()) {
+        (false, false) => {
+            if to_n.unwrap_or(0) + from_n.unwrap_or(0) == 0 {
+                v.add(path, "must have at least one `to` or `from` entry");
+            }
+        }
+        (false, true) => require_entries(&join(path, "to"), to_n, v),
+        (true, false) => require_entries(&join(path, "from"), from_n, v),
+        (true, true) => {}
+    }
+}
+
+fn require_entries(path: &str, n: Option<usize>, v: &mut Violations) {
+    match n {
+        None => v.add(path, "must be set"),
+        Some(0) => v.add(path, "must have at least one item"),
+        Some(_) => {}
+    }
+}
+
+/// Records a violation when a percentage is above 100.
+pub(crate) fn validate_percent(path: &str, value: Option<u32>, v: &mut Violations) {
+    if let Some(p) = value
+        && p > 100
+    {
+        v.add(path, format!("must be in 0..=100 (got {p})"));
+    }
+}
+
+/// A number written either as an integer or as a string (Kuma's
+/// `intstr.IntOrString`), e.g. a percentage `70` or `"99.9"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntOrString {
+    /// Written as an integer.
+    Int(i64),
+    /// Written as a string.
+    String(String),
+}
+
+impl IntOrString {
+    /// The numeric value, if the string form is a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Self::Int(i) => Some(*i as f64),
+            Self::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        }
+    }
+
+    /// Records a violation unless the value is a number in `0..=100`.
+    pub(crate) fn validate_percentage(&self, path: &str, v: &mut Violations) {
+        match self.as_f64() {
+            Some(p) if (0.0..=100.0).contains(&p) => {}
+            _ => v.add(
+                path,
+                "must be a number in 0..=100 (integer or string such as \"99.9\")",
+            ),
+        }
+    }
+}
+
+impl Serialize for IntOrString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Int(i) => s.serialize_i64(*i),
+            Self::String(v) => s.serialize_str(v),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IntOrString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IntOrString;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(IntOrString::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(IntOrString::Int)
+                    .map_err(|_| E::custom("integer too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(IntOrString::String(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for IntOrString {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Integer))
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some("An integer or a string holding a number."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for IntOrString {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_or_string() {
+        let cases = [
+            (serde_json::json!(70), Some(70.0), true),
+            (serde_json::json!("99.9"), Some(99.9), true),
+            (serde_json::json!("abc"), None, false),
+            (serde_json::json!(101), Some(101.0), false),
+            (serde_json::json!(-1), Some(-1.0), false),
+        ];
+        for (value, num, valid) in cases {
+            let p: IntOrString = serde_json::from_value(value.clone()).expect("parse");
+            assert_eq!(p.as_f64(), num, "{value}");
+            let mut v = Violations::default();
+            p.validate_percentage("p", &mut v);
+            assert_eq!(v.0.is_empty(), valid, "{value}");
+            assert_eq!(serde_json::to_value(&p).expect("ser"), value);
+        }
+        assert!(serde_json::from_value::<IntOrString>(serde_json::json!(1.5)).is_err());
+    }
+}

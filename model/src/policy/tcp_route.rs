@@ -1,0 +1,268 @@
+//! `MeshTCPRoute`: where a proxy's TCP connections to a service really go —
+//! weighted splits across subsets (canary, A/B) or redirection to another
+//! service. Unlike other outbound policies, the `default` sits inside
+//! `rules` (at most one rule per `to` entry).
+
+use std::collections::BTreeMap;
+
+use crate::error::{Validate, Violations, index, join};
+use crate::kind::ResourceKind;
+use crate::policy::{TargetRefPolicy, validate_refs};
+use crate::target_ref::{TargetRef, TargetRefKind, validate_name_and_tags};
+
+/// The body (`spec`) of a `MeshTCPRoute`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeshTcpRouteSpec {
+    /// The proxies whose outbounds are routed; absent means `Mesh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+    /// Routes per destination service; at least one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<TcpRouteTo>>,
+}
+
+/// The routes for one destination.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TcpRouteTo {
+    /// The destination (a `MeshService`).
+    pub target_ref: TargetRef,
+    /// At most one rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<TcpRouteRule>,
+}
+
+/// A routing rule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TcpRouteRule {
+    /// The mergeable routing configuration.
+    pub default: TcpRouteConf,
+}
+
+/// Where connections go.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TcpRouteConf {
+    /// Weighted destinations; at least one.
+    pub backend_refs: Vec<BackendRef>,
+}
+
+/// A weighted destination of a route.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackendRef {
+    /// `MeshService` or `MeshServiceSubset`.
+    pub kind: TargetRefKind,
+    /// The service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The subset's tags (`MeshServiceSubset` only, required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Relative weight (default 1; 0 receives no traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+impl BackendRef {
+    /// The weight, defaulting to 1 as in Kuma.
+    pub fn effective_weight(&self) -> u32 {
+        self.weight.unwrap_or(1)
+    }
+
+    /// The service name (validated to be present).
+    pub fn service(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+
+    /// The subset tags (empty for a whole service).
+    pub fn subset_tags(&self) -> BTreeMap<String, String> {
+        self.tags.clone().unwrap_or_default()
+    }
+}
+
+impl TargetRefPolicy for MeshTcpRouteSpec {
+    type Conf = TcpRouteConf;
+
+    fn target_ref(&self) -> Option<&TargetRef> {
+        self.target_ref.as_ref()
+    }
+
+    fn entries_to(&self) -> Vec<(&TargetRef, &Self::Conf)> {
+        self.to
+            .iter()
+            .flatten()
+            .filter_map(|t| t.rules.first().map(|r| (&t.target_ref, &r.default)))
+            .collect()
+    }
+}
+
+impl Validate for MeshTcpRouteSpec {
+    fn validate(&self, path: &str, v: &mut Violations) {
+        let to: Option<Vec<&TargetRef>> = self
+            .to
+            .as_ref()
+            .map(|t| t.iter().map(|e| &e.target_ref).collect());
+        validate_refs(
+            ResourceKind::MeshTcpRoute,
+            path,
+            self.target_ref.as_ref(),
+            to.as_deref(),
+            None,
+            v,
+        );
+        let to_path = join(path, "to");
+        for (i, entry) in self.to.iter().flatten().enumerate() {
+            let rules_path = join(&index(&to_path, i), "rules");
+            if entry.rules.len() > 1 {
+                v.add(
+                    rules_path.clone(),
+                    format!("must have at most one rule (got {})", entry.rules.len()),
+                );
+            }
+            for (j, rule) in entry.rules.iter().enumerate() {
+                let refs_path = join(&join(&index(&rules_path, j), "default"), "backendRefs");
+                validate_backend_refs(&refs_path, &rule.default.backend_refs, v);
+            }
+        }
+    }
+}
+
+fn validate_backend_refs(path: &str, refs: &[BackendRef], v: &mut Violations) {
+    if refs.is_empty() {
+        v.add(path, "must have at least one item");
+    }
+    for (i, r) in refs.iter().enumerate() {
+        let p = index(path, i);
+        let subset = match r.kind {
+            TargetRefKind::MeshService => false,
+            TargetRefKind::MeshServiceSubset => true,
+            other => {
+                v.add(
+                    join(&p, "kind"),
+                    format!("{other} is not supported as a backendRef (allowed: MeshService, MeshServiceSubset)"),
+                );
+                continue;
+            }
+        };
+        validate_name_and_tags(
+            &p,
+            r.kind,
+            r.name.as_deref(),
+            r.tags.as_ref(),
+            true,
+            subset,
+            v,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ResourceKind, Spec};
+    use serde_json::json;
+
+    fn errors(value: serde_json::Value) -> Vec<String> {
+        match Spec::from_value(ResourceKind::MeshTcpRoute, value.clone()) {
+            Ok(spec) => {
+                assert_eq!(spec.to_value(), value);
+                vec![]
+            }
+            Err(e) => e
+                .violations
+                .into_iter()
+                .map(|v| format!("{}: {}", v.field, v.reason))
+                .collect(),
+        }
+    }
+
+    fn route(to_ref: serde_json::Value, backend_refs: serde_json::Value) -> serde_json::Value {
+        json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": to_ref, "rules": [{"default": {"backendRefs": backend_refs}}]}]})
+    }
+
+    #[test]
+    fn table() {
+        let svc = json!({"kind": "MeshService", "name": "backend"});
+        let cases: Vec<(serde_json::Value, Vec<&str>)> = vec![
+            (
+                route(
+                    svc.clone(),
+                    json!([{"kind": "MeshService", "name": "other", "weight": 0}]),
+                ),
+                vec![],
+            ),
+            (
+                json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": svc.clone()}]}),
+                vec![],
+            ),
+            (
+                // Two independent problems are both reported.
+                route(
+                    json!({"kind": "MeshGateway", "name": "gw"}),
+                    json!([{"kind": "MeshServiceSubset", "name": "backend"}]),
+                ),
+                vec![
+                    "spec.to[0].targetRef.kind: MeshGateway is not supported by Meridian (supported kinds: Mesh, MeshSubset, MeshService, MeshServiceSubset)",
+                    "spec.to[0].rules[0].default.backendRefs[0].tags: must be set for kind MeshServiceSubset",
+                ],
+            ),
+            (
+                route(json!({"kind": "Mesh"}), json!([])),
+                vec![
+                    "spec.to[0].targetRef.kind: MeshTCPRoute `to` does not support kind Mesh (allowed: MeshService)",
+                    "spec.to[0].rules[0].default.backendRefs: must have at least one item",
+                ],
+            ),
+            (
+                route(
+                    svc.clone(),
+                    json!([{"kind": "MeshService"}, {"kind": "MeshService", "name": "x", "tags": {"a": "b"}}, {"kind": "MeshSubset", "tags": {"a": "b"}}]),
+                ),
+                vec![
+                    "spec.to[0].rules[0].default.backendRefs[0].name: must be set for kind MeshService",
+                    "spec.to[0].rules[0].default.backendRefs[1].tags: must not be set for kind MeshService",
+                    "spec.to[0].rules[0].default.backendRefs[2].kind: MeshSubset is not supported as a backendRef (allowed: MeshService, MeshServiceSubset)",
+                ],
+            ),
+            (
+                route(
+                    svc.clone(),
+                    json!([{"kind": "MeshService", "name": "x", "weight": -1}]),
+                ),
+                vec![
+                    "spec.to[0].rules[0].default.backendRefs[0].weight: invalid value: integer `-1`, expected u32",
+                ],
+            ),
+            (
+                json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": svc.clone(), "rules": [
+                    {"default": {"backendRefs": [{"kind": "MeshService", "name": "a"}]}},
+                    {"default": {"backendRefs": [{"kind": "MeshService", "name": "b"}]}}
+                ]}]}),
+                vec!["spec.to[0].rules: must have at most one rule (got 2)"],
+            ),
+            (
+                json!({"targetRef": {"kind": "Mesh"}, "from": [{"targetRef": {"kind": "Mesh"}}]}),
+                vec![
+                    "spec.from: MeshTCPRoute does not support `from`",
+                    "spec.to: must be set",
+                ],
+            ),
+            (
+                json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": svc.clone(), "rules": [{"default": {"backendRefs": [], "filters": []}}]}]}),
+                vec![
+                    "spec.to[0].rules[0].default.filters: unknown field `filters`, expected `backendRefs`",
+                ],
+            ),
+        ];
+        for (value, want) in cases {
+            assert_eq!(errors(value.clone()), want, "{value}");
+        }
+    }
+}

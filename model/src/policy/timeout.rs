@@ -1,0 +1,191 @@
+//! `MeshTimeout`: connection and idle timeouts for outbound (`to`) and
+//! inbound (`from`) traffic. The `http` section is accepted for Kuma
+//! compatibility; Meridian's L4 proxies only act on `connectionTimeout` and
+//! `idleTimeout`.
+
+use crate::duration::Duration;
+use crate::error::{Validate, Violations};
+use crate::kind::ResourceKind;
+use crate::policy::{TargetRefPolicy, validate_refs};
+use crate::target_ref::TargetRef;
+
+/// The body (`spec`) of a `MeshTimeout`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeshTimeoutSpec {
+    /// The proxies configured; absent means `Mesh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+    /// Outbound timeouts per destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<TimeoutEntry>>,
+    /// Inbound timeouts (`Mesh` clients only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Vec<TimeoutEntry>>,
+}
+
+/// Timeouts for a group of destinations or clients.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimeoutEntry {
+    /// The destinations or clients.
+    pub target_ref: TargetRef,
+    /// The timeouts.
+    pub default: TimeoutConf,
+}
+
+/// The mergeable timeout configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimeoutConf {
+    /// Time allowed to establish a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_timeout: Option<Duration>,
+    /// A connection with no traffic for this long is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// HTTP timeouts (accepted for compatibility; not applied by Meridian's L4 proxies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpTimeouts>,
+}
+
+/// HTTP timeouts of Kuma's MeshTimeout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HttpTimeouts {
+    /// Time for a whole request/response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
+    /// Idle time of a stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_idle_timeout: Option<Duration>,
+    /// Maximum stream duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stream_duration: Option<Duration>,
+    /// Maximum connection duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_duration: Option<Duration>,
+    /// Time to receive request headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers_timeout: Option<Duration>,
+}
+
+impl TargetRefPolicy for MeshTimeoutSpec {
+    type Conf = TimeoutConf;
+
+    fn target_ref(&self) -> Option<&TargetRef> {
+        self.target_ref.as_ref()
+    }
+
+    fn entries_to(&self) -> Vec<(&TargetRef, &Self::Conf)> {
+        self.to
+            .iter()
+            .flatten()
+            .map(|t| (&t.target_ref, &t.default))
+            .collect()
+    }
+
+    fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
+        self.from
+            .iter()
+            .flatten()
+            .map(|t| (&t.target_ref, &t.default))
+            .collect()
+    }
+}
+
+impl Validate for MeshTimeoutSpec {
+    fn validate(&self, path: &str, v: &mut Violations) {
+        fn refs(l: &Option<Vec<TimeoutEntry>>) -> Option<Vec<&TargetRef>> {
+            l.as_ref()
+                .map(|t| t.iter().map(|e| &e.target_ref).collect())
+        }
+        let (to, from) = (refs(&self.to), refs(&self.from));
+        validate_refs(
+            ResourceKind::MeshTimeout,
+            path,
+            self.target_ref.as_ref(),
+            to.as_deref(),
+            from.as_deref(),
+            v,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ResourceKind, Spec};
+    use serde_json::json;
+
+    fn errors(value: serde_json::Value) -> Vec<String> {
+        match Spec::from_value(ResourceKind::MeshTimeout, value.clone()) {
+            Ok(spec) => {
+                assert_eq!(spec.to_value(), value);
+                vec![]
+            }
+            Err(e) => e
+                .violations
+                .into_iter()
+                .map(|v| format!("{}: {}", v.field, v.reason))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn table() {
+        let cases: Vec<(serde_json::Value, Vec<&str>)> = vec![
+            (
+                json!({"targetRef": {"kind": "MeshSubset", "tags": {"app": "frontend"}},
+                       "from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "60s", "connectionTimeout": "2s",
+                           "http": {"requestTimeout": "10s", "streamIdleTimeout": "1h", "maxStreamDuration": "30m", "maxConnectionDuration": "30m"}}}],
+                       "to": [{"targetRef": {"kind": "MeshService", "name": "backend_kuma-demo_svc_3001"}, "default": {"idleTimeout": "1m30s", "connectionTimeout": "1s"}}]}),
+                vec![],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {}}]}),
+                vec![],
+            ),
+            (
+                json!({"targetRef": {"kind": "Mesh"}}),
+                vec!["spec: must have at least one `to` or `from` entry"],
+            ),
+            (
+                json!({"targetRef": {"kind": "Mesh"}, "to": [], "from": []}),
+                vec!["spec: must have at least one `to` or `from` entry"],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "5 minutes"}}]}),
+                vec![
+                    "spec.to[0].default.idleTimeout: invalid duration \"5 minutes\": unknown unit (expected a Go duration such as \"10s\", \"1m30s\" or \"500ms\")",
+                ],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "-1s"}}]}),
+                vec![
+                    "spec.to[0].default.connectionTimeout: invalid duration \"-1s\": must not be negative (expected a Go duration such as \"10s\", \"1m30s\" or \"500ms\")",
+                ],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": 5}}]}),
+                vec![
+                    "spec.to[0].default.connectionTimeout: invalid type: integer `5`, expected a string",
+                ],
+            ),
+            (
+                json!({"from": [{"targetRef": {"kind": "MeshService", "name": "web"}, "default": {}}],
+                       "to": [{"targetRef": {"kind": "MeshSubset", "tags": {"a": "b"}}, "default": {}}]}),
+                vec![
+                    "spec.to[0].targetRef.kind: MeshTimeout `to` does not support kind MeshSubset (allowed: Mesh, MeshService)",
+                    "spec.from[0].targetRef.kind: MeshTimeout `from` does not support kind MeshService (allowed: Mesh)",
+                ],
+            ),
+        ];
+        for (value, want) in cases {
+            assert_eq!(errors(value.clone()), want, "{value}");
+        }
+    }
+}
