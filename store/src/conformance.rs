@@ -1,0 +1,613 @@
+//! The store conformance suite: behaviour every [`Store`] backend must have.
+//!
+//! Each case takes a fresh, empty store. A backend runs the whole suite with
+//! [`conformance_tests!`](crate::conformance_tests), which expands to one
+//! `#[tokio::test]` per case:
+//!
+//! ```text
+//! meridian_store::conformance_tests!(MyFixture::new());
+//! ```
+//!
+//! where `MyFixture::new()` is a future of a [`Fixture`]: something that owns a fresh
+//! store and whatever it needs (a database, a directory) until the case ends.
+
+// A test suite: a failed expectation is a failed case.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use meridian_model::ResourceKind;
+use serde_json::json;
+
+use crate::{
+    Change, ListQuery, NewResource, Precondition, PutOutcome, ResourceKey, Store, StoreError,
+    WriteOp,
+};
+
+/// Owns a fresh, empty store for one case, and what it lives on.
+pub trait Fixture: Send + Sync {
+    /// The store under test.
+    fn store(&self) -> &dyn Store;
+}
+
+/// Expands to one `#[tokio::test]` per conformance case. `$new_fixture` is an
+/// expression evaluating to a future of a [`Fixture`].
+#[macro_export]
+macro_rules! conformance_tests {
+    ($new_store:expr) => {
+        $crate::conformance_tests!(@cases $new_store;
+            put_then_get_round_trips,
+            identical_put_is_unchanged,
+            update_bumps_version_and_revision,
+            preconditions_are_enforced,
+            mesh_scoped_resources_need_their_mesh,
+            zone_owned_resources_need_their_zone,
+            deleting_a_mesh_deletes_its_resources_with_tombstones,
+            deleting_a_zone_deletes_what_it_owns,
+            delete_of_missing_resource_is_not_found,
+            list_filters_orders_and_pages,
+            changes_since_returns_latest_state_per_key_in_order,
+            changes_since_pages_by_revision,
+            compaction_drops_old_changes_and_reports_the_horizon,
+            failed_batch_writes_nothing,
+            watch_wakes_on_commit,
+            concurrent_writers_get_distinct_ordered_revisions,
+            settings_keep_their_first_value,
+            zone_insights_are_status_not_config
+        );
+    };
+    (@cases $new_store:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $new_store.await;
+                $crate::conformance::$case($crate::conformance::Fixture::store(&fixture)).await;
+            }
+        )*
+    };
+}
+
+fn mesh(name: &str) -> NewResource {
+    NewResource {
+        key: ResourceKey::global(ResourceKind::Mesh, name),
+        labels: BTreeMap::new(),
+        spec: json!({}),
+        zone: None,
+    }
+}
+
+fn zone(name: &str) -> NewResource {
+    NewResource {
+        key: ResourceKey::global(ResourceKind::Zone, name),
+        labels: BTreeMap::new(),
+        spec: json!({"enabled": true}),
+        zone: None,
+    }
+}
+
+fn policy(mesh: &str, name: &str, labels: &[(&str, &str)]) -> NewResource {
+    NewResource {
+        key: ResourceKey::in_mesh(ResourceKind::MeshTimeout, mesh, name),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        spec: json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1h"}}]}),
+        zone: None,
+    }
+}
+
+fn dataplane(mesh: &str, name: &str, zone: &str) -> NewResource {
+    NewResource {
+        key: ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, name),
+        labels: BTreeMap::from([("kuma.io/zone".to_owned(), zone.to_owned())]),
+        spec: json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}}),
+        zone: Some(zone.to_owned()),
+    }
+}
+
+async fn put(store: &dyn Store, resource: NewResource) -> crate::StoredResource {
+    let key = resource.key.clone();
+    match store.put(resource, Precondition::Any).await {
+        Ok((_, stored)) => stored,
+        Err(e) => panic!("put {key} failed: {e}"),
+    }
+}
+
+/// A created resource reads back exactly, with version 1 and the next revision.
+pub async fn put_then_get_round_trips(store: &dyn Store) {
+    assert_eq!(store.current_revision().await.unwrap(), 0);
+    let (outcome, created) = store.put(mesh("default"), Precondition::Any).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(created.version, 1);
+    assert_eq!(created.revision, 1);
+    let read = store.get(&created.key).await.unwrap().expect("mesh exists");
+    assert_eq!(read, created);
+    assert_eq!(store.current_revision().await.unwrap(), 1);
+    let missing = ResourceKey::global(ResourceKind::Mesh, "nope");
+    assert_eq!(store.get(&missing).await.unwrap(), None);
+}
+
+/// Re-putting the same labels and spec writes nothing and uses no revision.
+pub async fn identical_put_is_unchanged(store: &dyn Store) {
+    let first = put(store, mesh("default")).await;
+    let (outcome, again) = store.put(mesh("default"), Precondition::Any).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Unchanged);
+    assert_eq!(again, first);
+    assert_eq!(store.current_revision().await.unwrap(), first.revision);
+}
+
+/// A changed put increments the version, takes a new revision, keeps creation time.
+pub async fn update_bumps_version_and_revision(store: &dyn Store) {
+    let first = put(store, mesh("default")).await;
+    let mut changed = mesh("default");
+    changed.spec = json!({"routing": {"zoneEgress": true}});
+    let (outcome, second) = store.put(changed, Precondition::Any).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Updated);
+    assert_eq!(second.version, 2);
+    assert_eq!(second.revision, first.revision + 1);
+    assert_eq!(second.created_at, first.created_at);
+    assert!(second.modified_at >= first.modified_at);
+    assert_eq!(second.spec, json!({"routing": {"zoneEgress": true}}));
+}
+
+/// Create-only and expected-version writes fail with clear errors when unmet.
+pub async fn preconditions_are_enforced(store: &dyn Store) {
+    let first = put(store, mesh("default")).await;
+    let err = store
+        .put(mesh("default"), Precondition::Absent)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists(ref k) if k == &first.key),
+        "{err}"
+    );
+
+    let mut changed = mesh("default");
+    changed.labels.insert("team".into(), "a".into());
+    let err = store
+        .put(changed.clone(), Precondition::Version(7))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: 7,
+                actual: Some(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let (outcome, stored) = store.put(changed, Precondition::Version(1)).await.unwrap();
+    assert_eq!((outcome, stored.version), (PutOutcome::Updated, 2));
+
+    let err = store
+        .delete(&first.key, Precondition::Version(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                actual: Some(2),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = store
+        .put(mesh("other"), Precondition::Version(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { actual: None, .. }),
+        "{err}"
+    );
+    // Nothing above used a revision except the two successful writes.
+    assert_eq!(store.current_revision().await.unwrap(), 2);
+}
+
+/// A policy in a mesh that does not exist is refused; a global kind with a mesh too.
+pub async fn mesh_scoped_resources_need_their_mesh(store: &dyn Store) {
+    let err = store
+        .put(policy("missing", "p", &[]), Precondition::Any)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::MeshNotFound { ref mesh, .. } if mesh == "missing"),
+        "{err}"
+    );
+    let mut bad = mesh("m");
+    bad.key.mesh = "default".into();
+    let err = store.put(bad, Precondition::Any).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+    assert_eq!(store.current_revision().await.unwrap(), 0);
+}
+
+/// A zone-owned resource needs an existing zone; other kinds cannot have one.
+pub async fn zone_owned_resources_need_their_zone(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    let err = store
+        .put(dataplane("default", "dp-1", "zone-1"), Precondition::Any)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::ZoneNotFound { ref zone, .. } if zone == "zone-1"),
+        "{err}"
+    );
+    let mut no_zone = dataplane("default", "dp-1", "zone-1");
+    no_zone.zone = None;
+    let err = store.put(no_zone, Precondition::Any).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+    let mut zoned_policy = policy("default", "p", &[]);
+    zoned_policy.zone = Some("zone-1".into());
+    let err = store
+        .put(zoned_policy, Precondition::Any)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+
+    put(store, zone("zone-1")).await;
+    let stored = put(store, dataplane("default", "dp-1", "zone-1")).await;
+    assert_eq!(stored.zone.as_deref(), Some("zone-1"));
+}
+
+/// Deleting a Mesh removes its policies and dataplanes, logging a tombstone for each.
+pub async fn deleting_a_mesh_deletes_its_resources_with_tombstones(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    put(store, mesh("other")).await;
+    put(store, zone("zone-1")).await;
+    put(store, policy("default", "p1", &[])).await;
+    put(store, policy("other", "p2", &[])).await;
+    put(store, dataplane("default", "dp-1", "zone-1")).await;
+    let before = store.current_revision().await.unwrap();
+
+    let removed = store
+        .delete(
+            &ResourceKey::global(ResourceKind::Mesh, "default"),
+            Precondition::Any,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        removed,
+        vec![
+            ResourceKey::global(ResourceKind::Mesh, "default"),
+            ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "dp-1"),
+            ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "p1"),
+        ]
+    );
+    assert_eq!(
+        store
+            .get(&ResourceKey::in_mesh(
+                ResourceKind::MeshTimeout,
+                "default",
+                "p1"
+            ))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .get(&ResourceKey::in_mesh(
+                ResourceKind::MeshTimeout,
+                "other",
+                "p2"
+            ))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let batch = store.changes_since(before, 100).await.unwrap();
+    let tombstones: Vec<_> = batch
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Delete { key, .. } => key.clone(),
+            Change::Upsert(r) => panic!("unexpected upsert of {}", r.key),
+        })
+        .collect();
+    // Owned resources are tombstoned before their owner.
+    assert_eq!(tombstones.len(), 3);
+    assert_eq!(
+        tombstones[2],
+        ResourceKey::global(ResourceKind::Mesh, "default")
+    );
+    assert_eq!(batch.through, before + 3);
+}
+
+/// Deleting a Zone removes the resources it owns and its insight.
+pub async fn deleting_a_zone_deletes_what_it_owns(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    put(store, zone("zone-1")).await;
+    put(store, zone("zone-2")).await;
+    put(store, dataplane("default", "dp-1", "zone-1")).await;
+    put(store, dataplane("default", "dp-2", "zone-2")).await;
+    store
+        .put_zone_insight("zone-1", json!({"online": true}))
+        .await
+        .unwrap();
+
+    let removed = store
+        .delete(
+            &ResourceKey::global(ResourceKind::Zone, "zone-1"),
+            Precondition::Any,
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 2);
+    let dps = store
+        .list(&ListQuery::all(ResourceKind::Dataplane))
+        .await
+        .unwrap();
+    let names: Vec<_> = dps.items.iter().map(|r| r.key.name.as_str()).collect();
+    assert_eq!(names, ["dp-2"]);
+    assert_eq!(store.get_zone_insight("zone-1").await.unwrap(), None);
+    // The dataplane's tombstone carries its zone, so KDS can tell whose it was.
+    let batch = store.changes_since(5, 10).await.unwrap();
+    assert!(batch.changes.iter().any(|c| matches!(c,
+        Change::Delete { key, zone: Some(z), .. } if key.name == "dp-1" && z == "zone-1")));
+}
+
+/// Deleting what does not exist is NotFound and uses no revision.
+pub async fn delete_of_missing_resource_is_not_found(store: &dyn Store) {
+    let key = ResourceKey::global(ResourceKind::Mesh, "ghost");
+    let err = store.delete(&key, Precondition::Any).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(ref k) if k == &key),
+        "{err}"
+    );
+    assert_eq!(store.current_revision().await.unwrap(), 0);
+}
+
+/// Lists filter by mesh, zone and labels, order by mesh then name, and page.
+pub async fn list_filters_orders_and_pages(store: &dyn Store) {
+    put(store, mesh("a")).await;
+    put(store, mesh("b")).await;
+    for name in ["p3", "p1", "p2"] {
+        put(store, policy("b", name, &[("team", "x")])).await;
+    }
+    put(store, policy("a", "p9", &[("team", "y")])).await;
+
+    let mut query = ListQuery::all(ResourceKind::MeshTimeout);
+    let all = store.list(&query).await.unwrap();
+    let names: Vec<_> = all
+        .items
+        .iter()
+        .map(|r| format!("{}/{}", r.key.mesh, r.key.name))
+        .collect();
+    assert_eq!(names, ["a/p9", "b/p1", "b/p2", "b/p3"]);
+    assert_eq!(all.total, 4);
+
+    query.mesh = Some("b".into());
+    query.offset = 1;
+    query.limit = 1;
+    let page = store.list(&query).await.unwrap();
+    assert_eq!(page.total, 3);
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].key.name, "p2");
+
+    query.offset = 10;
+    let past_end = store.list(&query).await.unwrap();
+    assert_eq!((past_end.total, past_end.items.len()), (3, 0));
+
+    let mut by_label = ListQuery::all(ResourceKind::MeshTimeout);
+    by_label.labels.insert("team".into(), "y".into());
+    let labelled = store.list(&by_label).await.unwrap();
+    assert_eq!(labelled.total, 1);
+    assert_eq!(labelled.items[0].key.name, "p9");
+
+    put(store, zone("z1")).await;
+    put(store, zone("z2")).await;
+    put(store, dataplane("a", "dp-1", "z1")).await;
+    put(store, dataplane("a", "dp-2", "z2")).await;
+    let mut by_zone = ListQuery::all(ResourceKind::Dataplane);
+    by_zone.zone = Some("z2".into());
+    let zoned = store.list(&by_zone).await.unwrap();
+    assert_eq!(zoned.total, 1);
+    assert_eq!(zoned.items[0].key.name, "dp-2");
+}
+
+/// changes_since gives each changed key once, in its latest state, in revision order;
+/// a deleted-then-recreated key shows only its upsert.
+pub async fn changes_since_returns_latest_state_per_key_in_order(store: &dyn Store) {
+    put(store, mesh("default")).await; // 1
+    put(store, policy("default", "a", &[])).await; // 2
+    put(store, policy("default", "b", &[])).await; // 3
+    put(store, policy("default", "a", &[("v", "2")])).await; // 4
+    let b = ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "b");
+    store.delete(&b, Precondition::Any).await.unwrap(); // 5
+    put(store, policy("default", "c", &[])).await; // 6
+    store
+        .delete(
+            &ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "c"),
+            Precondition::Any,
+        )
+        .await
+        .unwrap(); // 7
+    put(store, policy("default", "c", &[("v", "3")])).await; // 8
+
+    let batch = store.changes_since(1, 100).await.unwrap();
+    assert_eq!(batch.through, 8);
+    let summary: Vec<_> = batch
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Upsert(r) => format!("upsert {} v{} @{}", r.key.name, r.version, r.revision),
+            Change::Delete { key, revision, .. } => format!("delete {} @{revision}", key.name),
+        })
+        .collect();
+    assert_eq!(summary, ["upsert a v2 @4", "delete b @5", "upsert c v1 @8"]);
+
+    let nothing = store.changes_since(8, 100).await.unwrap();
+    assert!(nothing.changes.is_empty());
+    assert_eq!(nothing.through, 8);
+}
+
+/// A limited read returns `through` = the last revision returned; continuing from it
+/// yields the rest, with nothing lost or repeated.
+pub async fn changes_since_pages_by_revision(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    for i in 0..7 {
+        put(store, policy("default", &format!("p{i}"), &[])).await;
+    }
+    let mut seen = Vec::new();
+    let mut since = 0;
+    loop {
+        let batch = store.changes_since(since, 3).await.unwrap();
+        assert!(batch.changes.len() <= 3);
+        seen.extend(batch.changes.iter().map(|c| c.revision()));
+        if batch.changes.is_empty() {
+            break;
+        }
+        since = batch.through;
+    }
+    assert_eq!(seen, (1..=8).collect::<Vec<_>>());
+}
+
+/// After compaction, readers behind the horizon are told to take a snapshot; readers
+/// at or past it still get deltas, tombstones included.
+pub async fn compaction_drops_old_changes_and_reports_the_horizon(store: &dyn Store) {
+    put(store, mesh("default")).await; // 1
+    put(store, policy("default", "a", &[])).await; // 2
+    store
+        .delete(
+            &ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "a"),
+            Precondition::Any,
+        )
+        .await
+        .unwrap(); // 3
+    put(store, policy("default", "b", &[])).await; // 4
+    assert_eq!(store.compaction_horizon().await.unwrap(), 0);
+
+    assert_eq!(store.compact(2).await.unwrap(), 2);
+    assert_eq!(store.compaction_horizon().await.unwrap(), 2);
+    let err = store.changes_since(1, 10).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Compacted {
+                since: 1,
+                horizon: 2
+            }
+        ),
+        "{err}"
+    );
+    let batch = store.changes_since(2, 10).await.unwrap();
+    assert_eq!(batch.changes.len(), 2);
+    assert!(matches!(&batch.changes[0], Change::Delete { key, .. } if key.name == "a"));
+
+    // Compaction never goes past the current revision, nor backwards.
+    assert_eq!(store.compact(100).await.unwrap(), 4);
+    assert_eq!(store.compact(1).await.unwrap(), 4);
+    assert!(store.changes_since(4, 10).await.unwrap().changes.is_empty());
+    // The resources themselves are untouched.
+    assert!(
+        store
+            .get(&ResourceKey::in_mesh(
+                ResourceKind::MeshTimeout,
+                "default",
+                "b"
+            ))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// A batch is all or nothing.
+pub async fn failed_batch_writes_nothing(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    let err = store
+        .apply(vec![
+            WriteOp::Put(policy("default", "ok", &[]), Precondition::Any),
+            WriteOp::Put(policy("missing", "bad", &[]), Precondition::Any),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::MeshNotFound { .. }), "{err}");
+    assert_eq!(store.current_revision().await.unwrap(), 1);
+    assert_eq!(
+        store
+            .get(&ResourceKey::in_mesh(
+                ResourceKind::MeshTimeout,
+                "default",
+                "ok"
+            ))
+            .await
+            .unwrap(),
+        None
+    );
+    let outcomes = store
+        .apply(vec![
+            WriteOp::Put(policy("default", "x", &[]), Precondition::Any),
+            WriteOp::Put(policy("default", "y", &[]), Precondition::Any),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(store.current_revision().await.unwrap(), 3);
+}
+
+/// Subscribers see the committed revision without polling.
+pub async fn watch_wakes_on_commit(store: &dyn Store) {
+    let mut watch = store.watch();
+    assert_eq!(*watch.borrow_and_update(), 0);
+    put(store, mesh("default")).await;
+    tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|r| *r >= 1))
+        .await
+        .expect("watch woke within 10 s")
+        .expect("store alive");
+}
+
+/// Concurrent writers never share a revision, and the log has no gaps.
+pub async fn concurrent_writers_get_distinct_ordered_revisions(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    let writes =
+        (0..16).map(|i| store.put(policy("default", &format!("p{i}"), &[]), Precondition::Any));
+    let results = futures::future::join_all(writes).await;
+    let mut revisions: Vec<_> = results
+        .into_iter()
+        .map(|r| r.expect("concurrent put").1.revision)
+        .collect();
+    revisions.sort_unstable();
+    assert_eq!(revisions, (2..=17).collect::<Vec<_>>());
+    let batch = store.changes_since(0, 100).await.unwrap();
+    assert_eq!(batch.changes.len(), 17);
+}
+
+/// `setting_or_insert` stores a value once and returns it ever after.
+pub async fn settings_keep_their_first_value(store: &dyn Store) {
+    assert_eq!(
+        store.setting_or_insert("k", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.setting_or_insert("k", "second").await.unwrap(),
+        "first"
+    );
+    assert_eq!(store.current_revision().await.unwrap(), 0);
+}
+
+/// Insights are kept per zone, overwritten in place, and never use a revision.
+pub async fn zone_insights_are_status_not_config(store: &dyn Store) {
+    assert_eq!(store.get_zone_insight("z").await.unwrap(), None);
+    store
+        .put_zone_insight("z", json!({"online": true}))
+        .await
+        .unwrap();
+    store
+        .put_zone_insight("z", json!({"online": false}))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_zone_insight("z").await.unwrap(),
+        Some(json!({"online": false}))
+    );
+    assert_eq!(store.current_revision().await.unwrap(), 0);
+}

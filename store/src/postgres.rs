@@ -1,0 +1,736 @@
+//! The PostgreSQL backend, for the production global control plane.
+//!
+//! Invariants (see `migrations/0001_resources.sql`):
+//! - every write transaction first locks the single `store_state` row, so revisions are
+//!   handed out and committed in order;
+//! - a committing transaction that changed anything sends `NOTIFY meridian_revision`
+//!   with the new revision; every process sharing the database (every global replica)
+//!   LISTENs and wakes its [`Store::watch`] subscribers, and catches up by reading
+//!   `store_state` whenever its LISTEN connection had to be re-established;
+//! - owned rows are deleted before their owner, each with its own tombstone.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use meridian_model::ResourceKind;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Postgres, Transaction};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::rules::check_write;
+use crate::{
+    Change, ChangeBatch, ListQuery, NewResource, Page, Precondition, PutOutcome, ResourceKey,
+    Revision, Store, StoreError, StoredResource, WriteOp, WriteOutcome,
+};
+
+/// The channel commits are announced on; the payload is the committed revision.
+pub const NOTIFY_CHANNEL: &str = "meridian_revision";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Marks SQL assembled from this module's constants (never from input) as safe.
+fn trusted(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+const COLUMNS: &str =
+    "kind, mesh, name, zone, labels, spec, version, revision, created_at, modified_at";
+
+/// A [`Store`] on PostgreSQL. Cheap to clone; clones share the pool and the listener.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    revision_tx: Arc<watch::Sender<Revision>>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url`, applies pending migrations and starts listening for commits.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid database URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .db()?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("applying migrations: {e}")))?;
+        let revision = read_revision(&pool).await.db()?;
+        let revision_tx = Arc::new(watch::channel(revision).0);
+        let listener = tokio::spawn(listen_for_commits(pool.clone(), revision_tx.clone()));
+        tracing::info!(revision, "connected to PostgreSQL; migrations applied");
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                revision_tx,
+                listener,
+            }),
+        })
+    }
+
+    /// The connection pool, for callers that need their own queries (e.g. tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+}
+
+/// Keeps a LISTEN connection up for as long as the store lives, reconnecting with
+/// backoff when PostgreSQL goes away.
+async fn listen_for_commits(pool: PgPool, revision_tx: Arc<watch::Sender<Revision>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // listen_once only returns on error; the task is aborted when the store drops.
+        let Err(error) = listen_once(&pool, &revision_tx, &mut backoff).await;
+        tracing::warn!(%error, retry_in = ?backoff, "LISTEN connection to PostgreSQL lost");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn listen_once(
+    pool: &PgPool,
+    revision_tx: &watch::Sender<Revision>,
+    backoff: &mut Duration,
+) -> Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(NOTIFY_CHANNEL).await?;
+    // Notifications sent while nobody listened are gone: catch up from the table.
+    publish(revision_tx, read_revision(pool).await?);
+    *backoff = Duration::from_millis(100);
+    loop {
+        match listener.try_recv().await? {
+            Some(notification) => match notification.payload().parse::<Revision>() {
+                Ok(revision) => publish(revision_tx, revision),
+                Err(_) => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a {NOTIFY_CHANNEL} notification that is not a revision"
+                ),
+            },
+            // The connection dropped; the next try_recv reconnects. Catch up meanwhile.
+            None => publish(revision_tx, read_revision(pool).await?),
+        }
+    }
+}
+
+/// Moves the watched revision forward, never back.
+fn publish(revision_tx: &watch::Sender<Revision>, revision: Revision) {
+    revision_tx.send_if_modified(|current| {
+        let newer = revision > *current;
+        if newer {
+            *current = revision;
+        }
+        newer
+    });
+}
+
+async fn read_revision(pool: &PgPool) -> Result<Revision, sqlx::Error> {
+    sqlx::query_scalar("SELECT revision FROM store_state WHERE singleton")
+        .fetch_one(pool)
+        .await
+}
+
+/// Maps sqlx errors to store errors, telling connection trouble (retryable) apart.
+trait DbResult<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> DbResult<T> for Result<T, sqlx::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|error| {
+            let unavailable = match &error {
+                // A connection dropped mid-handshake surfaces as a protocol error.
+                sqlx::Error::Io(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // Class 08: connection exceptions; 57P0x: the server is shutting down
+                // or starting up.
+                sqlx::Error::Database(db) => db
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+                _ => false,
+            };
+            if unavailable {
+                StoreError::Unavailable(format!("PostgreSQL: {error}"))
+            } else {
+                StoreError::Backend(format!("PostgreSQL: {error}"))
+            }
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ResourceRow {
+    kind: String,
+    mesh: String,
+    name: String,
+    zone: Option<String>,
+    labels: Json<BTreeMap<String, String>>,
+    spec: Json<serde_json::Value>,
+    version: i64,
+    revision: i64,
+    created_at: DateTime<Utc>,
+    modified_at: DateTime<Utc>,
+}
+
+fn parse_kind(kind: &str) -> Result<ResourceKind, StoreError> {
+    ResourceKind::from_type_name(kind).ok_or_else(|| {
+        StoreError::Backend(format!("unknown resource kind {kind:?} in the database"))
+    })
+}
+
+impl TryFrom<ResourceRow> for StoredResource {
+    type Error = StoreError;
+
+    fn try_from(row: ResourceRow) -> Result<Self, StoreError> {
+        Ok(StoredResource {
+            key: ResourceKey {
+                kind: parse_kind(&row.kind)?,
+                mesh: row.mesh,
+                name: row.name,
+            },
+            labels: row.labels.0,
+            spec: row.spec.0,
+            zone: row.zone,
+            version: row.version,
+            revision: row.revision,
+            created_at: row.created_at,
+            modified_at: row.modified_at,
+        })
+    }
+}
+
+async fn fetch_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    key: &ResourceKey,
+) -> Result<Option<StoredResource>, StoreError> {
+    let row: Option<ResourceRow> = sqlx::query_as(trusted(format!(
+        "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND mesh = $2 AND name = $3 FOR UPDATE"
+    )))
+    .bind(key.kind.type_name())
+    .bind(&key.mesh)
+    .bind(&key.name)
+    .fetch_optional(&mut **tx)
+    .await
+    .db()?;
+    row.map(StoredResource::try_from).transpose()
+}
+
+async fn exists(
+    tx: &mut Transaction<'_, Postgres>,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<bool, StoreError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM resources WHERE kind = $1 AND mesh = '' AND name = $2)",
+    )
+    .bind(kind.type_name())
+    .bind(name)
+    .fetch_one(&mut **tx)
+    .await
+    .db()
+}
+
+async fn log_change(
+    tx: &mut Transaction<'_, Postgres>,
+    revision: Revision,
+    key: &ResourceKey,
+    zone: Option<&str>,
+    op: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO change_log (revision, kind, mesh, name, zone, op) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(revision)
+    .bind(key.kind.type_name())
+    .bind(&key.mesh)
+    .bind(&key.name)
+    .bind(zone)
+    .bind(op)
+    .execute(&mut **tx)
+    .await
+    .db()?;
+    Ok(())
+}
+
+fn check_precondition(
+    key: &ResourceKey,
+    existing: Option<&StoredResource>,
+    precondition: Precondition,
+) -> Result<(), StoreError> {
+    match (precondition, existing) {
+        (Precondition::Any, _) | (Precondition::Absent, None) => Ok(()),
+        (Precondition::Absent, Some(_)) => Err(StoreError::AlreadyExists(key.clone())),
+        (Precondition::Version(expected), found) if found.map(|r| r.version) != Some(expected) => {
+            Err(StoreError::Conflict {
+                key: key.clone(),
+                expected,
+                actual: found.map(|r| r.version),
+            })
+        }
+        (Precondition::Version(_), _) => Ok(()),
+    }
+}
+
+async fn put_in_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    resource: NewResource,
+    precondition: Precondition,
+    revision: &mut Revision,
+) -> Result<WriteOutcome, StoreError> {
+    check_write(&resource)?;
+    let key = &resource.key;
+    let existing = fetch_for_update(tx, key).await?;
+    check_precondition(key, existing.as_ref(), precondition)?;
+    if let Some(existing) = &existing
+        && existing.labels == resource.labels
+        && existing.spec == resource.spec
+        && existing.zone == resource.zone
+    {
+        return Ok(WriteOutcome::Put(PutOutcome::Unchanged, existing.clone()));
+    }
+    if let Some(mesh) = key.mesh()
+        && !exists(tx, ResourceKind::Mesh, mesh).await?
+    {
+        return Err(StoreError::MeshNotFound {
+            key: key.clone(),
+            mesh: mesh.to_owned(),
+        });
+    }
+    if let Some(zone) = &resource.zone
+        && !exists(tx, ResourceKind::Zone, zone).await?
+    {
+        return Err(StoreError::ZoneNotFound {
+            key: key.clone(),
+            zone: zone.clone(),
+        });
+    }
+    *revision += 1;
+    // PostgreSQL keeps microseconds: round here so a write returns what a read will.
+    let now = Utc::now().trunc_subsecs(6);
+    let (outcome, version, created_at) = match &existing {
+        Some(existing) => (
+            PutOutcome::Updated,
+            existing.version + 1,
+            existing.created_at,
+        ),
+        None => (PutOutcome::Created, 1, now),
+    };
+    sqlx::query(
+        "INSERT INTO resources (kind, mesh, name, zone, labels, spec, version, revision, created_at, modified_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (kind, mesh, name) DO UPDATE SET
+           zone = EXCLUDED.zone, labels = EXCLUDED.labels, spec = EXCLUDED.spec,
+           version = EXCLUDED.version, revision = EXCLUDED.revision, modified_at = EXCLUDED.modified_at",
+    )
+    .bind(key.kind.type_name())
+    .bind(&key.mesh)
+    .bind(&key.name)
+    .bind(&resource.zone)
+    .bind(Json(&resource.labels))
+    .bind(Json(&resource.spec))
+    .bind(version)
+    .bind(*revision)
+    .bind(created_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .db()?;
+    log_change(tx, *revision, key, resource.zone.as_deref(), "upsert").await?;
+    let NewResource {
+        key,
+        labels,
+        spec,
+        zone,
+    } = resource;
+    Ok(WriteOutcome::Put(
+        outcome,
+        StoredResource {
+            key,
+            labels,
+            spec,
+            zone,
+            version,
+            revision: *revision,
+            created_at,
+            modified_at: now,
+        },
+    ))
+}
+
+async fn delete_in_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    key: ResourceKey,
+    precondition: Precondition,
+    revision: &mut Revision,
+) -> Result<WriteOutcome, StoreError> {
+    let existing = fetch_for_update(tx, &key)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(key.clone()))?;
+    check_precondition(&key, Some(&existing), precondition)?;
+
+    // What the target owns goes first, each with its own tombstone.
+    let owned_filter = match key.kind {
+        ResourceKind::Mesh => Some("mesh = $1"),
+        ResourceKind::Zone => Some("zone = $1"),
+        _ => None,
+    };
+    let mut owned: Vec<(String, String, String, Option<String>)> = Vec::new();
+    if let Some(filter) = owned_filter {
+        owned = sqlx::query_as(trusted(format!(
+            "DELETE FROM resources WHERE {filter} RETURNING kind, mesh, name, zone"
+        )))
+        .bind(&key.name)
+        .fetch_all(&mut **tx)
+        .await
+        .db()?;
+        // Deterministic tombstone order, whatever order PostgreSQL deleted in.
+        owned.sort();
+    }
+    if key.kind == ResourceKind::Zone {
+        sqlx::query("DELETE FROM zone_insights WHERE zone = $1")
+            .bind(&key.name)
+            .execute(&mut **tx)
+            .await
+            .db()?;
+    }
+    let mut keys = vec![key.clone()];
+    for (kind, mesh, name, zone) in owned {
+        let owned_key = ResourceKey {
+            kind: parse_kind(&kind)?,
+            mesh,
+            name,
+        };
+        *revision += 1;
+        log_change(tx, *revision, &owned_key, zone.as_deref(), "delete").await?;
+        keys.push(owned_key);
+    }
+    sqlx::query("DELETE FROM resources WHERE kind = $1 AND mesh = $2 AND name = $3")
+        .bind(key.kind.type_name())
+        .bind(&key.mesh)
+        .bind(&key.name)
+        .execute(&mut **tx)
+        .await
+        .db()?;
+    *revision += 1;
+    log_change(tx, *revision, &key, existing.zone.as_deref(), "delete").await?;
+    Ok(WriteOutcome::Deleted {
+        keys,
+        revision: *revision,
+    })
+}
+
+async fn begin_snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreError> {
+    let mut tx = pool.begin().await.db()?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    Ok(tx)
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    log_revision: i64,
+    kind: String,
+    mesh: String,
+    name: String,
+    log_zone: Option<String>,
+    op: String,
+    labels: Option<Json<BTreeMap<String, String>>>,
+    spec: Option<Json<serde_json::Value>>,
+    version: Option<i64>,
+    created_at: Option<DateTime<Utc>>,
+    modified_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ChangeRow> for Change {
+    type Error = StoreError;
+
+    fn try_from(row: ChangeRow) -> Result<Self, StoreError> {
+        let key = ResourceKey {
+            kind: parse_kind(&row.kind)?,
+            mesh: row.mesh,
+            name: row.name,
+        };
+        if row.op == "delete" {
+            return Ok(Change::Delete {
+                key,
+                zone: row.log_zone,
+                revision: row.log_revision,
+            });
+        }
+        match (
+            row.labels,
+            row.spec,
+            row.version,
+            row.created_at,
+            row.modified_at,
+        ) {
+            (Some(labels), Some(spec), Some(version), Some(created_at), Some(modified_at)) => {
+                Ok(Change::Upsert(StoredResource {
+                    key,
+                    labels: labels.0,
+                    spec: spec.0,
+                    zone: row.log_zone,
+                    version,
+                    revision: row.log_revision,
+                    created_at,
+                    modified_at,
+                }))
+            }
+            _ => Err(StoreError::Backend(format!(
+                "change log upsert of {key} at revision {} has no resource row",
+                row.log_revision
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn get(&self, key: &ResourceKey) -> Result<Option<StoredResource>, StoreError> {
+        let row: Option<ResourceRow> = sqlx::query_as(trusted(format!(
+            "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND mesh = $2 AND name = $3"
+        )))
+        .bind(key.kind.type_name())
+        .bind(&key.mesh)
+        .bind(&key.name)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .db()?;
+        row.map(StoredResource::try_from).transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        const FILTER: &str = "kind = $1 AND ($2::text IS NULL OR mesh = $2) \
+             AND ($3::text IS NULL OR zone = $3) AND labels @> $4";
+        let mut tx = begin_snapshot(&self.inner.pool).await?;
+        let total: i64 = sqlx::query_scalar(trusted(format!(
+            "SELECT count(*) FROM resources WHERE {FILTER}"
+        )))
+        .bind(query.kind.type_name())
+        .bind(&query.mesh)
+        .bind(&query.zone)
+        .bind(Json(&query.labels))
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
+        let rows: Vec<ResourceRow> = sqlx::query_as(trusted(format!(
+            "SELECT {COLUMNS} FROM resources WHERE {FILTER} ORDER BY mesh, name OFFSET $5 LIMIT $6"
+        )))
+        .bind(query.kind.type_name())
+        .bind(&query.mesh)
+        .bind(&query.zone)
+        .bind(Json(&query.labels))
+        .bind(i64::try_from(query.offset).unwrap_or(i64::MAX))
+        .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(Page {
+            total: u64::try_from(total).unwrap_or_default(),
+            items: rows
+                .into_iter()
+                .map(StoredResource::try_from)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut tx = self.inner.pool.begin().await.db()?;
+        let start: Revision =
+            sqlx::query_scalar("SELECT revision FROM store_state WHERE singleton FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await
+                .db()?;
+        let mut revision = start;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            outcomes.push(match op {
+                WriteOp::Put(resource, precondition) => {
+                    put_in_tx(&mut tx, resource, precondition, &mut revision).await?
+                }
+                WriteOp::Delete(key, precondition) => {
+                    delete_in_tx(&mut tx, key, precondition, &mut revision).await?
+                }
+            });
+        }
+        if revision != start {
+            sqlx::query("UPDATE store_state SET revision = $1 WHERE singleton")
+                .bind(revision)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(revision.to_string())
+                .execute(&mut *tx)
+                .await
+                .db()?;
+        }
+        tx.commit().await.db()?;
+        publish(&self.inner.revision_tx, revision);
+        Ok(outcomes)
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        read_revision(&self.inner.pool).await.db()
+    }
+
+    async fn changes_since(
+        &self,
+        since: Revision,
+        limit: usize,
+    ) -> Result<ChangeBatch, StoreError> {
+        let mut tx = begin_snapshot(&self.inner.pool).await?;
+        let (current, horizon): (Revision, Revision) =
+            sqlx::query_as("SELECT revision, compacted_through FROM store_state WHERE singleton")
+                .fetch_one(&mut *tx)
+                .await
+                .db()?;
+        if since < horizon {
+            return Err(StoreError::Compacted { since, horizon });
+        }
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "WITH latest AS (
+               SELECT DISTINCT ON (kind, mesh, name) revision, kind, mesh, name, zone, op
+               FROM change_log WHERE revision > $1
+               ORDER BY kind, mesh, name, revision DESC)
+             SELECT l.revision AS log_revision, l.kind, l.mesh, l.name, l.zone AS log_zone, l.op,
+                    r.labels, r.spec, r.version, r.created_at, r.modified_at
+             FROM latest l
+             LEFT JOIN resources r
+               ON l.op = 'upsert' AND r.kind = l.kind AND r.mesh = l.mesh AND r.name = l.name
+             ORDER BY l.revision
+             LIMIT $2",
+        )
+        .bind(since)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        let changes: Vec<Change> = rows
+            .into_iter()
+            .map(Change::try_from)
+            .collect::<Result<_, _>>()?;
+        let through = match changes.last() {
+            Some(last) if changes.len() >= limit => last.revision(),
+            _ => current.max(since),
+        };
+        Ok(ChangeBatch { changes, through })
+    }
+
+    async fn compact(&self, through: Revision) -> Result<Revision, StoreError> {
+        let mut tx = self.inner.pool.begin().await.db()?;
+        let (current, horizon): (Revision, Revision) = sqlx::query_as(
+            "SELECT revision, compacted_through FROM store_state WHERE singleton FOR UPDATE",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
+        let through = through.min(current);
+        if through <= horizon {
+            return Ok(horizon);
+        }
+        let removed = sqlx::query("DELETE FROM change_log WHERE revision <= $1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .db()?
+            .rows_affected();
+        sqlx::query("UPDATE store_state SET compacted_through = $1 WHERE singleton")
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        tracing::debug!(through, removed, "change log compacted");
+        Ok(through)
+    }
+
+    async fn compaction_horizon(&self) -> Result<Revision, StoreError> {
+        sqlx::query_scalar("SELECT compacted_through FROM store_state WHERE singleton")
+            .fetch_one(&self.inner.pool)
+            .await
+            .db()
+    }
+
+    fn watch(&self) -> watch::Receiver<Revision> {
+        self.inner.revision_tx.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.pool)
+            .await
+            .db()
+            .map(drop)
+    }
+
+    async fn put_zone_insight(
+        &self,
+        zone: &str,
+        insight: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO zone_insights (zone, insight, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (zone) DO UPDATE SET insight = EXCLUDED.insight, updated_at = now()",
+        )
+        .bind(zone)
+        .bind(Json(insight))
+        .execute(&self.inner.pool)
+        .await
+        .db()
+        .map(drop)
+    }
+
+    async fn get_zone_insight(&self, zone: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let row: Option<Json<serde_json::Value>> =
+            sqlx::query_scalar("SELECT insight FROM zone_insights WHERE zone = $1")
+                .bind(zone)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .db()?;
+        Ok(row.map(|json| json.0))
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query_scalar(
+            "WITH inserted AS (
+               INSERT INTO settings (key, value) VALUES ($1, $2)
+               ON CONFLICT (key) DO NOTHING RETURNING value)
+             SELECT value FROM inserted UNION ALL SELECT value FROM settings WHERE key = $1
+             LIMIT 1",
+        )
+        .bind(key)
+        .bind(value)
+        .fetch_one(&self.inner.pool)
+        .await
+        .db()
+    }
+}

@@ -1,0 +1,27 @@
+//! Checks on a write's shape that every backend applies before touching storage.
+
+use crate::{NewResource, StoreError};
+
+/// Refuses writes whose key and owner do not fit the kind: a mesh-scoped kind needs a
+/// mesh and a global kind must have none; a zone-owned kind needs its zone and other
+/// kinds must have none.
+pub(crate) fn check_write(resource: &NewResource) -> Result<(), StoreError> {
+    let key = &resource.key;
+    let invalid = |reason: &str| StoreError::Invalid {
+        key: key.clone(),
+        reason: reason.to_owned(),
+    };
+    if key.name.is_empty() {
+        return Err(invalid("the name is empty"));
+    }
+    match (key.kind.is_mesh_scoped(), key.mesh.is_empty()) {
+        (true, true) => return Err(invalid("a mesh-scoped resource needs a mesh")),
+        (false, false) => return Err(invalid("a global resource cannot have a mesh")),
+        _ => {}
+    }
+    match (key.kind.is_zone_owned(), &resource.zone) {
+        (true, None) => Err(invalid("a zone-owned resource needs its zone")),
+        (false, Some(_)) => Err(invalid("only zone-owned resources have a zone")),
+        _ => Ok(()),
+    }
+}
