@@ -1,0 +1,414 @@
+//! `/openapi.json`: the OpenAPI 3 document of the whole API, generated from the same
+//! kind table the router is built from, so the two cannot drift apart.
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use meridian_model::ResourceKind;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
+    RefOr, Required, Schema,
+};
+
+use super::problem::{InvalidParameter, Problem};
+use super::resources::{DeleteResponse, DeletedResource, ListResponse};
+
+/// `GET /openapi.json`.
+pub async fn serve() -> Json<&'static OpenApi> {
+    static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
+    Json(DOCUMENT.get_or_init(document))
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn string_map() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
+            string().build(),
+        )))))
+}
+
+/// The document schema of one kind: meta fields plus its spec (under `spec` for
+/// policies, at top level for the others).
+fn document_schema(kind: ResourceKind) -> Schema {
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "A {} in Kuma's universal format.",
+            kind.type_name()
+        )))
+        .property("type", string().enum_values(Some([kind.type_name()])))
+        .required("type")
+        .property("name", string())
+        .required("name")
+        .property("labels", string_map())
+        .property(
+            "creationTime",
+            string()
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::DateTime,
+                )))
+                .read_only(Some(true)),
+        )
+        .property(
+            "modificationTime",
+            string()
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::DateTime,
+                )))
+                .read_only(Some(true)),
+        );
+    if kind.is_mesh_scoped() {
+        object = object.property("mesh", string()).required("mesh");
+    }
+    object = if kind.is_policy() {
+        object
+            .property("spec", crate::api::openapi::spec_schema(kind))
+            .required("spec")
+    } else {
+        // Mesh, Zone, Dataplane, ZoneIngress and ZoneEgress keep their fields at top level.
+        object.additional_properties(Some(AdditionalProperties::FreeForm(true)))
+    };
+    Schema::Object(object.build())
+}
+
+/// The schema of a policy's `spec`.
+fn spec_schema(kind: ResourceKind) -> RefOr<Schema> {
+    let _ = kind;
+    RefOr::T(Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("targetRef", ObjectBuilder::new().schema_type(Type::Object))
+            .required("targetRef")
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .build(),
+    ))
+}
+
+fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(string()))
+        .build()
+}
+
+fn query_param(name: &str, description: &str, integer: bool) -> utoipa::openapi::path::Parameter {
+    let schema = if integer {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+    } else {
+        string()
+    };
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+fn json_response(description: &str, schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(schema)).build(),
+        )
+        .build()
+}
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+fn with_errors(op: OperationBuilder, statuses: &[(&str, &str)]) -> OperationBuilder {
+    statuses.iter().fold(op, |op, (status, description)| {
+        op.response(*status, problem_response(description))
+    })
+}
+
+/// Paths and operations for one kind.
+fn kind_paths(paths: PathsBuilder, kind: ResourceKind) -> PathsBuilder {
+    let plural = kind.plural();
+    let type_name = kind.type_name();
+    let (collection, item, mut params) = if kind == ResourceKind::Mesh {
+        ("/meshes".to_owned(), "/meshes/{name}".to_owned(), vec![])
+    } else if kind.is_mesh_scoped() {
+        (
+            format!("/meshes/{{mesh}}/{plural}"),
+            format!("/meshes/{{mesh}}/{plural}/{{name}}"),
+            vec![path_param("mesh", "The mesh.")],
+        )
+    } else {
+        (format!("/{plural}"), format!("/{plural}/{{name}}"), vec![])
+    };
+    let doc = Ref::from_schema_name(type_name);
+    let writable = !kind.is_zone_owned();
+
+    let list = OperationBuilder::new()
+        .operation_id(Some(format!("list{type_name}")))
+        .summary(Some(format!("List {type_name} resources")))
+        .tag(type_name)
+        .parameters(Some(params.iter().cloned().chain([
+            query_param("size", "Items per page (1 to 1000, default 100).", true),
+            query_param("offset", "Items to skip.", true),
+        ])))
+        .response(
+            "200",
+            json_response(
+                "A page of resources.",
+                Ref::from_schema_name("ListResponse"),
+            ),
+        );
+    let list = with_errors(
+        list,
+        &[
+            ("400", "Invalid query."),
+            ("404", "Mesh not found."),
+            ("503", "Store unavailable."),
+        ],
+    );
+
+    params.push(path_param("name", "The resource name."));
+    let get = OperationBuilder::new()
+        .operation_id(Some(format!("get{type_name}")))
+        .summary(Some(format!("Get a {type_name}")))
+        .tag(type_name)
+        .parameters(Some(params.clone()))
+        .response(
+            "200",
+            json_response("The resource; ETag carries its version.", doc.clone()),
+        );
+    let get = with_errors(get, &[("404", "Not found."), ("503", "Store unavailable.")]);
+
+    let mut item_path = PathItemBuilder::new().operation(HttpMethod::Get, get.build());
+    if writable {
+        let put = OperationBuilder::new()
+            .operation_id(Some(format!("put{type_name}")))
+            .summary(Some(format!("Create or update a {type_name}")))
+            .description(Some("`If-Match: \"<version>\"` makes the write conditional; `If-None-Match: *` makes it create-only."))
+            .tag(type_name)
+            .parameters(Some(params.clone()))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content("application/json", ContentBuilder::new().schema(Some(doc.clone())).build())
+                    .content("application/yaml", ContentBuilder::new().schema(Some(doc.clone())).build())
+                    .build(),
+            ))
+            .response("200", json_response("Updated (or unchanged).", doc.clone()))
+            .response("201", json_response("Created.", doc.clone()))
+            .security(SecurityRequirement::new("adminToken", Vec::<String>::new()));
+        let put = with_errors(
+            put,
+            &[
+                ("400", "Invalid document: every invalid field is listed."),
+                ("401", "Missing or wrong admin token."),
+                ("404", "The mesh does not exist."),
+                ("409", "Version conflict."),
+                ("413", "Body too large."),
+                ("503", "Store unavailable."),
+            ],
+        );
+        let delete = OperationBuilder::new()
+            .operation_id(Some(format!("delete{type_name}")))
+            .summary(Some(format!("Delete a {type_name} and what it owns")))
+            .tag(type_name)
+            .parameters(Some(params))
+            .response(
+                "200",
+                json_response("What was deleted.", Ref::from_schema_name("DeleteResponse")),
+            )
+            .security(SecurityRequirement::new("adminToken", Vec::<String>::new()));
+        let delete = with_errors(
+            delete,
+            &[
+                ("401", "Missing or wrong admin token."),
+                ("404", "Not found."),
+                ("409", "Version conflict."),
+                ("503", "Store unavailable."),
+            ],
+        );
+        item_path = item_path
+            .operation(HttpMethod::Put, put.build())
+            .operation(HttpMethod::Delete, delete.build());
+    }
+    paths
+        .path(
+            collection,
+            PathItemBuilder::new()
+                .operation(HttpMethod::Get, list.build())
+                .build(),
+        )
+        .path(item, item_path.build())
+}
+
+fn plain_get(
+    id: &str,
+    summary: &str,
+    response: utoipa::openapi::Response,
+) -> utoipa::openapi::PathItem {
+    PathItemBuilder::new()
+        .operation(
+            HttpMethod::Get,
+            OperationBuilder::new()
+                .operation_id(Some(id))
+                .summary(Some(summary))
+                .tag("operations")
+                .response("200", response)
+                .build(),
+        )
+        .build()
+}
+
+/// Builds the OpenAPI document.
+pub fn document() -> OpenApi {
+    let mut components = ComponentsBuilder::new()
+        .schema_from::<Problem>()
+        .schema_from::<InvalidParameter>()
+        .schema_from::<ListResponse>()
+        .schema_from::<DeleteResponse>()
+        .schema_from::<DeletedResource>()
+        .security_scheme(
+            "adminToken",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    let mut paths = PathsBuilder::new();
+    for kind in ResourceKind::ALL {
+        components = components.schema(kind.type_name(), document_schema(kind));
+        paths = kind_paths(paths, kind);
+    }
+    let free_object = || ObjectBuilder::new().schema_type(Type::Object).build();
+    let zone_param = path_param("name", "The zone.");
+    paths = paths
+        .path(
+            "/zones/{name}/insight",
+            PathItemBuilder::new()
+                .operation(
+                    HttpMethod::Get,
+                    with_errors(
+                        OperationBuilder::new()
+                            .operation_id(Some("getZoneInsight"))
+                            .summary(Some("A zone's sync status"))
+                            .tag("Zone")
+                            .parameter(zone_param)
+                            .response("200", json_response("The insight.", free_object())),
+                        &[("404", "No such zone."), ("503", "Store unavailable.")],
+                    )
+                    .build(),
+                )
+                .build(),
+        )
+        .path(
+            "/zones+insights",
+            plain_get(
+                "listZonesWithInsights",
+                "Every zone with its insight",
+                json_response("Zones.", Ref::from_schema_name("ListResponse")),
+            ),
+        )
+        .path(
+            "/healthz",
+            plain_get(
+                "healthz",
+                "Liveness",
+                json_response("Alive.", free_object()),
+            ),
+        )
+        .path(
+            "/readyz",
+            PathItemBuilder::new()
+                .operation(
+                    HttpMethod::Get,
+                    OperationBuilder::new()
+                        .operation_id(Some("readyz"))
+                        .summary(Some("Readiness: 503 while the store is unreachable"))
+                        .tag("operations")
+                        .response("200", json_response("Ready.", free_object()))
+                        .response("503", problem_response("The store is unreachable."))
+                        .build(),
+                )
+                .build(),
+        )
+        .path(
+            "/metrics",
+            plain_get(
+                "metrics",
+                "Prometheus metrics",
+                ResponseBuilder::new()
+                    .description("Prometheus text format.")
+                    .content(
+                        "text/plain",
+                        ContentBuilder::new().schema(Some(string().build())).build(),
+                    )
+                    .build(),
+            ),
+        )
+        .path(
+            "/openapi.json",
+            plain_get(
+                "openapi",
+                "This document",
+                json_response("OpenAPI 3.", free_object()),
+            ),
+        );
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Meridian global control plane")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Kuma-compatible resource API of Meridian's global control plane.",
+                ))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components.build()))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_paths_and_schema() {
+        let doc = document();
+        let components = doc.components.expect("components");
+        for kind in ResourceKind::ALL {
+            assert!(components.schemas.contains_key(kind.type_name()), "{kind}");
+        }
+        assert!(
+            doc.paths
+                .paths
+                .contains_key("/meshes/{mesh}/meshtcproutes/{name}")
+        );
+        assert!(doc.paths.paths.contains_key("/zones/{name}"));
+        // Dataplanes are read-only on global: no PUT documented.
+        let dataplane = &doc.paths.paths["/meshes/{mesh}/dataplanes/{name}"];
+        assert!(dataplane.put.is_none() && dataplane.get.is_some());
+    }
+}

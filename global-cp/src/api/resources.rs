@@ -1,0 +1,227 @@
+//! Resource endpoints: get, list, put and delete for every kind, in Kuma's universal
+//! document shape (`type`, `mesh`, `name`, `labels`, `spec` or top-level fields).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use meridian_model::{FieldViolation, ResourceKind, ResourceMeta};
+use meridian_store::{ListQuery, NewResource, PutOutcome, ResourceKey, Store, StoredResource};
+use serde::Serialize;
+
+use super::body;
+use super::problem::Problem;
+use super::query::ListParams;
+
+/// Renders a stored resource as the API shows it: the universal document plus
+/// `creationTime` and `modificationTime`.
+pub fn render(stored: &StoredResource) -> serde_json::Value {
+    let meta = ResourceMeta {
+        kind: stored.key.kind,
+        name: stored.key.name.clone(),
+        mesh: stored.key.mesh().map(str::to_owned),
+        labels: stored.labels.clone(),
+    };
+    let document = meridian_model::render_document(&meta, &stored.spec);
+    let mut out = serde_json::Map::new();
+    for key in ["type", "mesh", "name"] {
+        if let Some(value) = document.get(key) {
+            out.insert(key.to_owned(), value.clone());
+        }
+    }
+    out.insert(
+        "creationTime".into(),
+        stored
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into(),
+    );
+    out.insert(
+        "modificationTime".into(),
+        stored
+            .modified_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into(),
+    );
+    for (key, value) in document {
+        out.entry(key).or_insert(value);
+    }
+    serde_json::Value::Object(out)
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+fn with_etag(status: StatusCode, stored: &StoredResource) -> Response {
+    let mut response = (status, Json(render(stored))).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(stored.version));
+    response
+}
+
+/// `GET` one resource.
+pub async fn get(store: &dyn Store, key: ResourceKey) -> Result<Response, Problem> {
+    let stored = store
+        .get(&key)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("{key} not found")))?;
+    Ok(with_etag(StatusCode::OK, &stored))
+}
+
+/// A page of resources.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ListResponse {
+    /// How many resources match, across all pages.
+    pub total: u64,
+    /// This page.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<serde_json::Value>,
+    /// The URL of the next page, or null on the last page.
+    pub next: Option<String>,
+}
+
+/// `GET` a list of one kind, optionally inside one mesh.
+pub async fn list(
+    store: &dyn Store,
+    kind: ResourceKind,
+    mesh: Option<String>,
+    path: &str,
+    query: &[(String, String)],
+) -> Result<Json<ListResponse>, Problem> {
+    let params = ListParams::parse(query)?;
+    if let Some(mesh) = &mesh {
+        ensure_mesh_exists(store, mesh).await?;
+    }
+    let page = store
+        .list(&ListQuery {
+            kind,
+            mesh,
+            zone: None,
+            labels: params.labels.clone(),
+            offset: params.offset,
+            limit: params.size,
+        })
+        .await?;
+    let next = (params.offset + params.size < page.total)
+        .then(|| format!("{path}?{}", params.next_page_query()));
+    Ok(Json(ListResponse {
+        total: page.total,
+        items: page.items.iter().map(render).collect(),
+        next,
+    }))
+}
+
+/// 404 unless the mesh exists, so a typo in a mesh name is not an empty list.
+pub async fn ensure_mesh_exists(store: &dyn Store, mesh: &str) -> Result<(), Problem> {
+    match store
+        .get(&ResourceKey::global(ResourceKind::Mesh, mesh))
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(Problem::not_found(format!("mesh {mesh:?} does not exist"))),
+    }
+}
+
+/// `PUT` (create or update) a resource: 201 when created, 200 otherwise.
+pub async fn put(
+    store: &dyn Store,
+    key: ResourceKey,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    if key.kind.is_zone_owned() {
+        return Err(Problem::method_not_allowed(format!(
+            "{} resources are read-only on the global control plane: zones report them",
+            key.kind
+        )));
+    }
+    let precondition = body::precondition(headers)?;
+    let document = body::parse_document(headers, body)?;
+    let resource = meridian_model::parse_document(document)?;
+    let mismatches = path_mismatches(&key, &resource.meta);
+    if !mismatches.is_empty() {
+        return Err(Problem {
+            detail: "the document does not match the URL it was sent to".to_owned(),
+            ..Problem::invalid(mismatches)
+        });
+    }
+    let new = NewResource {
+        key,
+        labels: resource.meta.labels,
+        spec: resource.spec.to_value(),
+        zone: None,
+    };
+    let (outcome, stored) = store.put(new, precondition).await?;
+    tracing::info!(resource = %stored.key, version = stored.version, revision = stored.revision, ?outcome, "resource written");
+    let status = match outcome {
+        PutOutcome::Created => StatusCode::CREATED,
+        PutOutcome::Updated | PutOutcome::Unchanged => StatusCode::OK,
+    };
+    Ok(with_etag(status, &stored))
+}
+
+fn path_mismatches(key: &ResourceKey, meta: &ResourceMeta) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    let mut check = |field: &str, in_doc: &str, in_path: &str| {
+        if in_doc != in_path {
+            violations.push(FieldViolation {
+                field: field.to_owned(),
+                reason: format!("is {in_doc:?} but the URL says {in_path:?}"),
+            });
+        }
+    };
+    check("type", meta.kind.type_name(), key.kind.type_name());
+    check("mesh", meta.mesh.as_deref().unwrap_or(""), &key.mesh);
+    check("name", &meta.name, &key.name);
+    violations
+}
+
+/// What a delete removed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeleteResponse {
+    /// Every resource removed: the one named, then what it owned.
+    pub deleted: Vec<DeletedResource>,
+}
+
+/// One removed resource.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeletedResource {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its mesh, for mesh-scoped types.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    /// Its name.
+    pub name: String,
+}
+
+/// `DELETE` a resource and what it owns.
+pub async fn delete(
+    store: &dyn Store,
+    key: ResourceKey,
+    headers: &HeaderMap,
+) -> Result<Json<DeleteResponse>, Problem> {
+    if key.kind.is_zone_owned() {
+        return Err(Problem::method_not_allowed(format!(
+            "{} resources are read-only on the global control plane: delete their zone or let the zone remove them",
+            key.kind
+        )));
+    }
+    let precondition = body::precondition(headers)?;
+    let removed = store.delete(&key, precondition).await?;
+    tracing::info!(resource = %key, removed = removed.len(), "resource deleted");
+    Ok(Json(DeleteResponse {
+        deleted: removed
+            .into_iter()
+            .map(|key| DeletedResource {
+                kind: key.kind.type_name().to_owned(),
+                mesh: key.mesh().map(str::to_owned),
+                name: key.name,
+            })
+            .collect(),
+    }))
+}

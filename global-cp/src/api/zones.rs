@@ -1,0 +1,59 @@
+//! Zone insights: whether a zone is connected and how far behind it is.
+//!
+//! Insights are status, kept apart from config. Until a zone has connected over KDS
+//! there is no stored insight and the zone is reported offline.
+
+use axum::Json;
+use axum::extract::State;
+use meridian_model::ResourceKind;
+use meridian_store::{ListQuery, ResourceKey, Store};
+use serde_json::json;
+
+use super::problem::Problem;
+use super::resources::{ListResponse, render};
+use super::{ApiPath, AppState};
+
+async fn insight_of(store: &dyn Store, zone: &str) -> Result<serde_json::Value, Problem> {
+    Ok(store
+        .get_zone_insight(zone)
+        .await?
+        .unwrap_or_else(|| json!({"online": false})))
+}
+
+/// `GET /zones/{name}/insight`.
+pub async fn insight(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let key = ResourceKey::global(ResourceKind::Zone, name);
+    if state.store.get(&key).await?.is_none() {
+        return Err(Problem::not_found(format!("{key} not found")));
+    }
+    Ok(Json(insight_of(state.store.as_ref(), &key.name).await?))
+}
+
+/// `GET /zones+insights`: every zone with its insight under `zoneInsight`.
+pub async fn list_with_insights(
+    State(state): State<AppState>,
+) -> Result<Json<ListResponse>, Problem> {
+    let page = state
+        .store
+        .list(&ListQuery::all(ResourceKind::Zone))
+        .await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for zone in &page.items {
+        let mut item = render(zone);
+        if let Some(object) = item.as_object_mut() {
+            object.insert(
+                "zoneInsight".into(),
+                insight_of(state.store.as_ref(), &zone.key.name).await?,
+            );
+        }
+        items.push(item);
+    }
+    Ok(Json(ListResponse {
+        total: page.total,
+        items,
+        next: None,
+    }))
+}

@@ -1,0 +1,190 @@
+//! Starting and stopping the global control plane: bind the API, set up the admin
+//! token, spawn the background duties, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_model::ResourceKind;
+use meridian_store::{NewResource, Precondition, ResourceKey, Revision, Store, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::auth::{AdminAuth, TokenOrigin};
+use crate::{compaction, telemetry};
+
+/// How the global control plane runs.
+#[derive(Debug, Clone)]
+pub struct GlobalCpConfig {
+    /// Where the REST API listens (port 0 picks a free port).
+    pub api_addr: SocketAddr,
+    /// The admin token; `None` uses the one generated at first start.
+    pub admin_token: Option<String>,
+    /// Whether reads need the admin token too (by default only writes do).
+    pub reads_need_token: bool,
+    /// How many revisions the change log keeps for resuming zones.
+    pub changelog_retention: Revision,
+    /// How often compaction runs.
+    pub compaction_interval: Duration,
+    /// Create the `default` mesh at the first start of an installation, as Kuma does.
+    pub create_default_mesh: bool,
+}
+
+impl Default for GlobalCpConfig {
+    fn default() -> Self {
+        GlobalCpConfig {
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 5681)),
+            admin_token: None,
+            reads_need_token: false,
+            changelog_retention: 100_000,
+            compaction_interval: Duration::from_secs(60),
+            create_default_mesh: true,
+        }
+    }
+}
+
+/// Why the global control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The API address could not be bound.
+    #[error("binding the REST API to {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store failed while setting up the admin token or the default mesh.
+    #[error("initialising the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A running global control plane.
+pub struct GlobalCp {
+    api_addr: SocketAddr,
+    token_origin: TokenOrigin,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl GlobalCp {
+    /// Binds the API and starts serving on `store`.
+    pub async fn start(config: GlobalCpConfig, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        let (auth, token_origin) = AdminAuth::init(
+            store.as_ref(),
+            config.admin_token.as_deref(),
+            config.reads_need_token,
+        )
+        .await?;
+        if config.create_default_mesh {
+            ensure_default_mesh(store.as_ref()).await?;
+        }
+        let listener =
+            TcpListener::bind(config.api_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.api_addr,
+                    source,
+                })?;
+        let api_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.api_addr,
+            source,
+        })?;
+        let state = AppState {
+            store: store.clone(),
+            metrics: telemetry::prometheus(),
+        };
+        let router = api::router(state, auth);
+        let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        let background = vec![
+            tokio::spawn(compaction::run(
+                store.clone(),
+                config.changelog_retention,
+                config.compaction_interval,
+            )),
+            tokio::spawn(export_revision(store.watch())),
+        ];
+        tracing::info!(%api_addr, "global control plane REST API listening");
+        Ok(GlobalCp {
+            api_addr,
+            token_origin,
+            shutdown,
+            server,
+            background,
+        })
+    }
+
+    /// The address the API is bound to.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// How the admin token was set up; `Generated` carries the token to show once.
+    pub fn token_origin(&self) -> &TokenOrigin {
+        &self.token_origin
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, stops background duties.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        for task in &self.background {
+            task.abort();
+        }
+        match self.server.await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        }
+    }
+}
+
+/// Creates the `default` mesh once per installation. A marker setting records that
+/// it was done, so an operator who deletes the mesh does not see it come back; the
+/// marker holds a random nonce so exactly one of several replicas starting together
+/// creates it.
+async fn ensure_default_mesh(store: &dyn Store) -> Result<(), StoreError> {
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    if store
+        .setting_or_insert("default_mesh_created", &nonce)
+        .await?
+        != nonce
+    {
+        return Ok(());
+    }
+    let spec = meridian_model::Spec::from_value(ResourceKind::Mesh, serde_json::json!({}))
+        .map_err(|e| StoreError::Backend(format!("the default mesh is invalid: {e}")))?;
+    let mesh = NewResource {
+        key: ResourceKey::global(ResourceKind::Mesh, "default"),
+        labels: Default::default(),
+        spec: spec.to_value(),
+        zone: None,
+    };
+    match store.put(mesh, Precondition::Absent).await {
+        Ok(_) => {
+            tracing::info!("created the default mesh");
+            Ok(())
+        }
+        Err(StoreError::AlreadyExists(_)) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Keeps `meridian_store_revision` equal to the latest committed revision.
+async fn export_revision(mut revisions: watch::Receiver<Revision>) {
+    loop {
+        let revision = *revisions.borrow_and_update();
+        metrics::gauge!("meridian_store_revision").set(revision as f64);
+        if revisions.changed().await.is_err() {
+            return;
+        }
+    }
+}
