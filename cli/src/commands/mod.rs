@@ -1,0 +1,6 @@
+//! One module per `meridian` subcommand.
+
+pub mod apply;
+pub mod delete;
+pub mod get;
+pub mod global_cp;

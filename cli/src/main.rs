@@ -1,0 +1,141 @@
+//! `meridian`: every Meridian component and the operator CLI in one binary.
+//!
+//! Servers (`global-cp`) log to stderr via `tracing` (level from `RUST_LOG`, default
+//! `info`) and print the addresses a person needs on stdout. Client commands (`apply`,
+//! `get`, `delete`) print results on stdout and errors on stderr, exiting non-zero.
+
+mod client;
+mod commands;
+mod paths;
+mod table;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use commands::{apply, delete, get, global_cp};
+
+/// Meridian: a multi-zone service-mesh control plane.
+#[derive(Parser, Debug)]
+#[command(name = "meridian", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the global control plane (REST API on the resource store).
+    GlobalCp(global_cp::GlobalCpArgs),
+    /// Create or update the resources of a YAML/JSON file (several documents allowed).
+    Apply {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        args: apply::ApplyArgs,
+    },
+    /// Show resources as a table, JSON or YAML.
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        args: get::GetArgs,
+    },
+    /// Delete a resource (a Mesh or Zone takes what it owns with it).
+    Delete {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        args: delete::DeleteArgs,
+    },
+}
+
+/// Where the REST API is and how to authenticate.
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    /// The REST API's URL.
+    #[arg(long, env = "MERIDIAN_API", default_value = "http://127.0.0.1:5681")]
+    api: String,
+    /// The admin token (needed for apply and delete).
+    #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> anyhow::Result<client::ApiClient> {
+        client::ApiClient::new(&self.api, self.token.clone())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn init_tracing(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // One crypto provider (ring) for every TLS user in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match cli.command {
+        Command::GlobalCp(args) => {
+            init_tracing("info");
+            global_cp::run(args).await
+        }
+        Command::Apply { api, args } => {
+            init_tracing("warn");
+            match api.client() {
+                Ok(client) => apply::run(&client, &args).await,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Get { api, args } => {
+            init_tracing("warn");
+            match api.client() {
+                Ok(client) => get::run(&client, &args).await,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Delete { api, args } => {
+            init_tracing("warn");
+            match api.client() {
+                Ok(client) => delete::run(&client, &args).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
