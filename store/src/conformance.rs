@@ -54,6 +54,8 @@ macro_rules! conformance_tests {
             watch_wakes_on_commit,
             concurrent_writers_get_distinct_ordered_revisions,
             settings_keep_their_first_value,
+            settings_are_written_atomically_with_a_batch,
+            snapshot_is_every_resource_at_one_revision,
             zone_insights_are_status_not_config
         );
     };
@@ -592,6 +594,68 @@ pub async fn settings_keep_their_first_value(store: &dyn Store) {
         "first"
     );
     assert_eq!(store.current_revision().await.unwrap(), 0);
+}
+
+/// A setting written in a batch commits or fails with it, and uses no revision.
+pub async fn settings_are_written_atomically_with_a_batch(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    let set = |value: &str| WriteOp::SetSetting {
+        key: "applied".into(),
+        value: value.into(),
+    };
+    let err = store
+        .apply(vec![
+            set("5"),
+            WriteOp::Put(policy("missing", "bad", &[]), Precondition::Any),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::MeshNotFound { .. }), "{err}");
+    assert_eq!(store.setting("applied").await.unwrap(), None);
+
+    store
+        .apply(vec![
+            WriteOp::Put(policy("default", "p", &[]), Precondition::Any),
+            set("7"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.setting("applied").await.unwrap().as_deref(),
+        Some("7")
+    );
+    store.apply(vec![set("8")]).await.unwrap();
+    assert_eq!(
+        store.setting("applied").await.unwrap().as_deref(),
+        Some("8")
+    );
+    assert_eq!(store.current_revision().await.unwrap(), 2);
+}
+
+/// A snapshot holds every resource, ordered by kind, mesh and name, and the revision
+/// it is consistent at.
+pub async fn snapshot_is_every_resource_at_one_revision(store: &dyn Store) {
+    let empty = store.snapshot().await.unwrap();
+    assert_eq!((empty.resources.len(), empty.revision), (0, 0));
+    put(store, mesh("default")).await;
+    put(store, zone("z1")).await;
+    put(store, policy("default", "b", &[])).await;
+    put(store, policy("default", "a", &[])).await;
+    store
+        .delete(
+            &ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "b"),
+            Precondition::Any,
+        )
+        .await
+        .unwrap();
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.revision, 5);
+    let keys: Vec<_> = snapshot
+        .resources
+        .iter()
+        .map(|r| format!("{}/{}/{}", r.key.kind, r.key.mesh, r.key.name))
+        .collect();
+    assert_eq!(keys, ["Mesh//default", "MeshTimeout/default/a", "Zone//z1"]);
 }
 
 /// Insights are kept per zone, overwritten in place, and never use a revision.

@@ -27,7 +27,7 @@
 mod error;
 pub mod postgres;
 mod resource;
-mod rules;
+pub mod rules;
 mod store;
 
 #[cfg(feature = "conformance")]
@@ -35,7 +35,7 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use resource::{
-    Change, ChangeBatch, ListQuery, NewResource, Page, PutOutcome, ResourceKey, Revision,
+    Change, ChangeBatch, ListQuery, NewResource, Page, PutOutcome, ResourceKey, Revision, Snapshot,
     StoredResource, WriteOp, WriteOutcome,
 };
 pub use store::{Precondition, Store};

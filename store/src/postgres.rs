@@ -23,10 +23,10 @@ use sqlx::{Postgres, Transaction};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::rules::check_write;
+use crate::rules::{check_precondition, check_write};
 use crate::{
     Change, ChangeBatch, ListQuery, NewResource, Page, Precondition, PutOutcome, ResourceKey,
-    Revision, Store, StoreError, StoredResource, WriteOp, WriteOutcome,
+    Revision, Snapshot, Store, StoreError, StoredResource, WriteOp, WriteOutcome,
 };
 
 /// The channel commits are announced on; the payload is the committed revision.
@@ -273,25 +273,6 @@ async fn log_change(
     .await
     .db()?;
     Ok(())
-}
-
-fn check_precondition(
-    key: &ResourceKey,
-    existing: Option<&StoredResource>,
-    precondition: Precondition,
-) -> Result<(), StoreError> {
-    match (precondition, existing) {
-        (Precondition::Any, _) | (Precondition::Absent, None) => Ok(()),
-        (Precondition::Absent, Some(_)) => Err(StoreError::AlreadyExists(key.clone())),
-        (Precondition::Version(expected), found) if found.map(|r| r.version) != Some(expected) => {
-            Err(StoreError::Conflict {
-                key: key.clone(),
-                expected,
-                actual: found.map(|r| r.version),
-            })
-        }
-        (Precondition::Version(_), _) => Ok(()),
-    }
 }
 
 async fn put_in_tx(
@@ -577,6 +558,18 @@ impl Store for PostgresStore {
                 WriteOp::Delete(key, precondition) => {
                     delete_in_tx(&mut tx, key, precondition, &mut revision).await?
                 }
+                WriteOp::SetSetting { key, value } => {
+                    sqlx::query(
+                        "INSERT INTO settings (key, value) VALUES ($1, $2)
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    )
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+                    WriteOutcome::SettingSet
+                }
             });
         }
         if revision != start {
@@ -643,6 +636,29 @@ impl Store for PostgresStore {
             _ => current.max(since),
         };
         Ok(ChangeBatch { changes, through })
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut tx = begin_snapshot(&self.inner.pool).await?;
+        let revision: Revision =
+            sqlx::query_scalar("SELECT revision FROM store_state WHERE singleton")
+                .fetch_one(&mut *tx)
+                .await
+                .db()?;
+        let rows: Vec<ResourceRow> = sqlx::query_as(trusted(format!(
+            "SELECT {COLUMNS} FROM resources ORDER BY kind, mesh, name"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(Snapshot {
+            resources: rows
+                .into_iter()
+                .map(StoredResource::try_from)
+                .collect::<Result<_, _>>()?,
+            revision,
+        })
     }
 
     async fn compact(&self, through: Revision) -> Result<Revision, StoreError> {
@@ -717,6 +733,14 @@ impl Store for PostgresStore {
                 .await
                 .db()?;
         Ok(row.map(|json| json.0))
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .db()
     }
 
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {

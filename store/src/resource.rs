@@ -97,6 +97,15 @@ pub enum WriteOp {
     Put(NewResource, crate::Precondition),
     /// Delete a resource (and, for a Mesh or Zone, what it owns).
     Delete(ResourceKey, crate::Precondition),
+    /// Set a setting, atomically with the rest of the batch (e.g. a zone's "last
+    /// global revision applied" together with the changes of that revision). Settings
+    /// are not resources: no revision, no change log.
+    SetSetting {
+        /// The setting's name.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
 }
 
 /// What a put did.
@@ -124,6 +133,8 @@ pub enum WriteOutcome {
         /// Revision of the target's tombstone.
         revision: Revision,
     },
+    /// A setting was written.
+    SettingSet,
 }
 
 /// A list request.
@@ -200,6 +211,16 @@ impl Change {
             Change::Delete { key, .. } => key,
         }
     }
+}
+
+/// Every resource at one revision: what a reader needs when the change log no longer
+/// reaches back to its revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Every resource, ordered by type name, mesh and name.
+    pub resources: Vec<StoredResource>,
+    /// The revision the snapshot is consistent at; continue with `changes_since` it.
+    pub revision: Revision,
 }
 
 /// Changes after some revision, at most one per key (its latest), in revision order.

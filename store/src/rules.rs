@@ -1,11 +1,12 @@
-//! Checks on a write's shape that every backend applies before touching storage.
+//! Checks every backend applies to a write before touching storage, so all backends
+//! refuse the same writes with the same errors.
 
-use crate::{NewResource, StoreError};
+use crate::{NewResource, Precondition, ResourceKey, StoreError, StoredResource};
 
 /// Refuses writes whose key and owner do not fit the kind: a mesh-scoped kind needs a
 /// mesh and a global kind must have none; a zone-owned kind needs its zone and other
 /// kinds must have none.
-pub(crate) fn check_write(resource: &NewResource) -> Result<(), StoreError> {
+pub fn check_write(resource: &NewResource) -> Result<(), StoreError> {
     let key = &resource.key;
     let invalid = |reason: &str| StoreError::Invalid {
         key: key.clone(),
@@ -23,5 +24,25 @@ pub(crate) fn check_write(resource: &NewResource) -> Result<(), StoreError> {
         (true, None) => Err(invalid("a zone-owned resource needs its zone")),
         (false, Some(_)) => Err(invalid("only zone-owned resources have a zone")),
         _ => Ok(()),
+    }
+}
+
+/// Checks `precondition` against the stored resource (`None` if it does not exist).
+pub fn check_precondition(
+    key: &ResourceKey,
+    existing: Option<&StoredResource>,
+    precondition: Precondition,
+) -> Result<(), StoreError> {
+    match (precondition, existing) {
+        (Precondition::Any, _) | (Precondition::Absent, None) => Ok(()),
+        (Precondition::Absent, Some(_)) => Err(StoreError::AlreadyExists(key.clone())),
+        (Precondition::Version(expected), found) if found.map(|r| r.version) != Some(expected) => {
+            Err(StoreError::Conflict {
+                key: key.clone(),
+                expected,
+                actual: found.map(|r| r.version),
+            })
+        }
+        (Precondition::Version(_), _) => Ok(()),
     }
 }

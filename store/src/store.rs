@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::{
-    ChangeBatch, ListQuery, NewResource, Page, PutOutcome, ResourceKey, Revision, StoreError,
-    StoredResource, WriteOp, WriteOutcome,
+    ChangeBatch, ListQuery, NewResource, Page, PutOutcome, ResourceKey, Revision, Snapshot,
+    StoreError, StoredResource, WriteOp, WriteOutcome,
 };
 
 /// A condition a write must meet, checked atomically with the write.
@@ -44,6 +44,9 @@ pub trait Store: Send + Sync + 'static {
     async fn changes_since(&self, since: Revision, limit: usize)
     -> Result<ChangeBatch, StoreError>;
 
+    /// Every resource, consistent at one revision.
+    async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+
     /// Drops change-log entries up to and including `through` (clamped to the current
     /// revision) and returns the new horizon. Tombstones older than the horizon are
     /// forgotten, so readers behind it need a full snapshot.
@@ -69,6 +72,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads a zone's insight.
     async fn get_zone_insight(&self, zone: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Reads a setting.
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 
     /// Returns the setting `key`, first storing `value` if it is absent. Used for
     /// values generated once per installation, such as the admin token's hash.

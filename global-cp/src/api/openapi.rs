@@ -5,12 +5,15 @@ use std::sync::OnceLock;
 
 use axum::Json;
 use meridian_model::ResourceKind;
+use utoipa::ToSchema;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
@@ -38,61 +41,91 @@ fn string_map() -> ObjectBuilder {
         )))))
 }
 
-/// The document schema of one kind: meta fields plus its spec (under `spec` for
-/// policies, at top level for the others).
-fn document_schema(kind: ResourceKind) -> Schema {
-    let mut object = ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .description(Some(format!(
-            "A {} in Kuma's universal format.",
-            kind.type_name()
-        )))
-        .property("type", string().enum_values(Some([kind.type_name()])))
-        .required("type")
-        .property("name", string())
-        .required("name")
-        .property("labels", string_map())
-        .property(
-            "creationTime",
-            string()
-                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                    utoipa::openapi::KnownFormat::DateTime,
-                )))
-                .read_only(Some(true)),
-        )
-        .property(
-            "modificationTime",
-            string()
-                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                    utoipa::openapi::KnownFormat::DateTime,
-                )))
-                .read_only(Some(true)),
-        );
-    if kind.is_mesh_scoped() {
-        object = object.property("mesh", string()).required("mesh");
-    }
-    object = if kind.is_policy() {
-        object
-            .property("spec", crate::api::openapi::spec_schema(kind))
-            .required("spec")
-    } else {
-        // Mesh, Zone, Dataplane, ZoneIngress and ZoneEgress keep their fields at top level.
-        object.additional_properties(Some(AdditionalProperties::FreeForm(true)))
-    };
-    Schema::Object(object.build())
+/// A spec type's schema, its name, and the schemas it refers to.
+struct SpecSchema {
+    name: String,
+    schema: RefOr<Schema>,
+    nested: Vec<(String, RefOr<Schema>)>,
 }
 
-/// The schema of a policy's `spec`.
-fn spec_schema(kind: ResourceKind) -> RefOr<Schema> {
-    let _ = kind;
-    RefOr::T(Schema::Object(
-        ObjectBuilder::new()
+fn spec_schema_of<T: ToSchema>() -> SpecSchema {
+    let mut nested = Vec::new();
+    T::schemas(&mut nested);
+    SpecSchema {
+        name: T::name().into_owned(),
+        schema: T::schema(),
+        nested,
+    }
+}
+
+/// The schema of a kind's spec, generated from the model's own types.
+fn spec_schema(kind: ResourceKind) -> SpecSchema {
+    use meridian_model as m;
+    match kind {
+        ResourceKind::Mesh => spec_schema_of::<m::MeshSpec>(),
+        ResourceKind::Zone => spec_schema_of::<m::ZoneSpec>(),
+        ResourceKind::Dataplane => spec_schema_of::<m::DataplaneSpec>(),
+        ResourceKind::ZoneIngress => spec_schema_of::<m::ZoneIngressSpec>(),
+        ResourceKind::ZoneEgress => spec_schema_of::<m::ZoneEgressSpec>(),
+        ResourceKind::MeshTrafficPermission => spec_schema_of::<m::MeshTrafficPermissionSpec>(),
+        ResourceKind::MeshTcpRoute => spec_schema_of::<m::MeshTcpRouteSpec>(),
+        ResourceKind::MeshLoadBalancingStrategy => {
+            spec_schema_of::<m::MeshLoadBalancingStrategySpec>()
+        }
+        ResourceKind::MeshTimeout => spec_schema_of::<m::MeshTimeoutSpec>(),
+        ResourceKind::MeshHealthCheck => spec_schema_of::<m::MeshHealthCheckSpec>(),
+        ResourceKind::MeshCircuitBreaker => spec_schema_of::<m::MeshCircuitBreakerSpec>(),
+    }
+}
+
+/// The meta fields every document carries.
+fn meta_properties(kind: ResourceKind) -> Vec<(&'static str, Schema, bool)> {
+    let timestamp = || {
+        Schema::Object(
+            string()
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .read_only(Some(true))
+                .build(),
+        )
+    };
+    let mut properties = vec![
+        (
+            "type",
+            Schema::Object(string().enum_values(Some([kind.type_name()])).build()),
+            true,
+        ),
+        ("name", Schema::Object(string().build()), true),
+        ("labels", Schema::Object(string_map().build()), false),
+        ("creationTime", timestamp(), false),
+        ("modificationTime", timestamp(), false),
+    ];
+    if kind.is_mesh_scoped() {
+        properties.push(("mesh", Schema::Object(string().build()), true));
+    }
+    properties
+}
+
+/// The document schema of one kind: its meta fields plus its spec, under `spec` for
+/// policies and at top level for the others (as Kuma writes them).
+fn document_schema(kind: ResourceKind, spec: &SpecSchema) -> Schema {
+    let description = format!("A {} in Kuma's universal format.", kind.type_name());
+    let mut object = match (&spec.schema, kind.is_policy()) {
+        (RefOr::T(Schema::Object(fields)), false) => fields.clone(),
+        _ => ObjectBuilder::new()
             .schema_type(Type::Object)
-            .property("targetRef", ObjectBuilder::new().schema_type(Type::Object))
-            .required("targetRef")
-            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .property("spec", Ref::from_schema_name(spec.name.clone()))
+            .required("spec")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
             .build(),
-    ))
+    };
+    object.description = Some(description);
+    for (name, schema, required) in meta_properties(kind) {
+        object.properties.insert(name.to_owned(), RefOr::T(schema));
+        if required {
+            object.required.push(name.to_owned());
+        }
+    }
+    Schema::Object(object)
 }
 
 fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter {
@@ -298,7 +331,13 @@ pub fn document() -> OpenApi {
         );
     let mut paths = PathsBuilder::new();
     for kind in ResourceKind::ALL {
-        components = components.schema(kind.type_name(), document_schema(kind));
+        let spec = spec_schema(kind);
+        components = components
+            .schema(kind.type_name(), document_schema(kind, &spec))
+            .schemas_from_iter(spec.nested.clone());
+        if kind.is_policy() {
+            components = components.schema(spec.name.clone(), spec.schema.clone());
+        }
         paths = kind_paths(paths, kind);
     }
     let free_object = || ObjectBuilder::new().schema_type(Type::Object).build();
@@ -407,6 +446,12 @@ mod tests {
                 .contains_key("/meshes/{mesh}/meshtcproutes/{name}")
         );
         assert!(doc.paths.paths.contains_key("/zones/{name}"));
+        // Policies reference their generated spec schema; plain kinds inline their fields.
+        assert!(components.schemas.contains_key("MeshTcpRouteSpec"));
+        let RefOr::T(Schema::Object(mesh)) = &components.schemas["Mesh"] else {
+            panic!("Mesh is an object schema");
+        };
+        assert!(mesh.properties.contains_key("mtls") && mesh.properties.contains_key("name"));
         // Dataplanes are read-only on global: no PUT documented.
         let dataplane = &doc.paths.paths["/meshes/{mesh}/dataplanes/{name}"];
         assert!(dataplane.put.is_none() && dataplane.get.is_some());
