@@ -1,6 +1,30 @@
-//! Meridian's wire protocols.
+//! Meridian's wire protocols, generated from `proto/*.proto` with tonic/prost.
 //!
-//! This crate will hold the KDS service (two bidirectional gRPC streams per zone:
-//! global→zone resources and zone→global resources, delta messages with ACK/NACK)
-//! and the data-plane config stream, generated with tonic/prost. It is empty until
-//! the KDS work lands; the crate exists so the workspace layout is stable.
+//! - [`kds`]: the global↔zone sync service (see `proto/kds.proto` for the protocol:
+//!   two bidirectional streams per zone, delta messages with per-resource NACKs,
+//!   resume from the receiver's last applied revision, chunked snapshots).
+
+/// KDS v1: the global↔zone sync protocol.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod kds {
+    tonic::include_proto!("meridian.kds.v1");
+}
+
+/// gRPC metadata keys of the KDS handshake.
+pub mod metadata {
+    /// The zone's name; must match its token.
+    pub const ZONE: &str = "x-meridian-zone";
+    /// The zone CP's product version (informational, never used for decisions).
+    pub const VERSION: &str = "x-meridian-version";
+    /// Comma-separated capabilities the zone supports.
+    pub const FEATURES: &str = "x-meridian-features";
+}
+
+/// Capabilities exchanged in [`metadata::FEATURES`]: behaviour is negotiated by
+/// capability, never by version number.
+pub mod features {
+    /// Resume from a revision with deltas (the zone sends `since_revision`).
+    pub const DELTA: &str = "delta";
+    /// Snapshots may span several messages framed by `snapshot_start`/`snapshot_end`.
+    pub const CHUNKED_SNAPSHOT: &str = "chunked-snapshot";
+}
