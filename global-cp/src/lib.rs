@@ -16,5 +16,6 @@ pub mod auth;
 pub mod compaction;
 mod server;
 pub mod telemetry;
+pub mod zone_token;
 
 pub use server::{GlobalCp, GlobalCpConfig, StartError};

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::auth::{AdminAuth, TokenOrigin};
+use crate::zone_token::ZoneTokens;
 use crate::{compaction, telemetry};
 
 /// How the global control plane runs.
@@ -93,9 +94,11 @@ impl GlobalCp {
             addr: config.api_addr,
             source,
         })?;
+        let zone_tokens = ZoneTokens::init(store.as_ref()).await?;
         let state = AppState {
             store: store.clone(),
             metrics: telemetry::prometheus(),
+            zone_tokens,
         };
         let router = api::router(state, auth);
         let (shutdown, mut shutdown_rx) = watch::channel(false);

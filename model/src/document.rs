@@ -230,7 +230,14 @@ pub fn parse_document(doc: Value) -> Result<Resource, ValidationError> {
             String::new()
         }
         Some(Value::String(n)) => {
-            if let Err(e) = validate_name(&n) {
+            // Zone names are DNS labels (no dots): global names a zone's synced
+            // resources `<name>.<zone>`, which stays unambiguous only that way.
+            let valid = if kind == Some(ResourceKind::Zone) {
+                validate_mesh_name(&n)
+            } else {
+                validate_name(&n)
+            };
+            if let Err(e) = valid {
                 v.add("name", e);
             }
             n

@@ -514,3 +514,48 @@ async fn readiness_follows_the_database_and_recovers_by_itself() {
         global.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_tokens_are_issued_to_admins_only() {
+    let api = Api::start().await;
+    let request = json!({"zone": "zone-1", "validFor": "24h"});
+    let (status, _, _) = api
+        .call(Method::POST, "/tokens/zone", Some(request.clone()), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, issued) = api
+        .call(Method::POST, "/tokens/zone", Some(request), Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    assert!(
+        issued["token"].as_str().unwrap().starts_with("mrdz_"),
+        "{issued}"
+    );
+    assert_eq!(issued["zone"], "zone-1");
+
+    // A zone token is not an admin token.
+    let zone_token = issued["token"].as_str().unwrap().to_owned();
+    let (status, _, _) = api
+        .call(
+            Method::PUT,
+            "/meshes/x",
+            Some(json!({"type": "Mesh", "name": "x"})),
+            Some(&zone_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let bad = json!({"zone": "Not.A.Label", "validFor": "forever"});
+    let (status, _, problem) = api
+        .call(Method::POST, "/tokens/zone", Some(bad), Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&problem), ["zone", "validFor"], "{problem}");
+
+    // Zone names are DNS labels: a dotted name is refused where zones are created too.
+    let (status, problem) = api
+        .put("/zones/a.b", json!({"type": "Zone", "name": "a.b"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&problem), ["name"], "{problem}");
+}

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod problem;
 pub mod query;
 pub mod resources;
+pub mod tokens;
 pub mod zones;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use tracing::Level;
 
 use crate::auth::{AdminAuth, require_token};
 use crate::telemetry;
+use crate::zone_token::ZoneTokens;
 use problem::Problem;
 
 /// What every handler can reach.
@@ -42,6 +44,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Issues zone tokens.
+    pub zone_tokens: ZoneTokens,
 }
 
 /// Path parameters, with decoding failures reported as problems.
@@ -90,7 +94,8 @@ pub fn router(state: AppState, auth: AdminAuth) -> Router {
             get(get_in_mesh).put(put_in_mesh).delete(delete_in_mesh),
         )
         .route("/zones/{name}/insight", get(zones::insight))
-        .route("/zones+insights", get(zones::list_with_insights));
+        .route("/zones+insights", get(zones::list_with_insights))
+        .route("/tokens/zone", axum::routing::post(tokens::issue));
     for kind in [
         ResourceKind::Zone,
         ResourceKind::ZoneIngress,

@@ -325,6 +325,8 @@ pub fn document() -> OpenApi {
         .schema_from::<ListResponse>()
         .schema_from::<DeleteResponse>()
         .schema_from::<DeletedResource>()
+        .schema_from::<super::tokens::ZoneTokenRequest>()
+        .schema_from::<super::tokens::ZoneTokenResponse>()
         .security_scheme(
             "adminToken",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
