@@ -1,0 +1,122 @@
+//! Conversions between store values and KDS messages, with validation of everything
+//! received: a received resource passes the same model validation as a REST write.
+
+use std::collections::BTreeMap;
+
+use meridian_model::{ResourceKind, Spec};
+use meridian_proto::kds;
+use meridian_store::{ResourceKey, StoredResource};
+
+/// A stored resource as sent on KDS.
+pub fn to_proto(resource: &StoredResource) -> kds::Resource {
+    kds::Resource {
+        r#type: resource.key.kind.type_name().to_owned(),
+        mesh: resource.key.mesh.clone(),
+        name: resource.key.name.clone(),
+        labels: resource.labels.clone().into_iter().collect(),
+        spec: serde_json::to_vec(&resource.spec).unwrap_or_default(),
+        version: resource.version,
+        revision: resource.revision,
+        zone: resource.zone.clone().unwrap_or_default(),
+    }
+}
+
+/// A key as sent on KDS.
+pub fn key_to_proto(key: &ResourceKey) -> kds::ResourceKey {
+    kds::ResourceKey {
+        r#type: key.kind.type_name().to_owned(),
+        mesh: key.mesh.clone(),
+        name: key.name.clone(),
+    }
+}
+
+/// A received key, or why it is not one.
+pub fn key_from_proto(key: &kds::ResourceKey) -> Result<ResourceKey, String> {
+    let kind = ResourceKind::from_type_name(&key.r#type)
+        .ok_or_else(|| format!("unknown resource type {:?}", key.r#type))?;
+    if key.name.is_empty() {
+        return Err("the resource has no name".to_owned());
+    }
+    Ok(ResourceKey {
+        kind,
+        mesh: key.mesh.clone(),
+        name: key.name.clone(),
+    })
+}
+
+/// A received resource, validated as a REST write would be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// Its key as the sender named it.
+    pub key: ResourceKey,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its spec in canonical form.
+    pub spec: serde_json::Value,
+    /// The owning zone the sender stated (zone-owned kinds).
+    pub zone: Option<String>,
+}
+
+/// Validates a received resource: known type, well-formed key, spec JSON that passes
+/// the model's validation.
+pub fn from_proto(resource: &kds::Resource) -> Result<Received, String> {
+    let key = key_from_proto(&kds::ResourceKey {
+        r#type: resource.r#type.clone(),
+        mesh: resource.mesh.clone(),
+        name: resource.name.clone(),
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&resource.spec)
+        .map_err(|e| format!("the spec is not JSON: {e}"))?;
+    let spec = Spec::from_value(key.kind, value).map_err(|e| e.to_string())?;
+    Ok(Received {
+        key,
+        labels: resource.labels.clone().into_iter().collect(),
+        spec: spec.to_value(),
+        zone: (!resource.zone.is_empty()).then(|| resource.zone.clone()),
+    })
+}
+
+/// The key of a received resource (for NACKs, even when it is invalid).
+pub fn key_of(resource: &kds::Resource) -> kds::ResourceKey {
+    kds::ResourceKey {
+        r#type: resource.r#type.clone(),
+        mesh: resource.mesh.clone(),
+        name: resource.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_resources_are_refused_with_the_reason() {
+        let mut resource = kds::Resource {
+            r#type: "MeshTimeout".into(),
+            mesh: "default".into(),
+            name: "t".into(),
+            spec: br#"{"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "soon"}}]}"#.to_vec(),
+            ..Default::default()
+        };
+        let reason = from_proto(&resource).unwrap_err();
+        assert!(reason.contains("idleTimeout"), "{reason}");
+
+        resource.spec = b"{not json".to_vec();
+        assert!(from_proto(&resource).unwrap_err().contains("not JSON"));
+        resource.r#type = "Banana".into();
+        assert!(from_proto(&resource).unwrap_err().contains("unknown resource type"));
+    }
+
+    #[test]
+    fn valid_resources_round_trip() {
+        let resource = kds::Resource {
+            r#type: "Mesh".into(),
+            name: "default".into(),
+            spec: br#"{"routing": {"zoneEgress": true}}"#.to_vec(),
+            ..Default::default()
+        };
+        let received = from_proto(&resource).unwrap();
+        assert_eq!(received.key, ResourceKey::global(ResourceKind::Mesh, "default"));
+        assert_eq!(received.spec["routing"]["zoneEgress"], true);
+    }
+}

@@ -1,0 +1,39 @@
+//! KDS sync logic shared by both ends of both streams.
+//!
+//! Both directions of KDS do the same two jobs, so they live here once:
+//!
+//! ```text
+//!  sender store ──changes_since(R) / snapshot──▶ Outbound ──Changes msgs──▶ (gRPC)
+//!  (gRPC) ──Changes msgs──▶ Inbound: validate (NACK bad ones), transform (stamp the
+//!        owner zone, rename), apply in ONE store transaction together with
+//!        "sender revision applied = through" ──▶ receiver store
+//! ```
+//!
+//! - global→zone: global is the sender, scope [`scope::GlobalToZone`]; the zone
+//!   applies with [`transform::FromGlobal`].
+//! - zone→global: the zone is the sender, scope [`scope::ZoneToGlobal`]; global
+//!   applies with [`transform::FromZone`], which stamps the zone's name on every
+//!   resource, so a zone can only ever touch its own resources.
+//!
+//! The receiver persists the last sender revision it applied; on reconnect the sender
+//! continues from it ([`Outbound::catch_up`]), falling back to a chunked snapshot only
+//! when its change log was compacted past that revision. After a snapshot's last
+//! chunk, the receiver deletes what is in scope but was not in the snapshot.
+
+pub mod convert;
+mod error;
+mod inbound;
+mod outbound;
+pub mod scope;
+pub mod transform;
+
+pub use error::KdsError;
+pub use inbound::{Applied, Inbound};
+pub use outbound::{CatchUp, DEFAULT_MAX_MESSAGE_BYTES, Outbound};
+pub use scope::Scope;
+pub use transform::Transform;
+
+/// A fresh random nonce for a message.
+pub fn nonce() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

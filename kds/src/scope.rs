@@ -1,0 +1,65 @@
+//! Which resources flow on a stream. The sender sends only what is in scope, and the
+//! receiver, after a snapshot, deletes only what is in scope: the same predicate
+//! bounds both, so a snapshot can never delete what the stream does not carry.
+
+use meridian_model::ResourceKind;
+use meridian_store::ResourceKey;
+
+/// A predicate on (key, owning zone).
+pub trait Scope: Send + Sync {
+    /// Whether a resource with this key and owner flows on the stream.
+    fn includes(&self, key: &ResourceKey, owner: Option<&str>) -> bool;
+}
+
+/// global→zone for one zone: meshes, zones, policies, and other zones' ingresses.
+/// Never dataplanes or egresses, never the zone's own resources back, and never the
+/// zone's own Zone record (deleting it on the zone would cascade to its dataplanes).
+#[derive(Debug, Clone)]
+pub struct GlobalToZone {
+    /// The zone at the other end.
+    pub zone: String,
+}
+
+impl Scope for GlobalToZone {
+    fn includes(&self, key: &ResourceKey, owner: Option<&str>) -> bool {
+        match key.kind {
+            ResourceKind::Zone => key.name != self.zone,
+            ResourceKind::ZoneIngress => owner.is_some_and(|z| z != self.zone),
+            ResourceKind::Dataplane | ResourceKind::ZoneEgress => false,
+            _ => true,
+        }
+    }
+}
+
+/// zone→global: the zone's own zone-owned resources.
+#[derive(Debug, Clone)]
+pub struct ZoneToGlobal {
+    /// The sending zone.
+    pub zone: String,
+}
+
+impl Scope for ZoneToGlobal {
+    fn includes(&self, key: &ResourceKey, owner: Option<&str>) -> bool {
+        key.kind.is_zone_owned() && owner == Some(self.zone.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_split_ownership() {
+        let down = GlobalToZone { zone: "a".into() };
+        let up = ZoneToGlobal { zone: "a".into() };
+        let policy = ResourceKey::in_mesh(ResourceKind::MeshTcpRoute, "default", "r");
+        let dataplane = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "dp");
+        let ingress = ResourceKey::global(ResourceKind::ZoneIngress, "in");
+        assert!(down.includes(&policy, None) && !up.includes(&policy, None));
+        assert!(!down.includes(&dataplane, Some("b")) && !up.includes(&dataplane, Some("b")));
+        assert!(up.includes(&dataplane, Some("a")));
+        assert!(down.includes(&ingress, Some("b")) && !down.includes(&ingress, Some("a")));
+        assert!(!down.includes(&ResourceKey::global(ResourceKind::Zone, "a"), None));
+        assert!(down.includes(&ResourceKey::global(ResourceKind::Zone, "b"), None));
+    }
+}
