@@ -1,0 +1,570 @@
+//! [`EmbeddedStore`]: the [`Store`] trait on a single-node openraft group whose log
+//! and state machine live in redb files in one directory.
+//!
+//! Writes (`apply`, `compact`, `put_zone_insight`, `setting_or_insert`) are proposed
+//! as [`Command`]s with `client_write` and answered by the state machine once applied.
+//! Reads go straight to the state machine's database in a redb read transaction (one
+//! consistent cut per call). That is linearizable on a single node, which is always the
+//! leader; in the three-node group each read path marked `HA:` below must first call
+//! `raft.ensure_linearizable()` (or forward to the leader).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{SubsecRound, Utc};
+use meridian_store::{
+    Change, ChangeBatch, ListQuery, Page, ResourceKey, Revision, Snapshot, Store, StoreError,
+    StoredResource, WriteOp, WriteOutcome,
+};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use redb::{Database, ReadableDatabase};
+use tokio::sync::watch;
+
+use crate::error::EmbeddedStoreError;
+use crate::log_store::LogStore;
+use crate::network::SingleNodeNetwork;
+use crate::state_machine::StateMachine;
+use crate::tables::{
+    CHANGE_LOG, ChangeOp, ChangeRow, InsightRow, LATEST_CHANGE, RESOURCES, ResourceRow, SETTINGS,
+    SM_META, ZONE_INSIGHTS, all_resources, decode, read_counters, read_resource, resources_of_kind,
+    revision_key, stored_key,
+};
+use crate::types::{Command, CommandResponse, NodeId, Raft, SINGLE_NODE_ID, WireWriteOp};
+
+/// The Raft log's file in the data directory.
+pub const LOG_FILE: &str = "raft-log.redb";
+/// The state machine's file in the data directory.
+pub const STATE_FILE: &str = "state.redb";
+
+/// How long `open` keeps retrying a database file still held by a store of this
+/// process that is shutting down.
+const REOPEN_GRACE: Duration = Duration::from_secs(5);
+
+/// Tunables of [`EmbeddedStore::open_with`]. [`Default`] suits production.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStoreOptions {
+    /// Build a Raft snapshot after this many log entries since the last one
+    /// (`SnapshotPolicy::LogsSinceLast`). Default 5000.
+    pub snapshot_logs_since_last: u64,
+    /// Log entries already covered by a snapshot to keep after purging (lets a
+    /// lagging follower catch up from the log instead of a snapshot once the group has
+    /// followers). Default 1000, so the log holds at most about 6000 entries.
+    pub max_in_snapshot_log_to_keep: u64,
+    /// How long `open` waits for the node to become leader. Default 10 s.
+    pub leader_timeout: Duration,
+}
+
+impl Default for EmbeddedStoreOptions {
+    fn default() -> Self {
+        EmbeddedStoreOptions {
+            snapshot_logs_since_last: 5000,
+            max_in_snapshot_log_to_keep: 1000,
+            leader_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A [`Store`] on an openraft state machine persisted in redb. Cheap to clone; clones
+/// share the Raft node.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: Raft,
+    state: Arc<Database>,
+    /// The log database, held only to know when openraft has let go of it.
+    log: Arc<Database>,
+    revision_tx: Arc<watch::Sender<Revision>>,
+    dir: PathBuf,
+    shut_down: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.shut_down.load(Ordering::SeqCst) {
+            return;
+        }
+        // Stop the Raft node (and release the database files) in the background;
+        // outside a runtime the node's tasks end with their runtime anyway.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            handle.spawn(async move {
+                if let Err(error) = raft.shutdown().await {
+                    tracing::warn!(%error, "embedded store: Raft shutdown failed");
+                }
+            });
+        }
+    }
+}
+
+impl fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens or creates one redb file.
+pub(crate) fn open_database(path: &Path) -> Result<Database, EmbeddedStoreError> {
+    Database::create(path).map_err(|source| EmbeddedStoreError::Open {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn already_open(error: &EmbeddedStoreError) -> bool {
+    matches!(
+        error,
+        EmbeddedStoreError::Open {
+            source: redb::DatabaseError::DatabaseAlreadyOpen,
+            ..
+        }
+    )
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir` with default options. See
+    /// [`EmbeddedStore::open_with`].
+    pub async fn open(dir: &Path) -> Result<EmbeddedStore, EmbeddedStoreError> {
+        Self::open_with(dir, EmbeddedStoreOptions::default()).await
+    }
+
+    /// Opens (or creates) the store in `dir`: the Raft log in [`LOG_FILE`], the state
+    /// machine in [`STATE_FILE`]. Starts Raft node 1, initialises the membership `{1}`
+    /// on first start only, and waits until the node is leader and has applied its
+    /// whole log, so reads see every write acknowledged before.
+    pub async fn open_with(
+        dir: &Path,
+        options: EmbeddedStoreOptions,
+    ) -> Result<EmbeddedStore, EmbeddedStoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| EmbeddedStoreError::Directory {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let revision_tx = Arc::new(watch::channel(0).0);
+        let (log_store, state_machine) = Self::open_files(dir, &revision_tx).await?;
+        let state = state_machine.database();
+        let log = log_store.database();
+
+        let config = Config {
+            cluster_name: "meridian-embedded".to_owned(),
+            heartbeat_interval: 50,
+            election_timeout_min: 150,
+            election_timeout_max: 300,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: options.max_in_snapshot_log_to_keep,
+            purge_batch_size: 1,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| EmbeddedStoreError::Config(e.to_string()))?;
+
+        let raft = Raft::new(
+            SINGLE_NODE_ID,
+            Arc::new(config),
+            SingleNodeNetwork,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| EmbeddedStoreError::Raft(format!("starting the node: {e}")))?;
+
+        let store = EmbeddedStore {
+            inner: Arc::new(Inner {
+                raft,
+                state,
+                log,
+                revision_tx,
+                dir: dir.to_owned(),
+                shut_down: AtomicBool::new(false),
+            }),
+        };
+        if let Err(error) = store.start(&options).await {
+            store.shutdown().await;
+            return Err(error);
+        }
+        tracing::info!(dir = %dir.display(), revision = *store.inner.revision_tx.borrow(), "embedded store open");
+        Ok(store)
+    }
+
+    /// Opens both database files, retrying while a store of this process that was
+    /// just dropped still holds them.
+    async fn open_files(
+        dir: &Path,
+        revision_tx: &Arc<watch::Sender<Revision>>,
+    ) -> Result<(LogStore, StateMachine), EmbeddedStoreError> {
+        let deadline = tokio::time::Instant::now() + REOPEN_GRACE;
+        loop {
+            let opened = LogStore::open(&dir.join(LOG_FILE)).and_then(|log| {
+                StateMachine::open(&dir.join(STATE_FILE), revision_tx.clone()).map(|sm| (log, sm))
+            });
+            match opened {
+                Err(error) if already_open(&error) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start(&self, options: &EmbeddedStoreOptions) -> Result<(), EmbeddedStoreError> {
+        let raft = &self.inner.raft;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| EmbeddedStoreError::Raft(e.to_string()))?;
+        if !initialized {
+            let members = BTreeMap::from([(SINGLE_NODE_ID, BasicNode::default())]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| EmbeddedStoreError::Raft(format!("initializing membership: {e}")))?;
+            tracing::info!("embedded store: initialized a single-node Raft group");
+        }
+        let mut metrics = raft.metrics();
+        let ready = tokio::time::timeout(
+            options.leader_timeout,
+            metrics.wait_for(|m| {
+                m.running_state.is_err()
+                    || (m.state == ServerState::Leader
+                        && m.current_leader == Some(SINGLE_NODE_ID)
+                        && m.last_applied.map(|l| l.index) == m.last_log_index)
+            }),
+        )
+        .await;
+        match ready {
+            Err(_) => Err(EmbeddedStoreError::LeaderTimeout(options.leader_timeout)),
+            Ok(Err(_)) => Err(EmbeddedStoreError::Raft(
+                "the Raft node stopped while starting".to_owned(),
+            )),
+            Ok(Ok(m)) => match &m.running_state {
+                Err(fatal) => Err(EmbeddedStoreError::Raft(format!(
+                    "the Raft node stopped while starting: {fatal}"
+                ))),
+                Ok(()) => Ok(()),
+            },
+        }
+    }
+
+    /// Stops the Raft node and waits (up to a few seconds) until its tasks have
+    /// released the log and the state machine. The store answers `Unavailable`
+    /// afterwards; once every clone is dropped the database files are closed and the
+    /// directory can be opened again.
+    pub async fn shutdown(&self) {
+        if self.inner.shut_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(error) = self.inner.raft.shutdown().await {
+            tracing::warn!(%error, "embedded store: Raft shutdown failed");
+        }
+        // openraft's state-machine worker and snapshot tasks end shortly after the
+        // core; they hold the only other references to the databases.
+        let deadline = tokio::time::Instant::now() + REOPEN_GRACE;
+        while (Arc::strong_count(&self.inner.state) > 1 || Arc::strong_count(&self.inner.log) > 1)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The Raft handle (metrics, snapshots; the multi-node issue adds RPC serving).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Proposes `command` and waits until it is applied.
+    async fn write(&self, command: Command) -> Result<CommandResponse, StoreError> {
+        self.inner
+            .raft
+            .client_write(command)
+            .await
+            .map(|response| response.data)
+            .map_err(write_error)
+    }
+
+    fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.inner
+            .state
+            .begin_read()
+            .map_err(|e| StoreError::from(EmbeddedStoreError::from(e)))
+    }
+}
+
+fn write_error(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> StoreError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            StoreError::Unavailable(format!(
+                "embedded store: this node is not the Raft leader (leader: {})",
+                forward
+                    .leader_id
+                    .map_or_else(|| "unknown".to_owned(), |id| id.to_string())
+            ))
+        }
+        RaftError::APIError(other) => StoreError::Backend(format!("embedded store: {other}")),
+        RaftError::Fatal(fatal) => {
+            StoreError::Unavailable(format!("embedded store: the Raft node stopped: {fatal}"))
+        }
+    }
+}
+
+fn unexpected(response: &CommandResponse, what: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "embedded store: the state machine answered {response:?} to {what}"
+    ))
+}
+
+/// Maps internal failures on the read path to store errors.
+trait Internal<T> {
+    fn internal(self) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<EmbeddedStoreError>> Internal<T> for Result<T, E> {
+    fn internal(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::from(e.into()))
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &ResourceKey) -> Result<Option<StoredResource>, StoreError> {
+        // HA: ensure_linearizable before reading.
+        let txn = self.read_txn()?;
+        let resources = txn.open_table(RESOURCES).internal()?;
+        read_resource(&resources, key).internal()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        // HA: ensure_linearizable before reading.
+        let txn = self.read_txn()?;
+        let resources = txn.open_table(RESOURCES).internal()?;
+        let matching: Vec<StoredResource> =
+            resources_of_kind(&resources, query.kind, query.mesh.as_deref())
+                .internal()?
+                .into_iter()
+                .filter(|r| query.zone.is_none() || r.zone == query.zone)
+                .filter(|r| query.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v)))
+                .collect();
+        let total = u64::try_from(matching.len()).unwrap_or(u64::MAX);
+        let items = matching
+            .into_iter()
+            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+            .collect();
+        Ok(Page { total, items })
+    }
+
+    async fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The leader stamps the time so every replica applies the same one.
+        let command = Command::Apply {
+            ops: ops.into_iter().map(WireWriteOp::from).collect(),
+            now: Utc::now().trunc_subsecs(6),
+        };
+        match self.write(command).await? {
+            CommandResponse::Applied(Ok(outcomes)) => {
+                outcomes.into_iter().map(WriteOutcome::try_from).collect()
+            }
+            CommandResponse::Applied(Err(error)) => Err(error.into()),
+            other => Err(unexpected(&other, "a write batch")),
+        }
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        // HA: ensure_linearizable before reading.
+        let txn = self.read_txn()?;
+        let meta = txn.open_table(SM_META).internal()?;
+        Ok(read_counters(&meta).internal()?.revision)
+    }
+
+    async fn changes_since(
+        &self,
+        since: Revision,
+        limit: usize,
+    ) -> Result<ChangeBatch, StoreError> {
+        // HA: ensure_linearizable before reading.
+        let txn = self.read_txn()?;
+        let counters = read_counters(&txn.open_table(SM_META).internal()?).internal()?;
+        if since < counters.horizon {
+            return Err(StoreError::Compacted {
+                since,
+                horizon: counters.horizon,
+            });
+        }
+        let log = txn.open_table(CHANGE_LOG).internal()?;
+        let latest = txn.open_table(LATEST_CHANGE).internal()?;
+        let resources = txn.open_table(RESOURCES).internal()?;
+        let start = revision_key(since).internal()?.saturating_add(1);
+        let mut changes = Vec::new();
+        for item in log.range(start..).internal()? {
+            if changes.len() >= limit {
+                break;
+            }
+            let (at, value) = item.internal()?;
+            let at = at.value();
+            let row: ChangeRow = decode("change", value.value()).internal()?;
+            let table_key = (row.kind.as_str(), row.mesh.as_str(), row.name.as_str());
+            // Only each key's newest entry counts.
+            if latest.get(table_key).internal()?.map(|v| v.value()) != Some(at) {
+                continue;
+            }
+            let key = stored_key(&row.kind, &row.mesh, &row.name).internal()?;
+            let revision = crate::tables::key_revision(at).internal()?;
+            changes.push(match row.op {
+                ChangeOp::Delete => Change::Delete {
+                    key,
+                    zone: row.zone,
+                    revision,
+                },
+                ChangeOp::Upsert => {
+                    let Some(bytes) = resources.get(table_key).internal()? else {
+                        return Err(StoreError::Backend(format!(
+                            "embedded store: change log upsert of {key} at revision {revision} has no resource row"
+                        )));
+                    };
+                    let stored: ResourceRow = decode("resource", bytes.value()).internal()?;
+                    let mut stored = stored.into_stored(key);
+                    stored.revision = revision;
+                    Change::Upsert(stored)
+                }
+            });
+        }
+        let through = match changes.last() {
+            Some(last) if changes.len() >= limit => last.revision(),
+            _ => counters.revision.max(since),
+        };
+        Ok(ChangeBatch { changes, through })
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        // HA: ensure_linearizable before reading.
+        let txn = self.read_txn()?;
+        let revision = read_counters(&txn.open_table(SM_META).internal()?)
+            .internal()?
+            .revision;
+        let resources = all_resources(&txn.open_table(RESOURCES).internal()?).internal()?;
+        Ok(Snapshot {
+            resources,
+            revision,
+        })
+    }
+
+    async fn compact(&self, through: Revision) -> Result<Revision, StoreError> {
+        match self.write(Command::Compact { through }).await? {
+            CommandResponse::Compacted(horizon) => Ok(horizon),
+            other => Err(unexpected(&other, "a compaction")),
+        }
+    }
+
+    async fn compaction_horizon(&self) -> Result<Revision, StoreError> {
+        // HA: ensure_linearizable before reading.
+        let txn = self.read_txn()?;
+        let meta = txn.open_table(SM_META).internal()?;
+        Ok(read_counters(&meta).internal()?.horizon)
+    }
+
+    fn watch(&self) -> watch::Receiver<Revision> {
+        self.inner.revision_tx.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        {
+            let metrics = self.inner.raft.metrics();
+            let metrics = metrics.borrow();
+            if let Err(fatal) = &metrics.running_state {
+                return Err(StoreError::Unavailable(format!(
+                    "embedded store: the Raft node stopped: {fatal}"
+                )));
+            }
+            if metrics.state != ServerState::Leader {
+                return Err(StoreError::Unavailable(format!(
+                    "embedded store: this node is {:?}, not the Raft leader",
+                    metrics.state
+                )));
+            }
+        }
+        if self.inner.shut_down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "embedded store: shut down".to_owned(),
+            ));
+        }
+        let txn = self.read_txn()?;
+        txn.open_table(SM_META).internal()?;
+        Ok(())
+    }
+
+    async fn put_zone_insight(
+        &self,
+        zone: &str,
+        insight: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let command = Command::PutZoneInsight {
+            zone: zone.to_owned(),
+            insight,
+            now: Utc::now().trunc_subsecs(6),
+        };
+        match self.write(command).await? {
+            CommandResponse::InsightStored => Ok(()),
+            other => Err(unexpected(&other, "a zone insight")),
+        }
+    }
+
+    async fn get_zone_insight(&self, zone: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        // HA: ensure_linearizable before reading (or accept a stale insight).
+        let txn = self.read_txn()?;
+        let insights = txn.open_table(ZONE_INSIGHTS).internal()?;
+        let Some(bytes) = insights.get(zone).internal()? else {
+            return Ok(None);
+        };
+        let row: InsightRow = decode("insight", bytes.value()).internal()?;
+        Ok(Some(row.insight))
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        // HA: ensure_linearizable before reading.
+        let txn = self.read_txn()?;
+        let settings = txn.open_table(SETTINGS).internal()?;
+        Ok(settings.get(key).internal()?.map(|v| v.value().to_owned()))
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        // A stored value never changes through this call: answer it without a write.
+        if let Some(existing) = self.setting(key).await? {
+            return Ok(existing);
+        }
+        let command = Command::SettingOrInsert {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        };
+        match self.write(command).await? {
+            CommandResponse::Setting(value) => Ok(value),
+            other => Err(unexpected(&other, "a setting")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn the_store_is_shareable() {
+        assert_shareable::<EmbeddedStore>();
+    }
+}
