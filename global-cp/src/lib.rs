@@ -2,20 +2,19 @@
 //! policies.
 //!
 //! ```text
-//! operator ──REST──▶ api (axum) ──▶ meridian_model (parse + validate every field)
+//! operator ──REST──▶ meridian_api (Role::Global) ──▶ meridian_model (parse + validate)
 //!                                 ──▶ Store (PostgreSQL or embedded): resources,
 //!                                     revisions, change log ──▶ zones (KDS, later)
 //! ```
 //!
 //! [`GlobalCp::start`] binds the REST API on a store and runs the background duties
 //! (change-log compaction, the revision gauge). The `meridian global-cp` command is a
-//! thin wrapper around it.
+//! thin wrapper around it. The REST layer itself lives in `meridian-api`, shared
+//! with zone control planes; it is re-exported here as [`api`].
 
-pub mod api;
-pub mod auth;
 pub mod compaction;
 mod server;
-pub mod telemetry;
-pub mod zone_token;
 
+pub use meridian_api as api;
+pub use meridian_api::{auth, telemetry, zone_token};
 pub use server::{GlobalCp, GlobalCpConfig, StartError};

@@ -5,16 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meridian_api::auth::{AdminAuth, TokenOrigin};
+use meridian_api::zone_token::ZoneTokens;
+use meridian_api::{ApiServer, AppState, BindError, Role, telemetry};
 use meridian_model::ResourceKind;
 use meridian_store::{NewResource, Precondition, ResourceKey, Revision, Store, StoreError};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState};
-use crate::auth::{AdminAuth, TokenOrigin};
-use crate::zone_token::ZoneTokens;
-use crate::{compaction, telemetry};
+use crate::compaction;
 
 /// How the global control plane runs.
 #[derive(Debug, Clone)]
@@ -50,13 +49,8 @@ impl Default for GlobalCpConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The API address could not be bound.
-    #[error("binding the REST API to {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// The store failed while setting up the admin token or the default mesh.
     #[error("initialising the store: {0}")]
     Store(#[from] StoreError),
@@ -64,10 +58,8 @@ pub enum StartError {
 
 /// A running global control plane.
 pub struct GlobalCp {
-    api_addr: SocketAddr,
     token_origin: TokenOrigin,
-    shutdown: watch::Sender<bool>,
-    server: JoinHandle<std::io::Result<()>>,
+    api: ApiServer,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -83,32 +75,14 @@ impl GlobalCp {
         if config.create_default_mesh {
             ensure_default_mesh(store.as_ref()).await?;
         }
-        let listener =
-            TcpListener::bind(config.api_addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.api_addr,
-                    source,
-                })?;
-        let api_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.api_addr,
-            source,
-        })?;
         let zone_tokens = ZoneTokens::init(store.as_ref()).await?;
         let state = AppState {
             store: store.clone(),
             metrics: telemetry::prometheus(),
-            zone_tokens,
+            role: Role::Global,
+            zone_tokens: Some(zone_tokens),
         };
-        let router = api::router(state, auth);
-        let (shutdown, mut shutdown_rx) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown_rx.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let api = meridian_api::serve(config.api_addr, meridian_api::router(state, auth)).await?;
         let background = vec![
             tokio::spawn(compaction::run(
                 store.clone(),
@@ -117,19 +91,17 @@ impl GlobalCp {
             )),
             tokio::spawn(export_revision(store.watch())),
         ];
-        tracing::info!(%api_addr, "global control plane REST API listening");
+        tracing::info!(api_addr = %api.local_addr(), "global control plane REST API listening");
         Ok(GlobalCp {
-            api_addr,
             token_origin,
-            shutdown,
-            server,
+            api,
             background,
         })
     }
 
     /// The address the API is bound to.
     pub fn api_addr(&self) -> SocketAddr {
-        self.api_addr
+        self.api.local_addr()
     }
 
     /// How the admin token was set up; `Generated` carries the token to show once.
@@ -139,14 +111,10 @@ impl GlobalCp {
 
     /// Stops accepting requests, lets in-flight ones finish, stops background duties.
     pub async fn shutdown(self) -> std::io::Result<()> {
-        let _ = self.shutdown.send(true);
         for task in &self.background {
             task.abort();
         }
-        match self.server.await {
-            Ok(result) => result,
-            Err(join) => Err(std::io::Error::other(join)),
-        }
+        self.api.shutdown().await
     }
 }
 

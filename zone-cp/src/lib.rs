@@ -1,5 +1,147 @@
 //! The zone control plane (`meridian zone-cp`).
 //!
-//! It will keep a zone's copy of the mesh in the embedded openraft store, sync with
-//! global over KDS, and serve config to the zone's data planes. Empty until the KDS
-//! work lands.
+//! A zone control plane keeps the zone's copy of the mesh in its own store and serves
+//! it over the same REST API as global ([`meridian_api`] in [`Role::Zone`]): reads of
+//! every path, writes of the zone's own data planes, ingresses and egresses only
+//! (stamped with the zone's name and `kuma.io/origin: zone`). Syncing with global
+//! over KDS and serving the zone's proxies are wired around [`ZoneCp`] by the
+//! `meridian zone-cp` command.
+//!
+//! [`ZoneCp::start`] makes sure the zone's own Zone resource exists (zone-owned
+//! resources need their owner) and binds the REST API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use meridian_api::auth::{AdminAuth, TokenOrigin};
+use meridian_api::{ApiServer, AppState, BindError, Role, telemetry};
+use meridian_model::ResourceKind;
+use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
+
+/// How a zone control plane runs.
+#[derive(Debug, Clone)]
+pub struct ZoneCpConfig {
+    /// The zone's name (a DNS label, as for meshes).
+    pub zone: String,
+    /// Where the REST API listens (port 0 picks a free port).
+    pub api_addr: SocketAddr,
+    /// The admin token; `None` uses the one generated at first start.
+    pub admin_token: Option<String>,
+    /// Whether reads need the admin token too (by default only writes do).
+    pub reads_need_token: bool,
+}
+
+impl ZoneCpConfig {
+    /// The defaults for `zone`: the API on 127.0.0.1:5682, a generated admin token,
+    /// reads open.
+    pub fn new(zone: impl Into<String>) -> Self {
+        ZoneCpConfig {
+            zone: zone.into(),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 5682)),
+            admin_token: None,
+            reads_need_token: false,
+        }
+    }
+}
+
+/// Why the zone control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The zone name is not a valid name.
+    #[error("invalid zone name {zone:?}: {reason}")]
+    InvalidZone {
+        /// The name given.
+        zone: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The API address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The store failed while setting up the admin token or the zone's Zone resource.
+    #[error("initialising the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A running zone control plane.
+pub struct ZoneCp {
+    zone: String,
+    token_origin: TokenOrigin,
+    api: ApiServer,
+}
+
+impl ZoneCp {
+    /// Makes sure the zone's Zone resource exists in `store`, then binds the API and
+    /// starts serving the zone's copy.
+    pub async fn start(config: ZoneCpConfig, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        meridian_model::validate_mesh_name(&config.zone).map_err(|reason| {
+            StartError::InvalidZone {
+                zone: config.zone.clone(),
+                reason,
+            }
+        })?;
+        ensure_own_zone(store.as_ref(), &config.zone).await?;
+        let (auth, token_origin) = AdminAuth::init(
+            store.as_ref(),
+            config.admin_token.as_deref(),
+            config.reads_need_token,
+        )
+        .await?;
+        let state = AppState {
+            store,
+            metrics: telemetry::prometheus(),
+            role: Role::Zone {
+                name: config.zone.clone(),
+            },
+            zone_tokens: None,
+        };
+        let api = meridian_api::serve(config.api_addr, meridian_api::router(state, auth)).await?;
+        tracing::info!(zone = %config.zone, api_addr = %api.local_addr(), "zone control plane REST API listening");
+        Ok(ZoneCp {
+            zone: config.zone,
+            token_origin,
+            api,
+        })
+    }
+
+    /// The zone's name.
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    /// The address the API is bound to.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.local_addr()
+    }
+
+    /// How the admin token was set up; `Generated` carries the token to show once.
+    pub fn token_origin(&self) -> &TokenOrigin {
+        &self.token_origin
+    }
+
+    /// Stops accepting requests and lets in-flight ones finish.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.api.shutdown().await
+    }
+}
+
+/// Creates the zone's own Zone resource unless it exists, so the zone's data planes,
+/// ingresses and egresses have their owner.
+async fn ensure_own_zone(store: &dyn Store, zone: &str) -> Result<(), StoreError> {
+    let spec = meridian_model::Spec::from_value(ResourceKind::Zone, serde_json::json!({}))
+        .map_err(|e| StoreError::Backend(format!("an empty Zone spec is invalid: {e}")))?;
+    let resource = NewResource {
+        key: ResourceKey::global(ResourceKind::Zone, zone),
+        labels: Default::default(),
+        spec: spec.to_value(),
+        zone: None,
+    };
+    match store.put(resource, Precondition::Absent).await {
+        Ok(_) => {
+            tracing::info!(zone, "created the zone's own Zone resource");
+            Ok(())
+        }
+        Err(StoreError::AlreadyExists(_)) => Ok(()),
+        Err(error) => Err(error),
+    }
+}

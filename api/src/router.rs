@@ -1,18 +1,5 @@
-//! The REST API: routes, their adapters onto [`resources`], and the layers around
-//! them (auth, limits, tracing, metrics).
-//!
-//! Paths follow CONTRACT.md: `/meshes`, `/meshes/{mesh}`, `/meshes/{mesh}/{plural}`,
-//! `/meshes/{mesh}/{plural}/{name}`, `/zones…`, `/zoneingresses…`, `/zoneegresses…`,
-//! plus `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, which need no token.
-
-pub mod body;
-pub mod health;
-pub mod openapi;
-pub mod problem;
-pub mod query;
-pub mod resources;
-pub mod tokens;
-pub mod zones;
+//! The router: routes, their adapters onto [`crate::resources`], and the layers
+//! around them (auth, limits, tracing, metrics), shaped by the server's [`Role`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,9 +20,49 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::auth::{AdminAuth, require_token};
-use crate::telemetry;
+use crate::problem::Problem;
 use crate::zone_token::ZoneTokens;
-use problem::Problem;
+use crate::{body, health, openapi, resources, telemetry, tokens, zones};
+
+/// Which control plane a server is, and so which writes it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The global control plane: meshes, policies and zones are written here;
+    /// zone-owned kinds are read-only (zones report them).
+    Global,
+    /// A zone control plane: reads as on global; only zone-owned kinds (Dataplane,
+    /// ZoneIngress, ZoneEgress) may be written, stamped with this zone.
+    Zone {
+        /// The zone's name.
+        name: String,
+    },
+}
+
+impl Role {
+    /// The zone's name, for a zone control plane.
+    pub fn zone(&self) -> Option<&str> {
+        match self {
+            Role::Global => None,
+            Role::Zone { name } => Some(name),
+        }
+    }
+
+    /// Whether resources of `kind` may be written (PUT, DELETE) through this server.
+    pub fn writes(&self, kind: ResourceKind) -> bool {
+        match self {
+            Role::Global => !kind.is_zone_owned(),
+            Role::Zone { .. } => kind.is_zone_owned(),
+        }
+    }
+
+    /// The component name shown at `GET /` and in the OpenAPI title.
+    pub fn component(&self) -> &'static str {
+        match self {
+            Role::Global => "global-cp",
+            Role::Zone { .. } => "zone-cp",
+        }
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -44,8 +71,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    /// Issues zone tokens.
-    pub zone_tokens: ZoneTokens,
+    /// Which control plane this is.
+    pub role: Role,
+    /// Issues zone tokens; `None` on zones, which do not issue them.
+    pub zone_tokens: Option<ZoneTokens>,
 }
 
 /// Path parameters, with decoding failures reported as problems.
@@ -80,8 +109,9 @@ fn mesh_kind(plural: &str) -> Result<ResourceKind, Problem> {
         })
 }
 
-/// Builds the whole API router.
+/// Builds the whole API router for `state.role`.
 pub fn router(state: AppState, auth: AdminAuth) -> Router {
+    let openapi = openapi::rendered(&state.role);
     let mut guarded = Router::new()
         .route("/meshes", get(list_meshes))
         .route(
@@ -94,8 +124,10 @@ pub fn router(state: AppState, auth: AdminAuth) -> Router {
             get(get_in_mesh).put(put_in_mesh).delete(delete_in_mesh),
         )
         .route("/zones/{name}/insight", get(zones::insight))
-        .route("/zones+insights", get(zones::list_with_insights))
-        .route("/tokens/zone", axum::routing::post(tokens::issue));
+        .route("/zones+insights", get(zones::list_with_insights));
+    if state.role == Role::Global {
+        guarded = guarded.route("/tokens/zone", axum::routing::post(tokens::issue));
+    }
     for kind in [
         ResourceKind::Zone,
         ResourceKind::ZoneIngress,
@@ -110,7 +142,10 @@ pub fn router(state: AppState, auth: AdminAuth) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::serve))
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(openapi.clone())),
+        )
         .merge(guarded)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -136,7 +171,8 @@ async fn method_not_allowed(OriginalUri(uri): OriginalUri) -> Problem {
     Problem::method_not_allowed(format!("this method is not supported on {}", uri.path()))
 }
 
-/// `/{plural}` and `/{plural}/{name}` for a global kind; writable unless zone-owned.
+/// `/{plural}` and `/{plural}/{name}` for a global kind; [`resources`] decides with
+/// the role whether writes are accepted.
 fn global_kind_routes(router: Router<AppState>, kind: ResourceKind) -> Router<AppState> {
     let collection = format!("/{}", kind.plural());
     let item = format!("/{}/{{name}}", kind.plural());
@@ -165,6 +201,7 @@ fn global_kind_routes(router: Router<AppState>, kind: ResourceKind) -> Router<Ap
                       body: Result<Bytes, BytesRejection>| async move {
                     resources::put(
                         s.store.as_ref(),
+                        &s.role,
                         ResourceKey::global(kind, name),
                         &headers,
                         body,
@@ -176,8 +213,13 @@ fn global_kind_routes(router: Router<AppState>, kind: ResourceKind) -> Router<Ap
                 move |State(s): State<AppState>,
                       ApiPath(name): ApiPath<String>,
                       headers: HeaderMap| async move {
-                    resources::delete(s.store.as_ref(), ResourceKey::global(kind, name), &headers)
-                        .await
+                    resources::delete(
+                        s.store.as_ref(),
+                        &s.role,
+                        ResourceKey::global(kind, name),
+                        &headers,
+                    )
+                    .await
                 },
             ),
         )
@@ -216,7 +258,7 @@ async fn put_mesh(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let key = ResourceKey::global(ResourceKind::Mesh, mesh);
-    resources::put(s.store.as_ref(), key, &headers, body).await
+    resources::put(s.store.as_ref(), &s.role, key, &headers, body).await
 }
 
 async fn delete_mesh(
@@ -225,7 +267,7 @@ async fn delete_mesh(
     headers: HeaderMap,
 ) -> Result<axum::Json<resources::DeleteResponse>, Problem> {
     let key = ResourceKey::global(ResourceKind::Mesh, mesh);
-    resources::delete(s.store.as_ref(), key, &headers).await
+    resources::delete(s.store.as_ref(), &s.role, key, &headers).await
 }
 
 async fn list_in_mesh(
@@ -254,7 +296,7 @@ async fn put_in_mesh(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let key = ResourceKey::in_mesh(mesh_kind(&plural)?, mesh, name);
-    resources::put(s.store.as_ref(), key, &headers, body).await
+    resources::put(s.store.as_ref(), &s.role, key, &headers, body).await
 }
 
 async fn delete_in_mesh(
@@ -263,5 +305,5 @@ async fn delete_in_mesh(
     headers: HeaderMap,
 ) -> Result<axum::Json<resources::DeleteResponse>, Problem> {
     let key = ResourceKey::in_mesh(mesh_kind(&plural)?, mesh, name);
-    resources::delete(s.store.as_ref(), key, &headers).await
+    resources::delete(s.store.as_ref(), &s.role, key, &headers).await
 }

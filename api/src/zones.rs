@@ -9,9 +9,9 @@ use meridian_model::ResourceKind;
 use meridian_store::{ListQuery, ResourceKey, Store};
 use serde_json::json;
 
-use super::problem::Problem;
-use super::resources::{ListResponse, render};
-use super::{ApiPath, AppState};
+use crate::problem::Problem;
+use crate::resources::{ListResponse, render};
+use crate::{ApiPath, AppState};
 
 async fn insight_of(store: &dyn Store, zone: &str) -> Result<serde_json::Value, Problem> {
     Ok(store

@@ -8,19 +8,23 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::AppState;
-use super::problem::Problem;
+use crate::AppState;
+use crate::problem::Problem;
 
 /// How long readiness waits for the store before calling it unreachable.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /`: what this server is.
-pub async fn index() -> Json<serde_json::Value> {
-    Json(json!({
+/// `GET /`: what this server is (and, on a zone control plane, which zone).
+pub async fn index(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let mut about = json!({
         "product": "Meridian",
-        "component": "global-cp",
+        "component": state.role.component(),
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    });
+    if let (Some(zone), Some(object)) = (state.role.zone(), about.as_object_mut()) {
+        object.insert("zone".into(), zone.into());
+    }
+    Json(about)
 }
 
 /// `GET /healthz`: the process is alive.

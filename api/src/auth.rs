@@ -13,7 +13,7 @@ use meridian_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::problem::Problem;
+use crate::problem::Problem;
 
 const TOKEN_HASH_SETTING: &str = "admin_token_sha256";
 

@@ -1,9 +1,9 @@
 //! `/openapi.json`: the OpenAPI 3 document of the whole API, generated from the same
-//! kind table the router is built from, so the two cannot drift apart.
+//! kind table and [`Role`] the router is built from, so the two cannot drift apart.
 
-use std::sync::OnceLock;
-
-use axum::Json;
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use meridian_model::ResourceKind;
 use utoipa::ToSchema;
 use utoipa::openapi::path::{
@@ -20,13 +20,26 @@ use utoipa::openapi::{
     RefOr, Required, Schema,
 };
 
-use super::problem::{InvalidParameter, Problem};
-use super::resources::{DeleteResponse, DeletedResource, ListResponse};
+use crate::problem::{InvalidParameter, Problem};
+use crate::resources::{DeleteResponse, DeletedResource, ListResponse};
+use crate::router::Role;
 
-/// `GET /openapi.json`.
-pub async fn serve() -> Json<&'static OpenApi> {
-    static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
-    Json(DOCUMENT.get_or_init(document))
+/// The `GET /openapi.json` answer for `role`, rendered once when the router is built.
+#[derive(Clone)]
+pub struct Rendered(Bytes);
+
+impl IntoResponse for Rendered {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
+}
+
+/// Renders [`document`] for `role` as JSON.
+pub fn rendered(role: &Role) -> Rendered {
+    // Serialising an OpenApi (plain strings, maps and numbers) cannot fail.
+    Rendered(Bytes::from(
+        serde_json::to_vec(&document(role)).unwrap_or_default(),
+    ))
 }
 
 fn string() -> ObjectBuilder {
@@ -183,8 +196,8 @@ fn with_errors(op: OperationBuilder, statuses: &[(&str, &str)]) -> OperationBuil
     })
 }
 
-/// Paths and operations for one kind.
-fn kind_paths(paths: PathsBuilder, kind: ResourceKind) -> PathsBuilder {
+/// Paths and operations for one kind; PUT and DELETE where `role` writes it.
+fn kind_paths(paths: PathsBuilder, kind: ResourceKind, role: &Role) -> PathsBuilder {
     let plural = kind.plural();
     let type_name = kind.type_name();
     let (collection, item, mut params) = if kind == ResourceKind::Mesh {
@@ -199,7 +212,7 @@ fn kind_paths(paths: PathsBuilder, kind: ResourceKind) -> PathsBuilder {
         (format!("/{plural}"), format!("/{plural}/{{name}}"), vec![])
     };
     let doc = Ref::from_schema_name(type_name);
-    let writable = !kind.is_zone_owned();
+    let writable = role.writes(kind);
 
     let list = OperationBuilder::new()
         .operation_id(Some(format!("list{type_name}")))
@@ -255,17 +268,18 @@ fn kind_paths(paths: PathsBuilder, kind: ResourceKind) -> PathsBuilder {
             .response("200", json_response("Updated (or unchanged).", doc.clone()))
             .response("201", json_response("Created.", doc.clone()))
             .security(SecurityRequirement::new("adminToken", Vec::<String>::new()));
-        let put = with_errors(
-            put,
-            &[
-                ("400", "Invalid document: every invalid field is listed."),
-                ("401", "Missing or wrong admin token."),
-                ("404", "The mesh does not exist."),
-                ("409", "Version conflict."),
-                ("413", "Body too large."),
-                ("503", "Store unavailable."),
-            ],
-        );
+        let mut put_errors = vec![
+            ("400", "Invalid document: every invalid field is listed."),
+            ("401", "Missing or wrong admin token."),
+            ("404", "The mesh (or, on a zone, the zone) does not exist."),
+            ("409", "Version conflict."),
+            ("413", "Body too large."),
+            ("503", "Store unavailable."),
+        ];
+        if role.zone().is_some() {
+            put_errors.push(("405", "The resource belongs to another zone."));
+        }
+        let put = with_errors(put, &put_errors);
         let delete = OperationBuilder::new()
             .operation_id(Some(format!("delete{type_name}")))
             .summary(Some(format!("Delete a {type_name} and what it owns")))
@@ -281,6 +295,7 @@ fn kind_paths(paths: PathsBuilder, kind: ResourceKind) -> PathsBuilder {
             &[
                 ("401", "Missing or wrong admin token."),
                 ("404", "Not found."),
+                ("405", "On a zone: the resource belongs to another zone."),
                 ("409", "Version conflict."),
                 ("503", "Store unavailable."),
             ],
@@ -317,16 +332,47 @@ fn plain_get(
         .build()
 }
 
-/// Builds the OpenAPI document.
-pub fn document() -> OpenApi {
+/// `POST /tokens/zone` (global only).
+fn zone_token_path() -> utoipa::openapi::PathItem {
+    let body = Ref::from_schema_name("ZoneTokenRequest");
+    let op = OperationBuilder::new()
+        .operation_id(Some("issueZoneToken"))
+        .summary(Some("Issue a zone token"))
+        .tag("Zone")
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(body)).build(),
+                )
+                .build(),
+        ))
+        .response(
+            "200",
+            json_response("The token.", Ref::from_schema_name("ZoneTokenResponse")),
+        )
+        .security(SecurityRequirement::new("adminToken", Vec::<String>::new()));
+    let op = with_errors(
+        op,
+        &[
+            ("400", "Invalid request: every invalid field is listed."),
+            ("401", "Missing or wrong admin token."),
+        ],
+    );
+    PathItemBuilder::new()
+        .operation(HttpMethod::Post, op.build())
+        .build()
+}
+
+/// Builds the OpenAPI document of the API a server in `role` serves.
+pub fn document(role: &Role) -> OpenApi {
     let mut components = ComponentsBuilder::new()
         .schema_from::<Problem>()
         .schema_from::<InvalidParameter>()
         .schema_from::<ListResponse>()
         .schema_from::<DeleteResponse>()
         .schema_from::<DeletedResource>()
-        .schema_from::<super::tokens::ZoneTokenRequest>()
-        .schema_from::<super::tokens::ZoneTokenResponse>()
         .security_scheme(
             "adminToken",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
@@ -340,7 +386,13 @@ pub fn document() -> OpenApi {
         if kind.is_policy() {
             components = components.schema(spec.name.clone(), spec.schema.clone());
         }
-        paths = kind_paths(paths, kind);
+        paths = kind_paths(paths, kind, role);
+    }
+    if *role == Role::Global {
+        components = components
+            .schema_from::<crate::tokens::ZoneTokenRequest>()
+            .schema_from::<crate::tokens::ZoneTokenResponse>();
+        paths = paths.path("/tokens/zone", zone_token_path());
     }
     let free_object = || ObjectBuilder::new().schema_type(Type::Object).build();
     let zone_param = path_param("name", "The zone.");
@@ -416,14 +468,26 @@ pub fn document() -> OpenApi {
                 json_response("OpenAPI 3.", free_object()),
             ),
         );
+    let (title, description) = match role {
+        Role::Global => (
+            "Meridian global control plane".to_owned(),
+            "Kuma-compatible resource API of Meridian's global control plane.".to_owned(),
+        ),
+        Role::Zone { name } => (
+            format!("Meridian zone control plane ({name})"),
+            format!(
+                "Kuma-compatible resource API of zone {name}'s control plane: reads of the \
+                 zone's copy of the mesh, writes of the zone's own data planes, ingresses \
+                 and egresses."
+            ),
+        ),
+    };
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
-                .title("Meridian global control plane")
+                .title(title)
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some(
-                    "Kuma-compatible resource API of Meridian's global control plane.",
-                ))
+                .description(Some(description))
                 .build(),
         )
         .paths(paths.build())
@@ -437,7 +501,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_its_paths_and_schema() {
-        let doc = document();
+        let doc = document(&Role::Global);
         let components = doc.components.expect("components");
         for kind in ResourceKind::ALL {
             assert!(components.schemas.contains_key(kind.type_name()), "{kind}");
@@ -457,5 +521,27 @@ mod tests {
         // Dataplanes are read-only on global: no PUT documented.
         let dataplane = &doc.paths.paths["/meshes/{mesh}/dataplanes/{name}"];
         assert!(dataplane.put.is_none() && dataplane.get.is_some());
+        assert!(doc.paths.paths.contains_key("/tokens/zone"));
+    }
+
+    #[test]
+    fn a_zone_documents_its_own_writes_only() {
+        let doc = document(&Role::Zone {
+            name: "east".into(),
+        });
+        let paths = &doc.paths.paths;
+        for kind in ResourceKind::ALL {
+            let path = match kind {
+                ResourceKind::Mesh => "/meshes/{name}".to_owned(),
+                k if k.is_mesh_scoped() => format!("/meshes/{{mesh}}/{}/{{name}}", k.plural()),
+                k => format!("/{}/{{name}}", k.plural()),
+            };
+            let item = &paths[&path];
+            assert!(item.get.is_some(), "{kind} is readable");
+            assert_eq!(item.put.is_some(), kind.is_zone_owned(), "{kind} PUT");
+            assert_eq!(item.delete.is_some(), kind.is_zone_owned(), "{kind} DELETE");
+        }
+        assert!(!paths.contains_key("/tokens/zone"));
+        assert!(doc.info.title.contains("east"));
     }
 }

@@ -6,13 +6,17 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use meridian_model::{FieldViolation, ResourceKind, ResourceMeta};
+use meridian_model::{FieldViolation, ORIGIN_LABEL, ResourceKind, ResourceMeta};
 use meridian_store::{ListQuery, NewResource, PutOutcome, ResourceKey, Store, StoredResource};
 use serde::Serialize;
 
-use super::body;
-use super::problem::Problem;
-use super::query::ListParams;
+use crate::body;
+use crate::problem::Problem;
+use crate::query::ListParams;
+use crate::router::Role;
+
+/// The label naming the zone a zone-owned resource belongs to.
+pub const ZONE_LABEL: &str = "kuma.io/zone";
 
 /// Renders a stored resource as the API shows it: the universal document plus
 /// `creationTime` and `modificationTime`.
@@ -125,34 +129,85 @@ pub async fn ensure_mesh_exists(store: &dyn Store, mesh: &str) -> Result<(), Pro
     }
 }
 
+/// 405 unless `role` lets this server write resources of `key`'s kind. `on_global`
+/// says, for a refused write on global, what to do instead.
+fn ensure_writable(role: &Role, key: &ResourceKey, on_global: &str) -> Result<(), Problem> {
+    if role.writes(key.kind) {
+        return Ok(());
+    }
+    Err(Problem::method_not_allowed(match role {
+        Role::Global => format!(
+            "{} resources are read-only on the global control plane: {on_global}",
+            key.kind
+        ),
+        Role::Zone { name } => format!(
+            "{} is managed on the global control plane; this is zone {name}'s read-only copy",
+            key.kind
+        ),
+    }))
+}
+
+/// On a zone, 405 when the stored resource at `key` belongs to another zone (a copy
+/// synced from global), so a zone never overwrites or deletes another zone's proxies.
+async fn ensure_own(store: &dyn Store, role: &Role, key: &ResourceKey) -> Result<(), Problem> {
+    let Some(zone) = role.zone() else {
+        return Ok(());
+    };
+    match store.get(key).await? {
+        Some(stored) if stored.zone.as_deref().is_some_and(|owner| owner != zone) => {
+            Err(Problem::method_not_allowed(format!(
+                "{key} belongs to zone {:?}; this is zone {zone}'s control plane",
+                stored.zone.as_deref().unwrap_or_default()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `PUT` (create or update) a resource: 201 when created, 200 otherwise.
+///
+/// On a zone, zone-owned resources are stamped with the zone: `zone` on the stored
+/// row and the labels `kuma.io/zone: <zone>` and `kuma.io/origin: zone`.
 pub async fn put(
     store: &dyn Store,
+    role: &Role,
     key: ResourceKey,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    if key.kind.is_zone_owned() {
-        return Err(Problem::method_not_allowed(format!(
-            "{} resources are read-only on the global control plane: zones report them",
-            key.kind
-        )));
-    }
+    ensure_writable(role, &key, "zones report them")?;
     let precondition = body::precondition(headers)?;
     let document = body::parse_document(headers, body)?;
     let resource = meridian_model::parse_document(document)?;
-    let mismatches = path_mismatches(&key, &resource.meta);
+    let mut mismatches = path_mismatches(&key, &resource.meta);
+    let spec = resource.spec.to_value();
+    if let (Some(zone), Some(in_doc)) = (role.zone(), spec.get("zone").and_then(|z| z.as_str())) {
+        // A ZoneIngress or ZoneEgress may name its zone; it must be this one.
+        if in_doc != zone {
+            mismatches.push(FieldViolation {
+                field: "zone".to_owned(),
+                reason: format!("is {in_doc:?} but this is zone {zone:?}'s control plane"),
+            });
+        }
+    }
     if !mismatches.is_empty() {
         return Err(Problem {
             detail: "the document does not match the URL it was sent to".to_owned(),
             ..Problem::invalid(mismatches)
         });
     }
+    let mut labels = resource.meta.labels;
+    let zone = role.zone().map(str::to_owned);
+    if let Some(zone) = &zone {
+        ensure_own(store, role, &key).await?;
+        labels.insert(ZONE_LABEL.to_owned(), zone.clone());
+        labels.insert(ORIGIN_LABEL.to_owned(), "zone".to_owned());
+    }
     let new = NewResource {
         key,
-        labels: resource.meta.labels,
-        spec: resource.spec.to_value(),
-        zone: None,
+        labels,
+        spec,
+        zone,
     };
     let (outcome, stored) = store.put(new, precondition).await?;
     tracing::info!(resource = %stored.key, version = stored.version, revision = stored.revision, ?outcome, "resource written");
@@ -202,16 +257,13 @@ pub struct DeletedResource {
 /// `DELETE` a resource and what it owns.
 pub async fn delete(
     store: &dyn Store,
+    role: &Role,
     key: ResourceKey,
     headers: &HeaderMap,
 ) -> Result<Json<DeleteResponse>, Problem> {
-    if key.kind.is_zone_owned() {
-        return Err(Problem::method_not_allowed(format!(
-            "{} resources are read-only on the global control plane: delete their zone or let the zone remove them",
-            key.kind
-        )));
-    }
+    ensure_writable(role, &key, "delete their zone or let the zone remove them")?;
     let precondition = body::precondition(headers)?;
+    ensure_own(store, role, &key).await?;
     let removed = store.delete(&key, precondition).await?;
     tracing::info!(resource = %key, removed = removed.len(), "resource deleted");
     Ok(Json(DeleteResponse {

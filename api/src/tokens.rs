@@ -8,9 +8,9 @@ use axum::http::HeaderMap;
 use meridian_model::{FieldViolation, validate_mesh_name};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
-use super::body;
-use super::problem::Problem;
+use crate::AppState;
+use crate::body;
+use crate::problem::Problem;
 
 /// Tokens live a year unless asked otherwise.
 const DEFAULT_VALID_FOR: &str = "8760h";
@@ -43,6 +43,11 @@ pub async fn issue(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ZoneTokenResponse>, Problem> {
+    let Some(zone_tokens) = &state.zone_tokens else {
+        return Err(Problem::not_found(
+            "zone tokens are issued by the global control plane",
+        ));
+    };
     let document = body::parse_document(&headers, body)?;
     let request: ZoneTokenRequest = serde_json::from_value(document)
         .map_err(|e| Problem::bad_request(format!("invalid zone token request: {e}")))?;
@@ -74,7 +79,7 @@ pub async fn issue(
     let Some(valid_for) = valid_for.filter(|_| violations.is_empty()) else {
         return Err(Problem::invalid(violations));
     };
-    let (token, claims) = state.zone_tokens.issue(&request.zone, valid_for);
+    let (token, claims) = zone_tokens.issue(&request.zone, valid_for);
     tracing::info!(zone = %claims.zone, exp = claims.exp, "zone token issued");
     let expires_at =
         chrono::DateTime::from_timestamp(i64::try_from(claims.exp).unwrap_or(i64::MAX), 0)

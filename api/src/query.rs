@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use meridian_model::FieldViolation;
 
-use super::problem::Problem;
+use crate::problem::Problem;
 
 /// Page size when the request gives none.
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
