@@ -1,7 +1,10 @@
 //! Zone insights: whether a zone is connected and how far behind it is.
 //!
 //! Insights are status, kept apart from config. Until a zone has connected over KDS
-//! there is no stored insight and the zone is reported offline.
+//! there is no stored insight and the zone is reported offline. A zone is online
+//! only while heartbeating: an insight whose `lastSeen` is older than
+//! [`STALE_AFTER`] reads as offline, even if the global process that wrote it died
+//! before it could say so.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,11 +16,23 @@ use crate::problem::Problem;
 use crate::resources::{ListResponse, render};
 use crate::{ApiPath, AppState};
 
+/// After this long without a message from a zone it is reported offline.
+pub const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 async fn insight_of(store: &dyn Store, zone: &str) -> Result<serde_json::Value, Problem> {
-    Ok(store
-        .get_zone_insight(zone)
-        .await?
-        .unwrap_or_else(|| json!({"online": false})))
+    let Some(mut insight) = store.get_zone_insight(zone).await? else {
+        return Ok(json!({"online": false}));
+    };
+    let last_seen = insight
+        .get("lastSeen")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let fresh =
+        last_seen.is_some_and(|t| chrono::Utc::now() - t.with_timezone(&chrono::Utc) < STALE_AFTER);
+    if !fresh && let Some(object) = insight.as_object_mut() {
+        object.insert("online".into(), false.into());
+    }
+    Ok(insight)
 }
 
 /// `GET /zones/{name}/insight`.

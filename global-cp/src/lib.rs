@@ -13,8 +13,9 @@
 //! with zone control planes; it is re-exported here as [`api`].
 
 pub mod compaction;
+pub mod kds;
 mod server;
 
 pub use meridian_api as api;
 pub use meridian_api::{auth, telemetry, zone_token};
-pub use server::{GlobalCp, GlobalCpConfig, StartError};
+pub use server::{GlobalCp, GlobalCpConfig, KdsSettings, StartError};

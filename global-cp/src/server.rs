@@ -10,10 +10,12 @@ use meridian_api::zone_token::ZoneTokens;
 use meridian_api::{ApiServer, AppState, BindError, Role, telemetry};
 use meridian_model::ResourceKind;
 use meridian_store::{NewResource, Precondition, ResourceKey, Revision, Store, StoreError};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::compaction;
+use crate::kds::{self, insight::Insights, service::KdsService, tls::KdsIdentity};
 
 /// How the global control plane runs.
 #[derive(Debug, Clone)]
@@ -30,6 +32,26 @@ pub struct GlobalCpConfig {
     pub compaction_interval: Duration,
     /// Create the `default` mesh at the first start of an installation, as Kuma does.
     pub create_default_mesh: bool,
+    /// Serve KDS to zones; `None` runs without it (API only).
+    pub kds: Option<KdsSettings>,
+}
+
+/// Where and how KDS is served.
+#[derive(Clone)]
+pub struct KdsSettings {
+    /// The address zones dial (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// The TLS certificate and key.
+    pub identity: KdsIdentity,
+}
+
+impl std::fmt::Debug for KdsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("KdsSettings")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for GlobalCpConfig {
@@ -41,6 +63,7 @@ impl Default for GlobalCpConfig {
             changelog_retention: 100_000,
             compaction_interval: Duration::from_secs(60),
             create_default_mesh: true,
+            kds: None,
         }
     }
 }
@@ -54,12 +77,21 @@ pub enum StartError {
     /// The store failed while setting up the admin token or the default mesh.
     #[error("initialising the store: {0}")]
     Store(#[from] StoreError),
+    /// The KDS address could not be bound.
+    #[error("binding KDS to {addr}: {source}")]
+    KdsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// A running global control plane.
 pub struct GlobalCp {
     token_origin: TokenOrigin,
     api: ApiServer,
+    kds_addr: Option<SocketAddr>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -80,10 +112,10 @@ impl GlobalCp {
             store: store.clone(),
             metrics: telemetry::prometheus(),
             role: Role::Global,
-            zone_tokens: Some(zone_tokens),
+            zone_tokens: Some(zone_tokens.clone()),
         };
         let api = meridian_api::serve(config.api_addr, meridian_api::router(state, auth)).await?;
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(compaction::run(
                 store.clone(),
                 config.changelog_retention,
@@ -92,9 +124,45 @@ impl GlobalCp {
             tokio::spawn(export_revision(store.watch())),
         ];
         tracing::info!(api_addr = %api.local_addr(), "global control plane REST API listening");
+        let mut kds_addr = None;
+        if let Some(settings) = config.kds {
+            let listener =
+                TcpListener::bind(settings.addr)
+                    .await
+                    .map_err(|source| StartError::KdsBind {
+                        addr: settings.addr,
+                        source,
+                    })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|source| StartError::KdsBind {
+                    addr: settings.addr,
+                    source,
+                })?;
+            let insights = Insights::default();
+            let service = KdsService::new(store.clone(), zone_tokens, insights.clone());
+            background.push(tokio::spawn(async move {
+                if let Err(error) = kds::serve(
+                    listener,
+                    &settings.identity,
+                    service,
+                    std::future::pending(),
+                )
+                .await
+                {
+                    tracing::error!(%error, "KDS server stopped");
+                }
+            }));
+            background.push(tokio::spawn(
+                insights.run_flusher(store.clone(), Duration::from_secs(1)),
+            ));
+            tracing::info!(kds_addr = %addr, "KDS listening (TLS)");
+            kds_addr = Some(addr);
+        }
         Ok(GlobalCp {
             token_origin,
             api,
+            kds_addr,
             background,
         })
     }
@@ -102,6 +170,11 @@ impl GlobalCp {
     /// The address the API is bound to.
     pub fn api_addr(&self) -> SocketAddr {
         self.api.local_addr()
+    }
+
+    /// The address KDS is bound to, when served.
+    pub fn kds_addr(&self) -> Option<SocketAddr> {
+        self.kds_addr
     }
 
     /// How the admin token was set up; `Generated` carries the token to show once.

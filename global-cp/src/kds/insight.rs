@@ -1,0 +1,176 @@
+//! Zone insights: the truthful status of each zone's KDS streams.
+//!
+//! A zone is online only while a stream is live and heartbeating; the REST layer
+//! reports offline once `lastSeen` is stale (`meridian_api::zones::STALE_AFTER`) even
+//! if a crashed global never wrote `online: false`. Insights are kept in memory and flushed to the
+//! store (status, not config: no revisions) by [`Insights::run_flusher`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use meridian_store::{Revision, Store};
+use serde::Serialize;
+
+/// Per-type counters of one direction.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStats {
+    /// Resources sent (global→zone) or received (zone→global), by type.
+    pub sent: BTreeMap<String, u64>,
+    /// Resources acknowledged (global→zone) or applied (zone→global), by type.
+    pub acked: BTreeMap<String, u64>,
+    /// Resources refused, by type.
+    pub nacked: BTreeMap<String, u64>,
+    /// The last NACK reason, with the resource it concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_nack: Option<String>,
+}
+
+/// One zone's status.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneInsight {
+    /// Whether a KDS stream is live.
+    pub online: bool,
+    /// When the current (or last) session started.
+    pub connected_at: Option<DateTime<Utc>>,
+    /// When the last session ended.
+    pub disconnected_at: Option<DateTime<Utc>>,
+    /// The last message received from the zone (heartbeats included).
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The zone CP's product version, as it reported it.
+    pub version: String,
+    /// The capabilities it announced.
+    pub features: Vec<String>,
+    /// The global revision the zone has acknowledged applying.
+    pub revision_applied: Revision,
+    /// Global's revision when last sent to the zone.
+    pub global_revision: Revision,
+    /// Revisions global is ahead of what the zone acknowledged.
+    pub lag_revisions: Revision,
+    /// Seconds since the zone was last fully caught up (0 when caught up).
+    pub lag_seconds: f64,
+    /// The zone revision global has applied from the zone.
+    pub zone_revision_applied: Revision,
+    /// Global→zone counters.
+    pub global_to_zone: StreamStats,
+    /// Zone→global counters.
+    pub zone_to_global: StreamStats,
+    /// Since when the zone has been behind (internal; drives `lag_seconds`).
+    #[serde(skip)]
+    behind_since: Option<DateTime<Utc>>,
+    /// Live streams (internal; online while at least one is open).
+    #[serde(skip)]
+    streams: usize,
+}
+
+impl ZoneInsight {
+    /// Records global's position and the zone's acknowledged one, updating lag.
+    pub fn set_positions(&mut self, global: Revision, acked: Revision) {
+        self.global_revision = global;
+        self.revision_applied = acked;
+        self.lag_revisions = (global - acked).max(0);
+        let now = Utc::now();
+        if self.lag_revisions == 0 {
+            self.behind_since = None;
+            self.lag_seconds = 0.0;
+        } else {
+            let since = *self.behind_since.get_or_insert(now);
+            self.lag_seconds = (now - since).num_milliseconds() as f64 / 1000.0;
+        }
+    }
+}
+
+/// Every zone's insight, shared by the KDS sessions.
+#[derive(Clone, Default)]
+pub struct Insights {
+    inner: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    zones: HashMap<String, ZoneInsight>,
+    dirty: HashSet<String>,
+}
+
+impl Insights {
+    /// Changes one zone's insight.
+    pub fn update(&self, zone: &str, change: impl FnOnce(&mut ZoneInsight)) {
+        let Ok(mut state) = self.inner.lock() else {
+            return;
+        };
+        let insight = state.zones.entry(zone.to_owned()).or_default();
+        change(insight);
+        metrics::gauge!("meridian_kds_zone_lag_revisions", "zone" => zone.to_owned())
+            .set(insight.lag_revisions as f64);
+        metrics::gauge!("meridian_kds_zone_online", "zone" => zone.to_owned())
+            .set(if insight.online { 1.0 } else { 0.0 });
+        state.dirty.insert(zone.to_owned());
+    }
+
+    /// A stream of `zone` opened.
+    pub fn stream_opened(&self, zone: &str, version: &str, features: Vec<String>) {
+        self.update(zone, |i| {
+            if i.streams == 0 {
+                i.connected_at = Some(Utc::now());
+            }
+            i.streams += 1;
+            i.online = true;
+            i.last_seen = Some(Utc::now());
+            i.version = version.to_owned();
+            i.features = features;
+        });
+    }
+
+    /// A stream of `zone` closed.
+    pub fn stream_closed(&self, zone: &str) {
+        self.update(zone, |i| {
+            i.streams = i.streams.saturating_sub(1);
+            if i.streams == 0 {
+                i.online = false;
+                i.disconnected_at = Some(Utc::now());
+            }
+        });
+    }
+
+    /// The zone said something (a message or heartbeat).
+    pub fn seen(&self, zone: &str) {
+        self.update(zone, |i| i.last_seen = Some(Utc::now()));
+    }
+
+    /// Writes changed insights to the store every `interval`, forever.
+    pub async fn run_flusher(self, store: Arc<dyn Store>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            self.flush(store.as_ref()).await;
+        }
+    }
+
+    /// Writes changed insights to the store now.
+    pub async fn flush(&self, store: &dyn Store) {
+        let pending: Vec<(String, serde_json::Value)> = {
+            let Ok(mut state) = self.inner.lock() else {
+                return;
+            };
+            let dirty: Vec<String> = state.dirty.drain().collect();
+            dirty
+                .into_iter()
+                .filter_map(|zone| {
+                    let insight = state.zones.get(&zone)?;
+                    Some((zone, serde_json::to_value(insight).ok()?))
+                })
+                .collect()
+        };
+        for (zone, insight) in pending {
+            if let Err(error) = store.put_zone_insight(&zone, insight).await {
+                tracing::warn!(%zone, %error, "could not store the zone insight; will retry");
+                if let Ok(mut state) = self.inner.lock() {
+                    state.dirty.insert(zone);
+                }
+            }
+        }
+    }
+}

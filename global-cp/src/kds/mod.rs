@@ -1,0 +1,44 @@
+//! KDS on global: the gRPC server zones dial, over TLS, authenticated by zone tokens.
+//!
+//! ```text
+//!  zone ──TLS──▶ KdsService::admit (token ↔ zone name, Zone enabled)
+//!         GlobalToZone: Subscribe{since} ──▶ Outbound(GlobalToZone scope) ──▶ deltas, on every commit
+//!         ZoneToGlobal: Resume{since} ◀── ; deltas ──▶ Inbound(FromZone) ──▶ store (one txn each)
+//!                                     └──▶ Insights ──▶ zone_insights (status)
+//! ```
+
+pub mod insight;
+pub mod service;
+pub mod tls;
+
+use std::future::Future;
+
+use meridian_proto::kds::kds_server::KdsServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+/// Largest KDS message accepted; senders chunk well below it.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Serves KDS on `listener` with TLS until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    identity: &tls::KdsIdentity,
+    service: service::KdsService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let tls =
+        ServerTlsConfig::new().identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem));
+    Server::builder()
+        .tls_config(tls)?
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .add_service(
+            KdsServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,483 @@
+//! The KDS gRPC service on global: authenticates each zone, then runs one task per
+//! stream with separate send and receive loops, bounded queues and send timeouts, so
+//! a slow zone never blocks another and never deadlocks its own stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meridian_api::zone_token::{TokenError, ZoneTokens};
+use meridian_kds::scope::{GlobalToZone, ZoneToGlobal};
+use meridian_kds::transform::FromZone;
+use meridian_kds::{Inbound, KdsError, Outbound};
+use meridian_model::{ResourceKind, Spec};
+use meridian_proto::kds::kds_server::Kds;
+use meridian_proto::kds::{
+    self, GlobalAck, GlobalDelta, ZoneDelta, ZoneToGlobalAck, global_ack, zone_to_global_ack,
+};
+use meridian_proto::metadata;
+use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::insight::Insights;
+
+/// Messages queued per stream before the sender waits for the zone to read.
+const QUEUE: usize = 16;
+/// A zone that does not take a queued message within this time is disconnected.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The zone must subscribe within this time of opening the stream.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The KDS service.
+#[derive(Clone)]
+pub struct KdsService {
+    store: Arc<dyn Store>,
+    tokens: ZoneTokens,
+    insights: Insights,
+}
+
+/// Who is at the other end of a stream.
+struct Peer {
+    zone: String,
+    version: String,
+    features: Vec<String>,
+}
+
+fn header<'a>(request_metadata: &'a tonic::metadata::MetadataMap, key: &str) -> Option<&'a str> {
+    request_metadata.get(key).and_then(|v| v.to_str().ok())
+}
+
+impl KdsService {
+    /// A service over `store`, verifying zone tokens with `tokens`.
+    pub fn new(store: Arc<dyn Store>, tokens: ZoneTokens, insights: Insights) -> Self {
+        KdsService {
+            store,
+            tokens,
+            insights,
+        }
+    }
+
+    /// Checks the zone token against the claimed zone and that the zone may sync,
+    /// creating its Zone record on first contact.
+    async fn admit(&self, request_metadata: &tonic::metadata::MetadataMap) -> Result<Peer, Status> {
+        let zone = header(request_metadata, metadata::ZONE).ok_or_else(|| {
+            Status::unauthenticated(format!("missing {} metadata", metadata::ZONE))
+        })?;
+        let token = header(request_metadata, "authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated("missing zone token (authorization: Bearer <token>)")
+            })?;
+        self.tokens
+            .verify(token.trim(), zone)
+            .map_err(|error| match error {
+                TokenError::WrongZone { .. } => Status::permission_denied(error.to_string()),
+                _ => Status::unauthenticated(error.to_string()),
+            })?;
+        let key = ResourceKey::global(ResourceKind::Zone, zone);
+        match self.store.get(&key).await.map_err(store_status)? {
+            Some(existing)
+                if existing.spec.get("enabled") == Some(&serde_json::Value::Bool(false)) =>
+            {
+                return Err(Status::permission_denied(format!(
+                    "zone {zone} is disabled (Zone.enabled = false)"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let spec = Spec::from_value(ResourceKind::Zone, serde_json::json!({}))
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                let zone_resource = NewResource {
+                    key,
+                    labels: BTreeMap::new(),
+                    spec: spec.to_value(),
+                    zone: None,
+                };
+                match self.store.put(zone_resource, Precondition::Absent).await {
+                    Ok(_) => {
+                        tracing::info!(%zone, "zone connected for the first time; created its Zone")
+                    }
+                    Err(StoreError::AlreadyExists(_)) => {}
+                    Err(error) => return Err(store_status(error)),
+                }
+            }
+        }
+        Ok(Peer {
+            zone: zone.to_owned(),
+            version: header(request_metadata, metadata::VERSION)
+                .unwrap_or("")
+                .to_owned(),
+            features: header(request_metadata, metadata::FEATURES)
+                .map(|f| {
+                    f.split(',')
+                        .map(str::trim)
+                        .filter(|f| !f.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn zone_enabled(&self, zone: &str) -> bool {
+        match self
+            .store
+            .get(&ResourceKey::global(ResourceKind::Zone, zone))
+            .await
+        {
+            Ok(Some(z)) => z.spec.get("enabled") != Some(&serde_json::Value::Bool(false)),
+            Ok(None) => false,
+            // A store outage is not a reason to drop zones; the send path notices it.
+            Err(_) => true,
+        }
+    }
+}
+
+fn store_status(error: StoreError) -> Status {
+    if error.is_retryable() {
+        Status::unavailable(error.to_string())
+    } else {
+        Status::internal(error.to_string())
+    }
+}
+
+fn kds_status(error: KdsError) -> Status {
+    match error {
+        KdsError::Store(error) => store_status(error),
+        KdsError::Protocol(reason) => {
+            Status::invalid_argument(format!("protocol violation: {reason}"))
+        }
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// Per-type resource counts of a message.
+fn counts(changes: &kds::Changes) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for t in changes
+        .upserts
+        .iter()
+        .map(|r| &r.r#type)
+        .chain(changes.removals.iter().map(|k| &k.r#type))
+    {
+        *counts.entry(t.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Sends on a stream's queue, giving up on a zone that stopped reading.
+async fn send<T>(
+    tx: &mpsc::Sender<Result<T, Status>>,
+    item: Result<T, Status>,
+) -> Result<(), &'static str> {
+    match tokio::time::timeout(SEND_TIMEOUT, tx.send(item)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("the zone closed the stream"),
+        Err(_) => Err("the zone did not read its stream in time"),
+    }
+}
+
+/// Messages sent and not yet acknowledged: nonce → (through revision, per-type counts).
+type Pending = Arc<Mutex<HashMap<String, (i64, BTreeMap<String, u64>)>>>;
+
+#[tonic::async_trait]
+impl Kds for KdsService {
+    type GlobalToZoneStream = ResponseStream<GlobalDelta>;
+    type ZoneToGlobalStream = ResponseStream<GlobalAck>;
+
+    async fn global_to_zone(
+        &self,
+        request: Request<Streaming<ZoneToGlobalAck>>,
+    ) -> Result<Response<Self::GlobalToZoneStream>, Status> {
+        let peer = self.admit(request.metadata()).await?;
+        let mut acks = request.into_inner();
+        let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, acks.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Subscribe within 30 s"))??;
+        let since = match first.and_then(|m| m.kind) {
+            Some(zone_to_global_ack::Kind::Subscribe(subscribe)) => subscribe.since_revision,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "protocol violation: the first message must be a Subscribe",
+                ));
+            }
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let zone = peer.zone.clone();
+            service
+                .insights
+                .stream_opened(&zone, &peer.version, peer.features);
+            tracing::info!(%zone, since, "zone subscribed (global→zone)");
+            let reason = service.run_global_to_zone(&zone, since, acks, &tx).await;
+            tracing::info!(%zone, %reason, "global→zone stream ended");
+            service.insights.stream_closed(&zone);
+            service.insights.flush(service.store.as_ref()).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn zone_to_global(
+        &self,
+        request: Request<Streaming<ZoneDelta>>,
+    ) -> Result<Response<Self::ZoneToGlobalStream>, Status> {
+        let peer = self.admit(request.metadata()).await?;
+        let deltas = request.into_inner();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let zone = peer.zone.clone();
+            service
+                .insights
+                .stream_opened(&zone, &peer.version, peer.features);
+            let reason = service.run_zone_to_global(&zone, deltas, &tx).await;
+            tracing::info!(%zone, %reason, "zone→global stream ended");
+            service.insights.stream_closed(&zone);
+            service.insights.flush(service.store.as_ref()).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+impl KdsService {
+    /// global→zone: send what the zone lacks, then every commit as it lands. Returns
+    /// why the stream ended.
+    async fn run_global_to_zone(
+        &self,
+        zone: &str,
+        mut since: i64,
+        acks: Streaming<ZoneToGlobalAck>,
+        tx: &mpsc::Sender<Result<GlobalDelta, Status>>,
+    ) -> String {
+        let outbound = Outbound::new(
+            self.store.clone(),
+            GlobalToZone {
+                zone: zone.to_owned(),
+            },
+        );
+        let pending: Pending = Arc::default();
+        let mut acks_task = tokio::spawn(self.clone().read_acks(
+            zone.to_owned(),
+            acks,
+            pending.clone(),
+        ));
+        let mut commits = self.store.watch();
+        loop {
+            commits.borrow_and_update();
+            let catch_up = match outbound.catch_up(since).await {
+                Ok(catch_up) => catch_up,
+                Err(error) => {
+                    let status = kds_status(error);
+                    let _ = send(tx, Err(status.clone())).await;
+                    acks_task.abort();
+                    return format!("could not read changes: {}", status.message());
+                }
+            };
+            for error in &catch_up.oversized {
+                tracing::error!(%zone, %error, "resource not sent");
+            }
+            let global_revision = catch_up.through;
+            let resources = catch_up.resource_count();
+            if catch_up.messages.is_empty() {
+                // Nothing in scope changed: the zone is as current as global.
+                self.insights
+                    .update(zone, |i| i.set_positions(global_revision, global_revision));
+            }
+            for message in catch_up.messages {
+                let message_counts = counts(&message);
+                if let Ok(mut pending) = pending.lock() {
+                    pending.insert(
+                        message.nonce.clone(),
+                        (message.through_revision, message_counts.clone()),
+                    );
+                }
+                self.insights.update(zone, |i| {
+                    for (t, n) in &message_counts {
+                        *i.global_to_zone.sent.entry(t.clone()).or_insert(0) += n;
+                        metrics::counter!("meridian_kds_resources_sent_total", "zone" => zone.to_owned(), "type" => t.clone()).increment(*n);
+                    }
+                    i.global_revision = global_revision;
+                });
+                let delta = GlobalDelta {
+                    changes: Some(message),
+                    global_revision,
+                };
+                if let Err(reason) = send(tx, Ok(delta)).await {
+                    acks_task.abort();
+                    return reason.to_owned();
+                }
+            }
+            if catch_up.snapshot {
+                tracing::info!(%zone, revision = global_revision, resources, "sent a full snapshot");
+            }
+            since = catch_up.through;
+            tokio::select! {
+                changed = commits.changed() => if changed.is_err() { return "the store closed".to_owned() },
+                ended = &mut acks_task => {
+                    return match ended {
+                        Ok(reason) => reason,
+                        Err(_) => "the ACK reader failed".to_owned(),
+                    };
+                }
+            }
+            if !self.zone_enabled(zone).await {
+                let _ = send(
+                    tx,
+                    Err(Status::permission_denied(format!(
+                        "zone {zone} was disabled"
+                    ))),
+                )
+                .await;
+                acks_task.abort();
+                return "the zone was disabled".to_owned();
+            }
+        }
+    }
+
+    /// Reads the zone's ACKs on the global→zone stream, updating its insight.
+    async fn read_acks(
+        self,
+        zone: String,
+        mut acks: Streaming<ZoneToGlobalAck>,
+        pending: Pending,
+    ) -> String {
+        loop {
+            let message = match acks.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) => return "the zone closed the stream".to_owned(),
+                Err(status) => return format!("receive error: {}", status.message()),
+            };
+            self.insights.seen(&zone);
+            let Some(zone_to_global_ack::Kind::Ack(ack)) = message.kind else {
+                return "protocol violation: a second Subscribe".to_owned();
+            };
+            let Some((through, mut sent_counts)) =
+                pending.lock().ok().and_then(|mut p| p.remove(&ack.nonce))
+            else {
+                tracing::warn!(%zone, nonce = %ack.nonce, "ACK for an unknown nonce");
+                continue;
+            };
+            let current = self.store.current_revision().await.unwrap_or(through);
+            self.insights.update(&zone, |i| {
+                for nack in &ack.nacks {
+                    let key = nack.key.clone().unwrap_or_default();
+                    *i.global_to_zone.nacked.entry(key.r#type.clone()).or_insert(0) += 1;
+                    if let Some(n) = sent_counts.get_mut(&key.r#type) {
+                        *n = n.saturating_sub(1);
+                    }
+                    metrics::counter!("meridian_kds_resources_nacked_total", "zone" => zone.clone(), "type" => key.r#type.clone()).increment(1);
+                    tracing::warn!(%zone, resource = %format!("{} {}/{}", key.r#type, key.mesh, key.name), reason = %nack.reason, "zone NACKed a resource");
+                    i.global_to_zone.last_nack = Some(format!("{} {}/{}: {}", key.r#type, key.mesh, key.name, nack.reason));
+                }
+                for (t, n) in &sent_counts {
+                    *i.global_to_zone.acked.entry(t.clone()).or_insert(0) += n;
+                }
+                if through > 0 {
+                    i.set_positions(current, through.max(i.revision_applied));
+                }
+            });
+        }
+    }
+
+    /// zone→global: tell the zone where to resume, then apply what it sends.
+    async fn run_zone_to_global(
+        &self,
+        zone: &str,
+        mut deltas: Streaming<ZoneDelta>,
+        tx: &mpsc::Sender<Result<GlobalAck, Status>>,
+    ) -> String {
+        let scope = ZoneToGlobal {
+            zone: zone.to_owned(),
+        };
+        let transform = FromZone {
+            zone: zone.to_owned(),
+        };
+        let mut inbound = Inbound::new(
+            self.store.clone(),
+            format!("kds.zone.{zone}.applied"),
+            scope,
+            transform,
+        );
+        let since = match inbound.applied_revision().await {
+            Ok(since) => since,
+            Err(error) => {
+                let _ = send(tx, Err(kds_status(error))).await;
+                return "could not read the resume point".to_owned();
+            }
+        };
+        let resume = GlobalAck {
+            kind: Some(global_ack::Kind::Resume(kds::Resume {
+                since_revision: since,
+            })),
+        };
+        if let Err(reason) = send(tx, Ok(resume)).await {
+            return reason.to_owned();
+        }
+        tracing::info!(%zone, since, "zone→global stream resumed");
+        loop {
+            let delta = match deltas.message().await {
+                Ok(Some(delta)) => delta,
+                Ok(None) => return "the zone closed the stream".to_owned(),
+                Err(status) => return format!("receive error: {}", status.message()),
+            };
+            self.insights.seen(zone);
+            let changes = delta.changes.unwrap_or_default();
+            let received = counts(&changes);
+            let applied = match inbound.apply(&changes).await {
+                Ok(applied) => applied,
+                Err(error) => {
+                    let status = kds_status(error);
+                    let reason = status.message().to_owned();
+                    let _ = send(tx, Err(status)).await;
+                    return reason;
+                }
+            };
+            self.insights.update(zone, |i| {
+                for (t, n) in &received {
+                    *i.zone_to_global.sent.entry(t.clone()).or_insert(0) += n;
+                }
+                let mut ok = received.clone();
+                for nack in &applied.nacks {
+                    let key = nack.key.clone().unwrap_or_default();
+                    *i.zone_to_global
+                        .nacked
+                        .entry(key.r#type.clone())
+                        .or_insert(0) += 1;
+                    if let Some(n) = ok.get_mut(&key.r#type) {
+                        *n = n.saturating_sub(1);
+                    }
+                    i.zone_to_global.last_nack = Some(format!(
+                        "{} {}/{}: {}",
+                        key.r#type, key.mesh, key.name, nack.reason
+                    ));
+                }
+                for (t, n) in ok {
+                    *i.zone_to_global.acked.entry(t).or_insert(0) += n;
+                }
+                if let Some(through) = applied.through {
+                    i.zone_revision_applied = through;
+                }
+            });
+            for nack in &applied.nacks {
+                let key = nack.key.clone().unwrap_or_default();
+                tracing::warn!(%zone, resource = %format!("{} {}/{}", key.r#type, key.mesh, key.name), reason = %nack.reason, "NACKed a zone resource");
+            }
+            let ack = GlobalAck {
+                kind: Some(global_ack::Kind::Ack(kds::Ack {
+                    nonce: changes.nonce,
+                    nacks: applied.nacks,
+                })),
+            };
+            if let Err(reason) = send(tx, Ok(ack)).await {
+                return reason.to_owned();
+            }
+        }
+    }
+}
