@@ -17,6 +17,10 @@ use meridian_api::auth::{AdminAuth, TokenOrigin};
 use meridian_api::{ApiServer, AppState, BindError, Role, telemetry};
 use meridian_model::ResourceKind;
 use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub mod kds;
 
 /// How a zone control plane runs.
 #[derive(Debug, Clone)]
@@ -29,6 +33,8 @@ pub struct ZoneCpConfig {
     pub admin_token: Option<String>,
     /// Whether reads need the admin token too (by default only writes do).
     pub reads_need_token: bool,
+    /// How to reach global; `None` runs the zone on its own (no KDS).
+    pub kds: Option<kds::KdsClientConfig>,
 }
 
 impl ZoneCpConfig {
@@ -40,6 +46,7 @@ impl ZoneCpConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 5682)),
             admin_token: None,
             reads_need_token: false,
+            kds: None,
         }
     }
 }
@@ -68,6 +75,8 @@ pub struct ZoneCp {
     zone: String,
     token_origin: TokenOrigin,
     api: ApiServer,
+    stop_kds: watch::Sender<bool>,
+    kds: Option<JoinHandle<()>>,
 }
 
 impl ZoneCp {
@@ -88,7 +97,7 @@ impl ZoneCp {
         )
         .await?;
         let state = AppState {
-            store,
+            store: store.clone(),
             metrics: telemetry::prometheus(),
             role: Role::Zone {
                 name: config.zone.clone(),
@@ -97,10 +106,18 @@ impl ZoneCp {
         };
         let api = meridian_api::serve(config.api_addr, meridian_api::router(state, auth)).await?;
         tracing::info!(zone = %config.zone, api_addr = %api.local_addr(), "zone control plane REST API listening");
+        let (stop_kds, stop_rx) = watch::channel(false);
+        // KDS runs beside the API: the zone serves from its store whether or not
+        // global is reachable.
+        let kds = config
+            .kds
+            .map(|kds_config| tokio::spawn(kds::run(kds_config, store, stop_rx)));
         Ok(ZoneCp {
             zone: config.zone,
             token_origin,
             api,
+            stop_kds,
+            kds,
         })
     }
 
@@ -121,6 +138,10 @@ impl ZoneCp {
 
     /// Stops accepting requests and lets in-flight ones finish.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop_kds.send(true);
+        if let Some(kds) = self.kds {
+            let _ = kds.await;
+        }
         self.api.shutdown().await
     }
 }

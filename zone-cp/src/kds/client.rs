@@ -1,0 +1,145 @@
+//! Connecting to global and staying connected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_proto::kds::kds_client::KdsClient;
+use meridian_store::Store;
+use tokio::sync::watch;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use super::session;
+
+/// How the zone reaches global.
+#[derive(Clone)]
+pub struct KdsClientConfig {
+    /// This zone's name.
+    pub zone: String,
+    /// Global's KDS URL (`https://host:5685`).
+    pub global_url: String,
+    /// The CA that signed global's KDS certificate (PEM); `None` uses the system roots.
+    pub global_ca_pem: Option<String>,
+    /// The zone token issued by global.
+    pub token: String,
+    /// How often the zone→global stream sends a heartbeat when idle.
+    pub heartbeat: Duration,
+}
+
+impl std::fmt::Debug for KdsClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never in logs.
+        f.debug_struct("KdsClientConfig")
+            .field("zone", &self.zone)
+            .field("global_url", &self.global_url)
+            .field("heartbeat", &self.heartbeat)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection attempt or session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL or TLS settings are unusable.
+    #[error("KDS client configuration: {0}")]
+    Config(String),
+    /// Could not connect.
+    #[error("connecting to {url}: {source}")]
+    Connect {
+        /// Global's URL.
+        url: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+    /// Global refused or ended a stream.
+    #[error("{stream}: {status}")]
+    Stream {
+        /// Which stream.
+        stream: &'static str,
+        /// What global said.
+        status: tonic::Status,
+    },
+    /// The local store failed.
+    #[error("zone store: {0}")]
+    Sync(#[from] meridian_kds::KdsError),
+}
+
+async fn connect(config: &KdsClientConfig) -> Result<KdsClient<Channel>, ClientError> {
+    let mut endpoint = Endpoint::from_shared(config.global_url.clone())
+        .map_err(|e| {
+            ClientError::Config(format!(
+                "invalid --global-kds URL {:?}: {e}",
+                config.global_url
+            ))
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if config.global_url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &config.global_ca_pem {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
+            None => tls.with_webpki_roots(),
+        };
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| ClientError::Config(format!("TLS settings: {e}")))?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|source| ClientError::Connect {
+            url: config.global_url.clone(),
+            source,
+        })?;
+    Ok(KdsClient::new(channel)
+        .max_decoding_message_size(8 * 1024 * 1024)
+        .max_encoding_message_size(8 * 1024 * 1024))
+}
+
+/// Keeps KDS running until `shutdown` turns true: connect, run both streams, and on
+/// any failure wait (exponential backoff from 100 ms to 10 s, with full jitter so a
+/// restarted global is not hit by every zone at once) and try again.
+pub async fn run(
+    config: KdsClientConfig,
+    store: Arc<dyn Store>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let connected = session::Connected::default();
+    loop {
+        let attempt = async {
+            let client = connect(&config).await?;
+            tracing::info!(url = %config.global_url, "connected to global KDS");
+            session::run_both(client, &config, store.clone(), &connected).await
+        };
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        metrics::gauge!("meridian_kds_connected").set(0.0);
+        match &outcome {
+            Err(ClientError::Stream { status, .. })
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                tracing::error!(error = %outcome.as_ref().err().map(ToString::to_string).unwrap_or_default(), "global refused this zone; check --zone and --zone-token");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "KDS session ended; the zone keeps serving from its store")
+            }
+            Ok(()) => tracing::info!("KDS session ended"),
+        }
+        if connected.take() {
+            backoff = Duration::from_millis(100);
+        }
+        let jittered = backoff.mul_f64(rand::random::<f64>().max(0.1));
+        tracing::info!(retry_in = ?jittered, "reconnecting to global");
+        tokio::select! {
+            _ = tokio::time::sleep(jittered) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
