@@ -12,7 +12,7 @@ mod table;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use commands::{apply, delete, get, global_cp};
+use commands::{apply, delete, get, global_cp, zone_cp};
 
 /// Meridian: a multi-zone service-mesh control plane.
 #[derive(Parser, Debug)]
@@ -24,8 +24,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the global control plane (REST API on the resource store).
+    /// Run the global control plane (REST API and KDS on the resource store).
     GlobalCp(global_cp::GlobalCpArgs),
+    /// Run a zone control plane (embedded store, syncing with global over KDS).
+    ZoneCp(zone_cp::ZoneCpArgs),
     /// Create or update the resources of a YAML/JSON file (several documents allowed).
     Apply {
         #[command(flatten)]
@@ -108,6 +110,10 @@ async fn main() -> std::process::ExitCode {
         Command::GlobalCp(args) => {
             init_tracing("info");
             global_cp::run(args).await
+        }
+        Command::ZoneCp(args) => {
+            init_tracing("info");
+            zone_cp::run(args).await
         }
         Command::Apply { api, args } => {
             init_tracing("warn");

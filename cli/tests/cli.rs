@@ -79,9 +79,17 @@ fn unknown_types_are_refused_with_the_known_ones() {
 }
 
 #[test]
-fn global_cp_without_a_store_says_what_to_do() {
-    let output = meridian(&["global-cp", "--api-addr", "127.0.0.1:0"]);
+fn zone_cp_refuses_plaintext_kds() {
+    let output = meridian(&[
+        "zone-cp",
+        "--zone",
+        "z",
+        "--global-kds",
+        "http://127.0.0.1:1",
+        "--zone-token",
+        "/nonexistent",
+    ]);
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stderr);
-    assert!(text.contains("--database-url"), "{text}");
+    assert!(text.contains("https://"), "{text}");
 }

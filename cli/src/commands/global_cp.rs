@@ -1,23 +1,39 @@
 //! `meridian global-cp`: runs the global control plane until SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use meridian_embedded_store::EmbeddedStore;
 use meridian_global_cp::auth::TokenOrigin;
-use meridian_global_cp::{GlobalCp, GlobalCpConfig};
+use meridian_global_cp::kds::tls;
+use meridian_global_cp::{GlobalCp, GlobalCpConfig, KdsSettings};
 use meridian_store::{Store, StoreError, postgres::PostgresStore};
 
 /// Arguments of `meridian global-cp`.
 #[derive(clap::Args, Debug)]
 pub struct GlobalCpArgs {
-    /// PostgreSQL URL of the store (postgres://user@host/db).
+    /// PostgreSQL URL of the store (postgres://user@host/db); absent = the embedded
+    /// store in --data-dir.
     #[arg(long, env = "MERIDIAN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Where the embedded store and the generated KDS certificate live.
+    #[arg(long, default_value = "meridian-data/global")]
+    pub data_dir: PathBuf,
     /// Address of the REST API.
     #[arg(long, default_value = "127.0.0.1:5681")]
     pub api_addr: SocketAddr,
+    /// Address of KDS, the gRPC sync service zones dial (TLS).
+    #[arg(long, default_value = "127.0.0.1:5685")]
+    pub kds_addr: SocketAddr,
+    /// KDS TLS certificate (PEM); absent = a self-signed pair generated into --data-dir.
+    #[arg(long, requires = "kds_tls_key")]
+    pub kds_tls_cert: Option<PathBuf>,
+    /// KDS TLS private key (PEM).
+    #[arg(long, requires = "kds_tls_cert")]
+    pub kds_tls_key: Option<PathBuf>,
     /// The admin token for writes; absent = generated at first start and printed once.
     #[arg(long, env = "MERIDIAN_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -51,20 +67,41 @@ async fn connect_postgres(url: &str) -> anyhow::Result<PostgresStore> {
 
 /// Runs `meridian global-cp`.
 pub async fn run(args: GlobalCpArgs) -> anyhow::Result<()> {
-    let Some(url) = args.database_url.as_deref() else {
-        bail!(
-            "no --database-url (MERIDIAN_DATABASE_URL) given. The embedded store, the zero-dependency \
-             default, is not in this build yet; run with --database-url postgres://USER@HOST/DB"
-        );
+    let (store, store_description): (Arc<dyn Store>, String) = match args.database_url.as_deref() {
+        Some(url) => {
+            tracing::info!("connecting to PostgreSQL");
+            (
+                Arc::new(connect_postgres(url).await?),
+                "PostgreSQL".to_owned(),
+            )
+        }
+        None => {
+            let dir = args.data_dir.join("store");
+            tracing::info!(dir = %dir.display(), "opening the embedded store");
+            let store = EmbeddedStore::open(&dir)
+                .await
+                .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
+            (Arc::new(store), format!("embedded ({})", dir.display()))
+        }
     };
-    tracing::info!("connecting to PostgreSQL");
-    let store: Arc<dyn Store> = Arc::new(connect_postgres(url).await?);
+    let identity = tls::load_or_generate(
+        args.kds_tls_cert.as_deref(),
+        args.kds_tls_key.as_deref(),
+        &args.data_dir,
+        &[],
+    )
+    .context("setting up KDS TLS")?;
+    let ca = identity.generated_ca.clone();
     let config = GlobalCpConfig {
         api_addr: args.api_addr,
         admin_token: args.admin_token,
         reads_need_token: args.reads_need_token,
         changelog_retention: args.changelog_retention,
         create_default_mesh: !args.skip_default_mesh,
+        kds: Some(KdsSettings {
+            addr: args.kds_addr,
+            identity,
+        }),
         ..GlobalCpConfig::default()
     };
     let global = GlobalCp::start(config, store).await?;
@@ -72,6 +109,16 @@ pub async fn run(args: GlobalCpArgs) -> anyhow::Result<()> {
         "meridian global-cp: REST API on http://{}",
         global.api_addr()
     );
+    if let Some(kds) = global.kds_addr() {
+        match &ca {
+            Some(ca) => println!(
+                "meridian global-cp: KDS on https://{kds} (zones trust {})",
+                ca.display()
+            ),
+            None => println!("meridian global-cp: KDS on https://{kds}"),
+        }
+    }
+    println!("meridian global-cp: store: {store_description}");
     match global.token_origin() {
         TokenOrigin::Generated(token) => println!(
             "meridian global-cp: admin token (printed once, keep it; use it with --token or MERIDIAN_TOKEN): {token}"

@@ -1,0 +1,107 @@
+//! `meridian zone-cp`: runs a zone control plane on the embedded store, syncing with
+//! global over KDS when `--global-kds` is given, until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use meridian_embedded_store::EmbeddedStore;
+use meridian_global_cp::auth::TokenOrigin;
+use meridian_zone_cp::kds::KdsClientConfig;
+use meridian_zone_cp::{ZoneCp, ZoneCpConfig};
+
+/// Arguments of `meridian zone-cp`.
+#[derive(clap::Args, Debug)]
+pub struct ZoneCpArgs {
+    /// This zone's name (a DNS label).
+    #[arg(long)]
+    pub zone: String,
+    /// Global's KDS URL, e.g. https://127.0.0.1:5685; absent = run standalone.
+    #[arg(long, requires = "zone_token")]
+    pub global_kds: Option<String>,
+    /// CA certificate (PEM) that signed global's KDS certificate.
+    #[arg(long)]
+    pub global_kds_ca: Option<PathBuf>,
+    /// File holding the zone token issued by global (`POST /tokens/zone`).
+    #[arg(long)]
+    pub zone_token: Option<PathBuf>,
+    /// Address of the zone's REST API.
+    #[arg(long, default_value = "127.0.0.1:5682")]
+    pub api_addr: SocketAddr,
+    /// Where the zone's embedded store lives (default meridian-data/zone-<zone>).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The admin token for the zone API's writes; absent = generated and printed once.
+    #[arg(long, env = "MERIDIAN_ZONE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+fn read(path: &PathBuf, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+/// Runs `meridian zone-cp`.
+pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
+    let kds = match &args.global_kds {
+        Some(url) => {
+            let token_file = args
+                .zone_token
+                .as_ref()
+                .context("--global-kds needs --zone-token")?;
+            if url.starts_with("http://") {
+                bail!("KDS is served over TLS: use an https:// URL for --global-kds");
+            }
+            Some(KdsClientConfig {
+                zone: args.zone.clone(),
+                global_url: url.clone(),
+                global_ca_pem: args
+                    .global_kds_ca
+                    .as_ref()
+                    .map(|p| read(p, "KDS CA"))
+                    .transpose()?,
+                token: read(token_file, "zone token")?.trim().to_owned(),
+                heartbeat: Duration::from_secs(5),
+            })
+        }
+        None => None,
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("meridian-data/zone-{}", args.zone)));
+    let store_dir = data_dir.join("store");
+    tracing::info!(dir = %store_dir.display(), "opening the embedded store");
+    let store = EmbeddedStore::open(&store_dir)
+        .await
+        .with_context(|| format!("opening the embedded store in {}", store_dir.display()))?;
+    let mut config = ZoneCpConfig::new(&args.zone);
+    config.api_addr = args.api_addr;
+    config.admin_token = args.admin_token.clone();
+    config.kds = kds;
+    let zone = ZoneCp::start(config, Arc::new(store.clone())).await?;
+    println!(
+        "meridian zone-cp: zone {}, REST API on http://{}",
+        args.zone,
+        zone.api_addr()
+    );
+    match &args.global_kds {
+        Some(url) => println!("meridian zone-cp: syncing with global at {url}"),
+        None => println!("meridian zone-cp: running standalone (no --global-kds)"),
+    }
+    println!(
+        "meridian zone-cp: store: embedded ({})",
+        store_dir.display()
+    );
+    if let TokenOrigin::Generated(token) = zone.token_origin() {
+        println!("meridian zone-cp: admin token (printed once, keep it): {token}");
+    }
+    crate::shutdown_signal().await;
+    tracing::info!("shutting down");
+    zone.shutdown()
+        .await
+        .context("shutting down the zone API")?;
+    store.shutdown().await;
+    Ok(())
+}
