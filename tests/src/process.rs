@@ -26,7 +26,7 @@ pub fn meridian_bin() -> PathBuf {
     bin
 }
 
-/// A running `meridian global-cp`, killed when dropped.
+/// A running `meridian` server, killed when dropped.
 pub struct MeridianProcess {
     child: Child,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -37,18 +37,30 @@ pub struct MeridianProcess {
 }
 
 impl MeridianProcess {
-    /// Starts `meridian global-cp` on `database_url` with a free API port, waiting for
-    /// it to print its API address. `extra` is appended to the command line.
+    /// Starts `meridian global-cp` on `database_url` with free API and KDS ports and
+    /// a fresh data directory, waiting for it to print its API address. `extra` is
+    /// appended to the command line.
     pub async fn global_cp(database_url: &str, extra: &[&str]) -> Self {
+        let data_dir =
+            std::env::temp_dir().join(format!("meridian-global-{:x}", rand::random::<u64>()));
+        let data_dir = data_dir.to_string_lossy().into_owned();
+        let mut args = vec![
+            "global-cp",
+            "--database-url",
+            database_url,
+            "--data-dir",
+            &data_dir,
+        ];
+        args.extend_from_slice(&["--api-addr", "127.0.0.1:0", "--kds-addr", "127.0.0.1:0"]);
+        args.extend_from_slice(extra);
+        Self::start(&args).await
+    }
+
+    /// Starts `meridian <args>` (a server command), waiting for it to print its REST
+    /// API address.
+    pub async fn start(args: &[&str]) -> Self {
         let mut child = Command::new(meridian_bin())
-            .args([
-                "global-cp",
-                "--database-url",
-                database_url,
-                "--api-addr",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -57,7 +69,7 @@ impl MeridianProcess {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .expect("spawn meridian global-cp");
+            .expect("spawn meridian");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut process = MeridianProcess {
             child,
@@ -93,6 +105,11 @@ impl MeridianProcess {
                 self.banner
             ),
         }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
     }
 
     /// Sends SIGTERM and waits for a clean exit, returning the exit status.

@@ -32,7 +32,13 @@ async fn pair() -> Pair {
     }
 }
 
-fn resource(kind: ResourceKind, mesh: &str, name: &str, spec: serde_json::Value, zone: Option<&str>) -> NewResource {
+fn resource(
+    kind: ResourceKind,
+    mesh: &str,
+    name: &str,
+    spec: serde_json::Value,
+    zone: Option<&str>,
+) -> NewResource {
     NewResource {
         key: ResourceKey {
             kind,
@@ -70,45 +76,79 @@ async fn put(store: &dyn Store, r: NewResource) {
 }
 
 async fn seed_global(global: &dyn Store) {
-    put(global, resource(ResourceKind::Mesh, "", "default", json!({}), None)).await;
+    put(
+        global,
+        resource(ResourceKind::Mesh, "", "default", json!({}), None),
+    )
+    .await;
     for zone in ["zone-a", "zone-b"] {
-        put(global, resource(ResourceKind::Zone, "", zone, json!({}), None)).await;
+        put(
+            global,
+            resource(ResourceKind::Zone, "", zone, json!({}), None),
+        )
+        .await;
     }
     for i in 0..3 {
         put(global, timeout(&format!("t{i}"), "1h")).await;
     }
-    put(global, resource(
-        ResourceKind::ZoneIngress,
-        "",
-        "ingress.zone-b",
-        json!({"networking": {"address": "10.0.0.9", "port": 10001}}),
-        Some("zone-b"),
-    ))
+    put(
+        global,
+        resource(
+            ResourceKind::ZoneIngress,
+            "",
+            "ingress.zone-b",
+            json!({"networking": {"address": "10.0.0.9", "port": 10001}}),
+            Some("zone-b"),
+        ),
+    )
     .await;
     put(global, dataplane("dp.zone-b", "zone-b")).await;
 }
 
 async fn names(store: &dyn Store, kind: ResourceKind) -> Vec<String> {
-    let page = store.list(&meridian_store::ListQuery::all(kind)).await.unwrap();
+    let page = store
+        .list(&meridian_store::ListQuery::all(kind))
+        .await
+        .unwrap();
     page.items.into_iter().map(|r| r.key.name).collect()
 }
 
-async fn sync_down(pair: &Pair, outbound: &Outbound<GlobalToZone>, inbound: &mut Inbound<GlobalToZone, FromGlobal>) -> (usize, bool) {
+async fn sync_down(
+    pair: &Pair,
+    outbound: &Outbound<GlobalToZone>,
+    inbound: &mut Inbound<GlobalToZone, FromGlobal>,
+) -> (usize, bool) {
     let since = inbound.applied_revision().await.unwrap();
     let catch_up = outbound.catch_up(since).await.unwrap();
     for message in &catch_up.messages {
         let applied = inbound.apply(message).await.unwrap();
-        assert!(applied.nacks.is_empty(), "unexpected NACKs: {:?}", applied.nacks);
+        assert!(
+            applied.nacks.is_empty(),
+            "unexpected NACKs: {:?}",
+            applied.nacks
+        );
     }
-    assert_eq!(inbound.applied_revision().await.unwrap(), pair.global.current_revision().await.unwrap());
+    assert_eq!(
+        inbound.applied_revision().await.unwrap(),
+        pair.global.current_revision().await.unwrap()
+    );
     (catch_up.resource_count(), catch_up.snapshot)
 }
 
 fn down(pair: &Pair) -> (Outbound<GlobalToZone>, Inbound<GlobalToZone, FromGlobal>) {
-    let scope = GlobalToZone { zone: "zone-a".into() };
+    let scope = GlobalToZone {
+        zone: "zone-a".into(),
+    };
     (
         Outbound::new(pair.global.clone(), scope.clone()),
-        Inbound::new(pair.zone.clone(), "kds.global.applied", scope, FromGlobal { zone: "zone-a".into() }),
+        Inbound::new(
+            pair.zone.clone(),
+            "kds.global.applied",
+            scope,
+            FromGlobal {
+                zone: "zone-a".into(),
+            },
+        ),
     )
 }
 
@@ -122,22 +162,47 @@ async fn a_new_zone_gets_a_snapshot_then_only_deltas() {
     assert!(snapshot);
     // Mesh, zone-b (not zone-a itself), 3 timeouts, zone-b's ingress; no dataplanes.
     assert_eq!(sent, 6);
-    assert_eq!(names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await, ["t0", "t1", "t2"]);
-    assert_eq!(names(pair.zone.as_ref(), ResourceKind::ZoneIngress).await, ["ingress.zone-b"]);
-    assert!(names(pair.zone.as_ref(), ResourceKind::Dataplane).await.is_empty());
+    assert_eq!(
+        names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await,
+        ["t0", "t1", "t2"]
+    );
+    assert_eq!(
+        names(pair.zone.as_ref(), ResourceKind::ZoneIngress).await,
+        ["ingress.zone-b"]
+    );
+    assert!(
+        names(pair.zone.as_ref(), ResourceKind::Dataplane)
+            .await
+            .is_empty()
+    );
 
     // Two changes on global: the zone receives exactly two resources.
     put(pair.global.as_ref(), timeout("t1", "2h")).await;
     pair.global
-        .delete(&ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "t2"), Precondition::Any)
+        .delete(
+            &ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "t2"),
+            Precondition::Any,
+        )
         .await
         .unwrap();
     put(pair.global.as_ref(), dataplane("dp2.zone-b", "zone-b")).await; // not for zones
     let (sent, snapshot) = sync_down(&pair, &outbound, &mut inbound).await;
     assert!(!snapshot);
     assert_eq!(sent, 2);
-    assert_eq!(names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await, ["t0", "t1"]);
-    let t1 = pair.zone.get(&ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "t1")).await.unwrap().unwrap();
+    assert_eq!(
+        names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await,
+        ["t0", "t1"]
+    );
+    let t1 = pair
+        .zone
+        .get(&ResourceKey::in_mesh(
+            ResourceKind::MeshTimeout,
+            "default",
+            "t1",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(t1.spec["to"][0]["default"]["idleTimeout"], "2h");
 
     // Nothing changed: nothing is sent.
@@ -153,7 +218,10 @@ async fn a_zone_behind_the_compaction_horizon_gets_a_snapshot_that_prunes() {
     sync_down(&pair, &outbound, &mut inbound).await;
 
     pair.global
-        .delete(&ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "t0"), Precondition::Any)
+        .delete(
+            &ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "t0"),
+            Precondition::Any,
+        )
         .await
         .unwrap();
     put(pair.global.as_ref(), timeout("t9", "9h")).await;
@@ -161,15 +229,35 @@ async fn a_zone_behind_the_compaction_horizon_gets_a_snapshot_that_prunes() {
     pair.global.compact(current).await.unwrap();
 
     let (_, snapshot) = sync_down(&pair, &outbound, &mut inbound).await;
-    assert!(snapshot, "the tombstone was compacted away: only a snapshot is safe");
-    assert_eq!(names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await, ["t1", "t2", "t9"]);
+    assert!(
+        snapshot,
+        "the tombstone was compacted away: only a snapshot is safe"
+    );
+    assert_eq!(
+        names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await,
+        ["t1", "t2", "t9"]
+    );
     // The zone's own Zone record is never pruned (it owns the zone's dataplanes).
-    put(pair.zone.as_ref(), resource(ResourceKind::Zone, "", "zone-a", json!({}), None)).await;
-    pair.global.compact(pair.global.current_revision().await.unwrap()).await.unwrap();
+    put(
+        pair.zone.as_ref(),
+        resource(ResourceKind::Zone, "", "zone-a", json!({}), None),
+    )
+    .await;
+    pair.global
+        .compact(pair.global.current_revision().await.unwrap())
+        .await
+        .unwrap();
     put(pair.global.as_ref(), timeout("t10", "1h")).await;
-    pair.global.compact(pair.global.current_revision().await.unwrap()).await.unwrap();
+    pair.global
+        .compact(pair.global.current_revision().await.unwrap())
+        .await
+        .unwrap();
     sync_down(&pair, &outbound, &mut inbound).await;
-    assert!(names(pair.zone.as_ref(), ResourceKind::Zone).await.contains(&"zone-a".to_owned()));
+    assert!(
+        names(pair.zone.as_ref(), ResourceKind::Zone)
+            .await
+            .contains(&"zone-a".to_owned())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,40 +267,104 @@ async fn large_snapshots_are_chunked_and_only_the_last_chunk_records_progress() 
     for i in 0..40 {
         put(pair.global.as_ref(), timeout(&format!("bulk-{i:02}"), "1h")).await;
     }
-    let scope = GlobalToZone { zone: "zone-a".into() };
+    let scope = GlobalToZone {
+        zone: "zone-a".into(),
+    };
     let outbound = Outbound::new(pair.global.clone(), scope.clone()).with_max_message_bytes(2048);
-    let mut inbound = Inbound::new(pair.zone.clone(), "kds.global.applied", scope, FromGlobal { zone: "zone-a".into() });
+    let mut inbound = Inbound::new(
+        pair.zone.clone(),
+        "kds.global.applied",
+        scope,
+        FromGlobal {
+            zone: "zone-a".into(),
+        },
+    );
     let catch_up = outbound.catch_up(0).await.unwrap();
-    assert!(catch_up.messages.len() > 1, "{} messages", catch_up.messages.len());
+    assert!(
+        catch_up.messages.len() > 1,
+        "{} messages",
+        catch_up.messages.len()
+    );
     for message in &catch_up.messages {
         use prost::Message;
-        assert!(message.encoded_len() <= 2048 + 64, "a chunk of {} bytes", message.encoded_len());
+        assert!(
+            message.encoded_len() <= 2048 + 64,
+            "a chunk of {} bytes",
+            message.encoded_len()
+        );
     }
     let (last, rest) = catch_up.messages.split_last().unwrap();
     for message in rest {
         assert_eq!(message.through_revision, 0);
         inbound.apply(message).await.unwrap();
-        assert_eq!(inbound.applied_revision().await.unwrap(), 0, "no progress mid-snapshot");
+        assert_eq!(
+            inbound.applied_revision().await.unwrap(),
+            0,
+            "no progress mid-snapshot"
+        );
     }
     inbound.apply(last).await.unwrap();
     assert_eq!(inbound.applied_revision().await.unwrap(), catch_up.through);
-    assert_eq!(names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await.len(), 43);
+    assert_eq!(
+        names(pair.zone.as_ref(), ResourceKind::MeshTimeout)
+            .await
+            .len(),
+        43
+    );
 
     // A resource that cannot fit even alone is named, and the rest still flows.
-    let tiny = Outbound::new(pair.global.clone(), GlobalToZone { zone: "zone-a".into() }).with_max_message_bytes(120);
+    let tiny = Outbound::new(
+        pair.global.clone(),
+        GlobalToZone {
+            zone: "zone-a".into(),
+        },
+    )
+    .with_max_message_bytes(120);
     let catch_up = tiny.catch_up(0).await.unwrap();
     assert!(!catch_up.oversized.is_empty());
-    assert!(catch_up.oversized[0].to_string().contains("KDS message limit"), "{}", catch_up.oversized[0]);
+    assert!(
+        catch_up.oversized[0]
+            .to_string()
+            .contains("KDS message limit"),
+        "{}",
+        catch_up.oversized[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_resources_are_nacked_and_the_rest_applies() {
     let pair = pair().await;
-    put(pair.zone.as_ref(), resource(ResourceKind::Mesh, "", "default", json!({}), None)).await;
-    let scope = GlobalToZone { zone: "zone-a".into() };
-    let mut inbound = Inbound::new(pair.zone.clone(), "kds.global.applied", scope, FromGlobal { zone: "zone-a".into() });
-    let good = meridian_kds::convert::to_proto(&pair.zone.put(timeout("good", "1h"), Precondition::Any).await.unwrap().1);
-    pair.zone.delete(&ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "good"), Precondition::Any).await.unwrap();
+    put(
+        pair.zone.as_ref(),
+        resource(ResourceKind::Mesh, "", "default", json!({}), None),
+    )
+    .await;
+    let scope = GlobalToZone {
+        zone: "zone-a".into(),
+    };
+    let mut inbound = Inbound::new(
+        pair.zone.clone(),
+        "kds.global.applied",
+        scope,
+        FromGlobal {
+            zone: "zone-a".into(),
+        },
+    );
+    let good = meridian_kds::convert::to_proto(
+        &pair
+            .zone
+            .put(timeout("good", "1h"), Precondition::Any)
+            .await
+            .unwrap()
+            .1,
+    );
+    pair.zone
+        .delete(
+            &ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "good"),
+            Precondition::Any,
+        )
+        .await
+        .unwrap();
     let mut bad = good.clone();
     bad.name = "bad".into();
     bad.spec = br#"{"targetRef": {"kind": "Mesh"}, "nonsense": true}"#.to_vec();
@@ -226,11 +378,26 @@ async fn bad_resources_are_nacked_and_the_rest_applies() {
         ..Default::default()
     };
     let applied = inbound.apply(&message).await.unwrap();
-    let nacked: Vec<_> = applied.nacks.iter().map(|n| n.key.clone().unwrap().name).collect();
+    let nacked: Vec<_> = applied
+        .nacks
+        .iter()
+        .map(|n| n.key.clone().unwrap().name)
+        .collect();
     assert_eq!(nacked, ["bad", "orphan"], "{:?}", applied.nacks);
-    assert!(applied.nacks[0].reason.contains("nonsense"), "{}", applied.nacks[0].reason);
-    assert!(applied.nacks[1].reason.contains("no-such-mesh"), "{}", applied.nacks[1].reason);
-    assert_eq!(names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await, ["good"]);
+    assert!(
+        applied.nacks[0].reason.contains("nonsense"),
+        "{}",
+        applied.nacks[0].reason
+    );
+    assert!(
+        applied.nacks[1].reason.contains("no-such-mesh"),
+        "{}",
+        applied.nacks[1].reason
+    );
+    assert_eq!(
+        names(pair.zone.as_ref(), ResourceKind::MeshTimeout).await,
+        ["good"]
+    );
     assert_eq!(inbound.applied_revision().await.unwrap(), 42);
 
     // A chunk claiming to be mid-snapshot without a start is a protocol violation.
@@ -246,17 +413,34 @@ async fn a_zone_can_only_touch_its_own_resources_on_global() {
     let pair = pair().await;
     seed_global(pair.global.as_ref()).await;
     // The zone's own store: its Zone, the mesh, and two dataplanes.
-    put(pair.zone.as_ref(), resource(ResourceKind::Mesh, "", "default", json!({}), None)).await;
-    put(pair.zone.as_ref(), resource(ResourceKind::Zone, "", "zone-a", json!({}), None)).await;
+    put(
+        pair.zone.as_ref(),
+        resource(ResourceKind::Mesh, "", "default", json!({}), None),
+    )
+    .await;
+    put(
+        pair.zone.as_ref(),
+        resource(ResourceKind::Zone, "", "zone-a", json!({}), None),
+    )
+    .await;
     put(pair.zone.as_ref(), dataplane("web-1", "zone-a")).await;
     put(pair.zone.as_ref(), dataplane("web-2", "zone-a")).await;
 
-    let outbound = Outbound::new(pair.zone.clone(), ZoneToGlobal { zone: "zone-a".into() });
+    let outbound = Outbound::new(
+        pair.zone.clone(),
+        ZoneToGlobal {
+            zone: "zone-a".into(),
+        },
+    );
     let mut inbound = Inbound::new(
         pair.global.clone(),
         "kds.zone.zone-a.applied",
-        ZoneToGlobal { zone: "zone-a".into() },
-        FromZone { zone: "zone-a".into() },
+        ZoneToGlobal {
+            zone: "zone-a".into(),
+        },
+        FromZone {
+            zone: "zone-a".into(),
+        },
     );
     let catch_up = outbound.catch_up(0).await.unwrap();
     assert_eq!(catch_up.resource_count(), 2);
@@ -272,21 +456,61 @@ async fn a_zone_can_only_touch_its_own_resources_on_global() {
         nonce: "x".into(),
         upserts: vec![kds::Resource {
             zone: "zone-b".into(),
-            ..meridian_kds::convert::to_proto(&pair.global.get(&ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "dp.zone-b")).await.unwrap().unwrap())
+            ..meridian_kds::convert::to_proto(
+                &pair
+                    .global
+                    .get(&ResourceKey::in_mesh(
+                        ResourceKind::Dataplane,
+                        "default",
+                        "dp.zone-b",
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            )
         }],
-        removals: vec![kds::ResourceKey { r#type: "Dataplane".into(), mesh: "default".into(), name: "dp".into() }],
+        removals: vec![kds::ResourceKey {
+            r#type: "Dataplane".into(),
+            mesh: "default".into(),
+            name: "dp".into(),
+        }],
         through_revision: 99,
         ..Default::default()
     };
     let applied = inbound.apply(&attack).await.unwrap();
-    assert_eq!(applied.nacks.len(), 1, "the upsert claiming zone-b is refused: {:?}", applied.nacks);
-    let dp_b = pair.global.get(&ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "dp.zone-b")).await.unwrap().unwrap();
+    assert_eq!(
+        applied.nacks.len(),
+        1,
+        "the upsert claiming zone-b is refused: {:?}",
+        applied.nacks
+    );
+    let dp_b = pair
+        .global
+        .get(&ResourceKey::in_mesh(
+            ResourceKind::Dataplane,
+            "default",
+            "dp.zone-b",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(dp_b.zone.as_deref(), Some("zone-b"));
     // The removal of "dp" maps to "dp.zone-a", which does not exist: zone-b's is untouched.
-    assert_eq!(names(pair.global.as_ref(), ResourceKind::Dataplane).await.len(), 3);
+    assert_eq!(
+        names(pair.global.as_ref(), ResourceKind::Dataplane)
+            .await
+            .len(),
+        3
+    );
 
     // The zone removes its own dataplane: global follows.
-    pair.zone.delete(&ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "web-2"), Precondition::Any).await.unwrap();
+    pair.zone
+        .delete(
+            &ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "web-2"),
+            Precondition::Any,
+        )
+        .await
+        .unwrap();
     let since = catch_up.through;
     let delta = outbound.catch_up(since).await.unwrap();
     assert_eq!(delta.resource_count(), 1);
