@@ -65,8 +65,8 @@ pub fn from_proto(resource: &kds::Resource) -> Result<Received, String> {
         mesh: resource.mesh.clone(),
         name: resource.name.clone(),
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&resource.spec)
-        .map_err(|e| format!("the spec is not JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&resource.spec).map_err(|e| format!("the spec is not JSON: {e}"))?;
     let spec = Spec::from_value(key.kind, value).map_err(|e| e.to_string())?;
     Ok(Received {
         key,
@@ -104,7 +104,11 @@ mod tests {
         resource.spec = b"{not json".to_vec();
         assert!(from_proto(&resource).unwrap_err().contains("not JSON"));
         resource.r#type = "Banana".into();
-        assert!(from_proto(&resource).unwrap_err().contains("unknown resource type"));
+        assert!(
+            from_proto(&resource)
+                .unwrap_err()
+                .contains("unknown resource type")
+        );
     }
 
     #[test]
@@ -116,7 +120,10 @@ mod tests {
             ..Default::default()
         };
         let received = from_proto(&resource).unwrap();
-        assert_eq!(received.key, ResourceKey::global(ResourceKind::Mesh, "default"));
+        assert_eq!(
+            received.key,
+            ResourceKey::global(ResourceKind::Mesh, "default")
+        );
         assert_eq!(received.spec["routing"]["zoneEgress"], true);
     }
 }

@@ -44,7 +44,12 @@ fn nack(key: kds::ResourceKey, reason: impl Into<String>) -> kds::Nack {
 
 impl<S: Scope, T: Transform> Inbound<S, T> {
     /// Applies into `store`, recording progress in the setting `revision_setting`.
-    pub fn new(store: Arc<dyn Store>, revision_setting: impl Into<String>, scope: S, transform: T) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        revision_setting: impl Into<String>,
+        scope: S,
+        transform: T,
+    ) -> Self {
         Inbound {
             store,
             revision_setting: revision_setting.into(),
@@ -105,18 +110,22 @@ impl<S: Scope, T: Transform> Inbound<S, T> {
             ops.push(WriteOp::Put(new, Precondition::Any));
         }
         for removal in &changes.removals {
-            let key = match crate::convert::key_from_proto(removal).and_then(|k| self.transform.key(k)) {
-                Ok(key) => key,
-                Err(reason) => {
-                    applied.nacks.push(nack(removal.clone(), reason));
-                    continue;
-                }
-            };
+            let key =
+                match crate::convert::key_from_proto(removal).and_then(|k| self.transform.key(k)) {
+                    Ok(key) => key,
+                    Err(reason) => {
+                        applied.nacks.push(nack(removal.clone(), reason));
+                        continue;
+                    }
+                };
             match self.store.get(&key).await? {
                 // Removing what is not there is already done.
                 None => {}
                 Some(existing) if !self.scope.includes(&key, existing.zone.as_deref()) => {
-                    applied.nacks.push(nack(removal.clone(), format!("{key} is not the sender's to remove")));
+                    applied.nacks.push(nack(
+                        removal.clone(),
+                        format!("{key} is not the sender's to remove"),
+                    ));
                 }
                 Some(_) => ops.push(WriteOp::Delete(key, Precondition::Any)),
             }
@@ -126,7 +135,11 @@ impl<S: Scope, T: Transform> Inbound<S, T> {
             let seen = self.snapshot_keys.take().unwrap_or_default();
             let stale = self.stale_resources(&seen).await?;
             applied.pruned = stale.len();
-            ops.extend(stale.into_iter().map(|key| WriteOp::Delete(key, Precondition::Any)));
+            ops.extend(
+                stale
+                    .into_iter()
+                    .map(|key| WriteOp::Delete(key, Precondition::Any)),
+            );
         }
         if changes.through_revision > 0 {
             ops.push(WriteOp::SetSetting {
@@ -141,7 +154,10 @@ impl<S: Scope, T: Transform> Inbound<S, T> {
 
     /// In-scope local resources a finished snapshot did not contain, owned resources
     /// before their owners so each delete finds its target.
-    async fn stale_resources(&self, seen: &HashSet<ResourceKey>) -> Result<Vec<ResourceKey>, KdsError> {
+    async fn stale_resources(
+        &self,
+        seen: &HashSet<ResourceKey>,
+    ) -> Result<Vec<ResourceKey>, KdsError> {
         let snapshot = self.store.snapshot().await?;
         let mut stale: Vec<ResourceKey> = snapshot
             .resources

@@ -141,8 +141,21 @@ mod tests {
         assert_eq!(stored.labels[DISPLAY_NAME_LABEL], "dp-1");
 
         // Claiming another zone, or sending a policy, is refused.
-        assert!(from_a.resource(received(ResourceKind::Dataplane, "default", "dp", Some("b"))).is_err());
-        assert!(from_a.resource(received(ResourceKind::MeshTimeout, "default", "t", None)).is_err());
+        assert!(
+            from_a
+                .resource(received(
+                    ResourceKind::Dataplane,
+                    "default",
+                    "dp",
+                    Some("b")
+                ))
+                .is_err()
+        );
+        assert!(
+            from_a
+                .resource(received(ResourceKind::MeshTimeout, "default", "t", None))
+                .is_err()
+        );
         // A name crafted to look like zone b's lands in zone a's namespace anyway.
         let crafted = from_a
             .resource(received(ResourceKind::Dataplane, "default", "dp-1.b", None))
@@ -153,12 +166,29 @@ mod tests {
     #[test]
     fn zones_accept_only_what_flows_down() {
         let zone_a = FromGlobal { zone: "a".into() };
-        assert!(zone_a.resource(received(ResourceKind::MeshTimeout, "default", "t", None)).is_ok());
-        assert!(zone_a.resource(received(ResourceKind::Dataplane, "default", "dp", Some("b"))).is_err());
+        assert!(
+            zone_a
+                .resource(received(ResourceKind::MeshTimeout, "default", "t", None))
+                .is_ok()
+        );
+        assert!(
+            zone_a
+                .resource(received(
+                    ResourceKind::Dataplane,
+                    "default",
+                    "dp",
+                    Some("b")
+                ))
+                .is_err()
+        );
         let ingress = zone_a
             .resource(received(ResourceKind::ZoneIngress, "", "in.b", Some("b")))
             .unwrap();
         assert_eq!(ingress.zone.as_deref(), Some("b"));
-        assert!(zone_a.resource(received(ResourceKind::ZoneIngress, "", "in.a", Some("a"))).is_err());
+        assert!(
+            zone_a
+                .resource(received(ResourceKind::ZoneIngress, "", "in.a", Some("a")))
+                .is_err()
+        );
     }
 }
