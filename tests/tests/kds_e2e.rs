@@ -55,14 +55,19 @@ struct Global {
     ca: String,
 }
 
-async fn start_global(database: &TestDatabase, dir: &Dir, api_port: u16, kds_port: u16) -> Global {
+/// Starts global on PostgreSQL when given a database, else on the embedded store in
+/// its data directory (which survives restarts as the database does).
+async fn start_global(
+    database: Option<&TestDatabase>,
+    dir: &Dir,
+    api_port: u16,
+    kds_port: u16,
+) -> Global {
     let api_addr = format!("127.0.0.1:{api_port}");
     let kds_addr = format!("127.0.0.1:{kds_port}");
     let data_dir = dir.path("global");
-    let mut process = MeridianProcess::start(&[
+    let mut args = vec![
         "global-cp",
-        "--database-url",
-        &database.url,
         "--data-dir",
         &data_dir,
         "--api-addr",
@@ -71,8 +76,11 @@ async fn start_global(database: &TestDatabase, dir: &Dir, api_port: u16, kds_por
         &kds_addr,
         "--admin-token",
         ADMIN,
-    ])
-    .await;
+    ];
+    if let Some(database) = database {
+        args.extend_from_slice(&["--database-url", &database.url]);
+    }
+    let mut process = MeridianProcess::start(&args).await;
     let (kds, ca) = process
         .wait_for_line(|line| {
             let rest = line.split("KDS on ").nth(1)?;
@@ -181,13 +189,25 @@ fn sent_total(insight: &Value, direction: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policies_flow_down_dataplanes_flow_up_and_global_restarts_resume() {
+async fn sync_with_global_on_postgres() {
     meridian_tests::init();
     let database = TestDatabase::create().await;
+    policies_flow_down_dataplanes_flow_up_and_global_restarts_resume(Some(&database)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_with_global_on_the_embedded_store() {
+    meridian_tests::init();
+    policies_flow_down_dataplanes_flow_up_and_global_restarts_resume(None).await;
+}
+
+async fn policies_flow_down_dataplanes_flow_up_and_global_restarts_resume(
+    database: Option<&TestDatabase>,
+) {
     let dir = Dir::new("kds-e2e");
     let http = reqwest::Client::new();
     let (api_port, kds_port) = (free_port(), free_port());
-    let global = start_global(&database, &dir, api_port, kds_port).await;
+    let global = start_global(database, &dir, api_port, kds_port).await;
     let token_a = zone_token(&http, &global.api, "zone-a").await;
     let token_b = zone_token(&http, &global.api, "zone-b").await;
     let (port_a, port_b) = (free_port(), free_port());
@@ -261,7 +281,7 @@ async fn policies_flow_down_dataplanes_flow_up_and_global_restarts_resume() {
     );
 
     // Global comes back on the same ports; one change is made.
-    let global = start_global(&database, &dir, api_port, kds_port).await;
+    let global = start_global(database, &dir, api_port, kds_port).await;
     put(
         &http,
         &format!("{}/meshes/default/meshtimeouts/t2", global.api),
@@ -342,7 +362,7 @@ async fn zones_without_a_valid_token_for_their_name_are_refused() {
     let database = TestDatabase::create().await;
     let dir = Dir::new("kds-auth");
     let http = reqwest::Client::new();
-    let global = start_global(&database, &dir, free_port(), free_port()).await;
+    let global = start_global(Some(&database), &dir, free_port(), free_port()).await;
     let token_a = zone_token(&http, &global.api, "zone-a").await;
 
     assert_eq!(
