@@ -1,0 +1,36 @@
+//! `meridian-bench`: Meridian's benchmarks. They print figures; they never pass or
+//! fail. `scripts/bench.sh` runs them all; CI runs a tiny smoke of each.
+//!
+//! - `propagation`: policy PUT on global → applied in every zone, for N zones.
+
+mod propagation;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "meridian-bench", about = "Meridian benchmarks (print figures)")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Time from a policy PUT on global until every zone has applied it.
+    Propagation(propagation::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().bench {
+        Bench::Propagation(args) => propagation::run(args).await,
+    }
+}
