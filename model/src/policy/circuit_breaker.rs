@@ -2,9 +2,12 @@
 //! outbound (`to`) and inbound (`from`, `Mesh` clients only) traffic.
 
 use crate::duration::Duration;
-use crate::error::{Validate, Violations, index, join};
+use crate::error::{Validate, Violations, join};
 use crate::kind::ResourceKind;
-use crate::policy::{IntOrString, TargetRefPolicy, validate_percent, validate_refs};
+use crate::policy::{
+    IntOrString, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
+    validate_percent,
+};
 use crate::target_ref::TargetRef;
 
 /// The body (`spec`) of a `MeshCircuitBreaker`.
@@ -24,14 +27,16 @@ pub struct MeshCircuitBreakerSpec {
 }
 
 /// Settings for a group of destinations or clients.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct CircuitBreakerEntry {
-    /// The destinations or clients.
-    pub target_ref: TargetRef,
-    /// The settings.
-    pub default: CircuitBreakerConf,
+pub type CircuitBreakerEntry = PolicyEntry<CircuitBreakerConf>;
+
+#[cfg(feature = "openapi")]
+impl super::EntrySchema for CircuitBreakerConf {
+    const ENTRY: super::EntryDocs = super::EntryDocs {
+        name: "CircuitBreakerEntry",
+        about: "Settings for a group of destinations or clients.",
+        target_ref: "The destinations or clients.",
+        default: "The settings.",
+    };
 }
 
 /// The mergeable circuit-breaker configuration.
@@ -166,43 +171,24 @@ impl TargetRefPolicy for MeshCircuitBreakerSpec {
     }
 
     fn entries_to(&self) -> Vec<(&TargetRef, &Self::Conf)> {
-        self.to
-            .iter()
-            .flatten()
-            .map(|t| (&t.target_ref, &t.default))
-            .collect()
+        entries(self.to.as_deref())
     }
 
     fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
-        self.from
-            .iter()
-            .flatten()
-            .map(|t| (&t.target_ref, &t.default))
-            .collect()
+        entries(self.from.as_deref())
     }
 }
 
 impl Validate for MeshCircuitBreakerSpec {
     fn validate(&self, path: &str, v: &mut Violations) {
-        fn refs(l: &Option<Vec<CircuitBreakerEntry>>) -> Option<Vec<&TargetRef>> {
-            l.as_ref()
-                .map(|t| t.iter().map(|e| &e.target_ref).collect())
-        }
-        let (to, from) = (refs(&self.to), refs(&self.from));
-        validate_refs(
+        validate_entries(
             ResourceKind::MeshCircuitBreaker,
             path,
             self.target_ref.as_ref(),
-            to.as_deref(),
-            from.as_deref(),
+            (self.to.as_deref(), self.from.as_deref()),
             v,
+            validate_default,
         );
-        for (level, entries) in [("to", &self.to), ("from", &self.from)] {
-            let lp = join(path, level);
-            for (i, e) in entries.iter().flatten().enumerate() {
-                e.default.validate(&join(&index(&lp, i), "default"), v);
-            }
-        }
     }
 }
 

@@ -4,9 +4,12 @@
 //! reason rather than silently ignored.
 
 use crate::duration::Duration;
-use crate::error::{Validate, Violations, index, join};
+use crate::error::{Validate, Violations, join};
 use crate::kind::ResourceKind;
-use crate::policy::{IntOrString, TargetRefPolicy, validate_percent, validate_refs};
+use crate::policy::{
+    IntOrString, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
+    validate_percent,
+};
 use crate::target_ref::TargetRef;
 
 /// The body (`spec`) of a `MeshHealthCheck`.
@@ -23,14 +26,16 @@ pub struct MeshHealthCheckSpec {
 }
 
 /// Checks for a group of destinations.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct HealthCheckTo {
-    /// The destinations (`Mesh` or `MeshService`).
-    pub target_ref: TargetRef,
-    /// The check settings.
-    pub default: HealthCheckConf,
+pub type HealthCheckTo = PolicyEntry<HealthCheckConf>;
+
+#[cfg(feature = "openapi")]
+impl super::EntrySchema for HealthCheckConf {
+    const ENTRY: super::EntryDocs = super::EntryDocs {
+        name: "HealthCheckTo",
+        about: "Checks for a group of destinations.",
+        target_ref: "The destinations (`Mesh` or `MeshService`).",
+        default: "The check settings.",
+    };
 }
 
 /// The mergeable health-check configuration.
@@ -114,34 +119,20 @@ impl TargetRefPolicy for MeshHealthCheckSpec {
     }
 
     fn entries_to(&self) -> Vec<(&TargetRef, &Self::Conf)> {
-        self.to
-            .iter()
-            .flatten()
-            .map(|t| (&t.target_ref, &t.default))
-            .collect()
+        entries(self.to.as_deref())
     }
 }
 
 impl Validate for MeshHealthCheckSpec {
     fn validate(&self, path: &str, v: &mut Violations) {
-        let to: Option<Vec<&TargetRef>> = self
-            .to
-            .as_ref()
-            .map(|t| t.iter().map(|e| &e.target_ref).collect());
-        validate_refs(
+        validate_entries(
             ResourceKind::MeshHealthCheck,
             path,
             self.target_ref.as_ref(),
-            to.as_deref(),
-            None,
+            (self.to.as_deref(), None),
             v,
+            validate_default,
         );
-        let to_path = join(path, "to");
-        for (i, entry) in self.to.iter().flatten().enumerate() {
-            entry
-                .default
-                .validate(&join(&index(&to_path, i), "default"), v);
-        }
     }
 }
 

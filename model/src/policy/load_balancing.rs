@@ -6,7 +6,9 @@
 use crate::error::{Validate, Violations, index, join};
 use crate::kind::ResourceKind;
 use crate::name::{validate_name, validate_tag_key};
-use crate::policy::{IntOrString, TargetRefPolicy, validate_refs};
+use crate::policy::{
+    IntOrString, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
+};
 use crate::target_ref::TargetRef;
 
 /// The body (`spec`) of a `MeshLoadBalancingStrategy`.
@@ -23,14 +25,16 @@ pub struct MeshLoadBalancingStrategySpec {
 }
 
 /// Configuration for a group of destinations.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct LoadBalancingTo {
-    /// The destinations (`Mesh` or `MeshService`).
-    pub target_ref: TargetRef,
-    /// The configuration.
-    pub default: LoadBalancingConf,
+pub type LoadBalancingTo = PolicyEntry<LoadBalancingConf>;
+
+#[cfg(feature = "openapi")]
+impl super::EntrySchema for LoadBalancingConf {
+    const ENTRY: super::EntryDocs = super::EntryDocs {
+        name: "LoadBalancingTo",
+        about: "Configuration for a group of destinations.",
+        target_ref: "The destinations (`Mesh` or `MeshService`).",
+        default: "The configuration.",
+    };
 }
 
 /// The mergeable load-balancing configuration.
@@ -243,34 +247,20 @@ impl TargetRefPolicy for MeshLoadBalancingStrategySpec {
     }
 
     fn entries_to(&self) -> Vec<(&TargetRef, &Self::Conf)> {
-        self.to
-            .iter()
-            .flatten()
-            .map(|t| (&t.target_ref, &t.default))
-            .collect()
+        entries(self.to.as_deref())
     }
 }
 
 impl Validate for MeshLoadBalancingStrategySpec {
     fn validate(&self, path: &str, v: &mut Violations) {
-        let to: Option<Vec<&TargetRef>> = self
-            .to
-            .as_ref()
-            .map(|t| t.iter().map(|e| &e.target_ref).collect());
-        validate_refs(
+        validate_entries(
             ResourceKind::MeshLoadBalancingStrategy,
             path,
             self.target_ref.as_ref(),
-            to.as_deref(),
-            None,
+            (self.to.as_deref(), None),
             v,
+            validate_default,
         );
-        let to_path = join(path, "to");
-        for (i, entry) in self.to.iter().flatten().enumerate() {
-            entry
-                .default
-                .validate(&join(&index(&to_path, i), "default"), v);
-        }
     }
 }
 

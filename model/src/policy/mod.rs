@@ -53,6 +53,138 @@ pub trait TargetRefPolicy {
     }
 }
 
+/// A `to` or `from` entry of a policy: the destinations or clients its
+/// targetRef selects and the configuration (`default`) that applies to them.
+/// Each policy names its own instantiation (e.g. [`TimeoutEntry`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyEntry<C> {
+    /// The destinations or clients.
+    pub target_ref: TargetRef,
+    /// The configuration.
+    pub default: C,
+}
+
+/// How the OpenAPI document names and describes `PolicyEntry<Self>`: each
+/// policy's entry keeps its own schema name and descriptions (a derived
+/// schema would name every instantiation `PolicyEntry`).
+#[cfg(feature = "openapi")]
+pub trait EntrySchema: utoipa::ToSchema {
+    /// The entry's schema name and descriptions.
+    const ENTRY: EntryDocs;
+}
+
+/// The schema name and descriptions of a policy's [`PolicyEntry`].
+#[cfg(feature = "openapi")]
+#[derive(Debug, Clone, Copy)]
+pub struct EntryDocs {
+    /// Schema name, e.g. `TimeoutEntry`.
+    pub name: &'static str,
+    /// Description of the entry.
+    pub about: &'static str,
+    /// Description of its `targetRef`.
+    pub target_ref: &'static str,
+    /// Description of its `default`.
+    pub default: &'static str,
+}
+
+#[cfg(feature = "openapi")]
+impl<C: EntrySchema> utoipa::PartialSchema for PolicyEntry<C> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::ToSchema;
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, RefBuilder, Type};
+        let field = |name: std::borrow::Cow<'_, str>, description: &str| {
+            RefOr::from(
+                RefBuilder::new()
+                    .ref_location_from_schema_name(name)
+                    .description(Some(description)),
+            )
+        };
+        let docs = C::ENTRY;
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(docs.about))
+            .required("targetRef")
+            .required("default")
+            .property("targetRef", field(TargetRef::name(), docs.target_ref))
+            .property("default", field(C::name(), docs.default))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl<C: EntrySchema> utoipa::ToSchema for PolicyEntry<C> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(C::ENTRY.name)
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((TargetRef::name().into(), TargetRef::schema()));
+        schemas.push((C::name().into(), C::schema()));
+        TargetRef::schemas(schemas);
+        C::schemas(schemas);
+    }
+}
+
+/// Gives the targetRef of a `to` or `from` entry.
+pub(crate) trait Targeted {
+    /// The destinations or clients the entry selects.
+    fn target_ref(&self) -> &TargetRef;
+}
+
+impl<C> Targeted for PolicyEntry<C> {
+    fn target_ref(&self) -> &TargetRef {
+        &self.target_ref
+    }
+}
+
+/// `(targetRef, default)` of each entry, in document order — the body of
+/// [`TargetRefPolicy::entries_to`] and [`TargetRefPolicy::entries_from`].
+pub(crate) fn entries<C>(list: Option<&[PolicyEntry<C>]>) -> Vec<(&TargetRef, &C)> {
+    list.into_iter()
+        .flatten()
+        .map(|e| (&e.target_ref, &e.default))
+        .collect()
+}
+
+/// Validates what every policy shares — its targetRefs ([`validate_refs`])
+/// — then calls `each` with the path (`spec.to[0]`, …) of every `to` entry,
+/// then every `from` entry, for the policy's own checks.
+pub(crate) fn validate_entries<E: Targeted>(
+    kind: ResourceKind,
+    path: &str,
+    top: Option<&TargetRef>,
+    (to, from): (Option<&[E]>, Option<&[E]>),
+    v: &mut Violations,
+    mut each: impl FnMut(&str, &E, &mut Violations),
+) {
+    fn refs<E: Targeted>(l: Option<&[E]>) -> Option<Vec<&TargetRef>> {
+        l.map(|l| l.iter().map(Targeted::target_ref).collect())
+    }
+    let (to_refs, from_refs) = (refs(to), refs(from));
+    validate_refs(kind, path, top, to_refs.as_deref(), from_refs.as_deref(), v);
+    for (level, list) in [("to", to), ("from", from)] {
+        let lp = join(path, level);
+        for (i, e) in list.into_iter().flatten().enumerate() {
+            each(&index(&lp, i), e, v);
+        }
+    }
+}
+
+/// Validates an entry's `default` — the `each` of [`validate_entries`] for
+/// policies whose configuration has checks of its own.
+pub(crate) fn validate_default<C: Validate>(path: &str, e: &PolicyEntry<C>, v: &mut Violations) {
+    e.default.validate(&join(path, "default"), v);
+}
+
 /// Which targetRef kinds a policy accepts at each level (empty = level not supported).
 pub(crate) struct Support {
     pub(crate) to: &'static [TargetRefKind],

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{Validate, Violations, index, join};
 use crate::kind::ResourceKind;
-use crate::policy::{TargetRefPolicy, validate_refs};
+use crate::policy::{TargetRefPolicy, Targeted, validate_entries};
 use crate::target_ref::{TargetRef, TargetRefKind, validate_name_and_tags};
 
 /// The body (`spec`) of a `MeshTCPRoute`.
@@ -106,32 +106,32 @@ impl TargetRefPolicy for MeshTcpRouteSpec {
 
 impl Validate for MeshTcpRouteSpec {
     fn validate(&self, path: &str, v: &mut Violations) {
-        let to: Option<Vec<&TargetRef>> = self
-            .to
-            .as_ref()
-            .map(|t| t.iter().map(|e| &e.target_ref).collect());
-        validate_refs(
+        validate_entries(
             ResourceKind::MeshTcpRoute,
             path,
             self.target_ref.as_ref(),
-            to.as_deref(),
-            None,
+            (self.to.as_deref(), None),
             v,
+            |entry_path, entry, v| {
+                let rules_path = join(entry_path, "rules");
+                if entry.rules.len() > 1 {
+                    v.add(
+                        rules_path.clone(),
+                        format!("must have at most one rule (got {})", entry.rules.len()),
+                    );
+                }
+                for (j, rule) in entry.rules.iter().enumerate() {
+                    let refs_path = join(&join(&index(&rules_path, j), "default"), "backendRefs");
+                    validate_backend_refs(&refs_path, &rule.default.backend_refs, v);
+                }
+            },
         );
-        let to_path = join(path, "to");
-        for (i, entry) in self.to.iter().flatten().enumerate() {
-            let rules_path = join(&index(&to_path, i), "rules");
-            if entry.rules.len() > 1 {
-                v.add(
-                    rules_path.clone(),
-                    format!("must have at most one rule (got {})", entry.rules.len()),
-                );
-            }
-            for (j, rule) in entry.rules.iter().enumerate() {
-                let refs_path = join(&join(&index(&rules_path, j), "default"), "backendRefs");
-                validate_backend_refs(&refs_path, &rule.default.backend_refs, v);
-            }
-        }
+    }
+}
+
+impl Targeted for TcpRouteTo {
+    fn target_ref(&self) -> &TargetRef {
+        &self.target_ref
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::duration::Duration;
 use crate::error::{Validate, Violations};
 use crate::kind::ResourceKind;
-use crate::policy::{TargetRefPolicy, validate_refs};
+use crate::policy::{PolicyEntry, TargetRefPolicy, entries, validate_entries};
 use crate::target_ref::TargetRef;
 
 /// The body (`spec`) of a `MeshTimeout`.
@@ -26,14 +26,16 @@ pub struct MeshTimeoutSpec {
 }
 
 /// Timeouts for a group of destinations or clients.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TimeoutEntry {
-    /// The destinations or clients.
-    pub target_ref: TargetRef,
-    /// The timeouts.
-    pub default: TimeoutConf,
+pub type TimeoutEntry = PolicyEntry<TimeoutConf>;
+
+#[cfg(feature = "openapi")]
+impl super::EntrySchema for TimeoutConf {
+    const ENTRY: super::EntryDocs = super::EntryDocs {
+        name: "TimeoutEntry",
+        about: "Timeouts for a group of destinations or clients.",
+        target_ref: "The destinations or clients.",
+        default: "The timeouts.",
+    };
 }
 
 /// The mergeable timeout configuration.
@@ -82,36 +84,23 @@ impl TargetRefPolicy for MeshTimeoutSpec {
     }
 
     fn entries_to(&self) -> Vec<(&TargetRef, &Self::Conf)> {
-        self.to
-            .iter()
-            .flatten()
-            .map(|t| (&t.target_ref, &t.default))
-            .collect()
+        entries(self.to.as_deref())
     }
 
     fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
-        self.from
-            .iter()
-            .flatten()
-            .map(|t| (&t.target_ref, &t.default))
-            .collect()
+        entries(self.from.as_deref())
     }
 }
 
 impl Validate for MeshTimeoutSpec {
     fn validate(&self, path: &str, v: &mut Violations) {
-        fn refs(l: &Option<Vec<TimeoutEntry>>) -> Option<Vec<&TargetRef>> {
-            l.as_ref()
-                .map(|t| t.iter().map(|e| &e.target_ref).collect())
-        }
-        let (to, from) = (refs(&self.to), refs(&self.from));
-        validate_refs(
+        validate_entries(
             ResourceKind::MeshTimeout,
             path,
             self.target_ref.as_ref(),
-            to.as_deref(),
-            from.as_deref(),
+            (self.to.as_deref(), self.from.as_deref()),
             v,
+            |_, _, _| {},
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{Validate, Violations};
 use crate::kind::ResourceKind;
-use crate::policy::{TargetRefPolicy, validate_refs};
+use crate::policy::{PolicyEntry, TargetRefPolicy, entries, validate_entries};
 use crate::target_ref::TargetRef;
 
 /// The body (`spec`) of a `MeshTrafficPermission`.
@@ -21,14 +21,16 @@ pub struct MeshTrafficPermissionSpec {
 }
 
 /// One rule: the clients it applies to and the action.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TrafficPermissionFrom {
-    /// The clients.
-    pub target_ref: TargetRef,
-    /// What to do with their connections.
-    pub default: TrafficPermissionConf,
+pub type TrafficPermissionFrom = PolicyEntry<TrafficPermissionConf>;
+
+#[cfg(feature = "openapi")]
+impl super::EntrySchema for TrafficPermissionConf {
+    const ENTRY: super::EntryDocs = super::EntryDocs {
+        name: "TrafficPermissionFrom",
+        about: "One rule: the clients it applies to and the action.",
+        target_ref: "The clients.",
+        default: "What to do with their connections.",
+    };
 }
 
 /// The mergeable configuration of a traffic permission rule.
@@ -67,27 +69,19 @@ impl TargetRefPolicy for MeshTrafficPermissionSpec {
     }
 
     fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
-        self.from
-            .iter()
-            .flatten()
-            .map(|f| (&f.target_ref, &f.default))
-            .collect()
+        entries(self.from.as_deref())
     }
 }
 
 impl Validate for MeshTrafficPermissionSpec {
     fn validate(&self, path: &str, v: &mut Violations) {
-        let from: Option<Vec<&TargetRef>> = self
-            .from
-            .as_ref()
-            .map(|f| f.iter().map(|e| &e.target_ref).collect());
-        validate_refs(
+        validate_entries(
             ResourceKind::MeshTrafficPermission,
             path,
             self.target_ref.as_ref(),
-            None,
-            from.as_deref(),
+            (None, self.from.as_deref()),
             v,
+            |_, _, _| {},
         );
     }
 }
