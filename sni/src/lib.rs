@@ -1,3 +1,14 @@
-//! SNI for cross-zone traffic: the name format and peeking the TLS ClientHello without terminating it.
+//! SNI for cross-zone traffic: the name format and peeking the TLS ClientHello
+//! without terminating it.
 //!
-//! Being written; the crate exists so the workspace layout is stable.
+//! - [`name`]: [`SniTarget::to_sni`], the server name a sidecar sends so that a
+//!   zone ingress or egress can route a connection by mesh, service and subset.
+//! - [`peek`]: [`peek_client_hello`], which reads a connection's ClientHello
+//!   (parsed by rustls, never by hand), returns its server name and ALPN, and keeps
+//!   every byte read so the connection can be passed on unchanged.
+
+pub mod name;
+pub mod peek;
+
+pub use name::{SniTarget, is_valid_dns_name, looks_like_meridian_sni};
+pub use peek::{PeekError, PeekLimits, PeekedHello, peek_client_hello};
