@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use meridian_model::ResourceKind;
-use meridian_store::rules::{check_precondition, check_write};
+use meridian_store::rules::{check_precondition, check_write, unchanged};
 use meridian_store::{
     NewResource, Precondition, PutOutcome, ResourceKey, Revision, StoreError, WriteOutcome,
 };
@@ -601,12 +601,8 @@ fn put(
     let key = &resource.key;
     let existing = read_resource(&t.resources, key)?;
     check_precondition(key, existing.as_ref(), precondition)?;
-    if let Some(existing) = &existing
-        && existing.labels == resource.labels
-        && existing.spec == resource.spec
-        && existing.zone == resource.zone
-    {
-        return Ok(WriteOutcome::Put(PutOutcome::Unchanged, existing.clone()));
+    if let Some(same) = unchanged(existing.as_ref(), &resource) {
+        return Ok(WriteOutcome::Put(PutOutcome::Unchanged, same.clone()));
     }
     if let Some(mesh) = key.mesh()
         && !global_exists(&t.resources, ResourceKind::Mesh, mesh)?

@@ -23,7 +23,7 @@ use sqlx::{Postgres, Transaction};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::rules::{check_precondition, check_write};
+use crate::rules::{check_precondition, check_write, unchanged};
 use crate::{
     Change, ChangeBatch, ListQuery, NewResource, Page, Precondition, PutOutcome, ResourceKey,
     Revision, Snapshot, Store, StoreError, StoredResource, WriteOp, WriteOutcome,
@@ -285,12 +285,8 @@ async fn put_in_tx(
     let key = &resource.key;
     let existing = fetch_for_update(tx, key).await?;
     check_precondition(key, existing.as_ref(), precondition)?;
-    if let Some(existing) = &existing
-        && existing.labels == resource.labels
-        && existing.spec == resource.spec
-        && existing.zone == resource.zone
-    {
-        return Ok(WriteOutcome::Put(PutOutcome::Unchanged, existing.clone()));
+    if let Some(same) = unchanged(existing.as_ref(), &resource) {
+        return Ok(WriteOutcome::Put(PutOutcome::Unchanged, same.clone()));
     }
     if let Some(mesh) = key.mesh()
         && !exists(tx, ResourceKind::Mesh, mesh).await?

@@ -46,3 +46,14 @@ pub fn check_precondition(
         (Precondition::Version(_), _) => Ok(()),
     }
 }
+
+/// The stored resource when a put would change nothing: same labels, spec and owner.
+/// Such a put writes nothing and uses no revision, so re-applies cause no churn.
+pub fn unchanged<'a>(
+    existing: Option<&'a StoredResource>,
+    resource: &NewResource,
+) -> Option<&'a StoredResource> {
+    existing.filter(|e| {
+        e.labels == resource.labels && e.spec == resource.spec && e.zone == resource.zone
+    })
+}

@@ -47,3 +47,15 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The `field`s of an RFC 7807 problem's `invalid_parameters`, in order.
+pub fn problem_fields(problem: &serde_json::Value) -> Vec<String> {
+    problem["invalid_parameters"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|p| p["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -12,6 +12,7 @@ use meridian_store::Store;
 use meridian_store::postgres::PostgresStore;
 use meridian_tests::fault_proxy::FaultProxy;
 use meridian_tests::postgres::{TestDatabase, server_url};
+use meridian_tests::problem_fields;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -94,17 +95,6 @@ fn fixture(name: &str) -> Value {
     serde_norway::from_str(&text).expect("fixture is YAML")
 }
 
-fn fields(problem: &Value) -> Vec<String> {
-    problem["invalid_parameters"]
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .map(|p| p["field"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_mesh_exists_and_meshes_round_trip() {
     let api = Api::start().await;
@@ -181,7 +171,7 @@ async fn invalid_documents_get_a_problem_listing_every_field() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(headers["content-type"], "application/problem+json");
     assert_eq!(problem["status"], 400);
-    let fields = fields(&problem);
+    let fields = problem_fields(&problem);
     assert!(
         fields.contains(&"spec.targetRef.name".to_owned()),
         "{problem}"
@@ -233,13 +223,16 @@ async fn malformed_bodies_names_and_mismatches_are_bad_requests() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(fields(&problem).contains(&"name".to_owned()), "{problem}");
+    assert!(
+        problem_fields(&problem).contains(&"name".to_owned()),
+        "{problem}"
+    );
 
     let (status, problem) = api
         .put("/meshes/a", json!({"type": "Mesh", "name": "b"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(fields(&problem), ["name"], "{problem}");
+    assert_eq!(problem_fields(&problem), ["name"], "{problem}");
 
     let yaml = "type: Mesh\nname: from-yaml\n";
     let response = api
@@ -367,7 +360,7 @@ async fn lists_page_and_filter_by_label() {
         .get("/meshes/default/meshtimeouts?size=0&colour=red")
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(fields(&problem), ["size", "colour"]);
+    assert_eq!(problem_fields(&problem), ["size", "colour"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,12 +543,12 @@ async fn zone_tokens_are_issued_to_admins_only() {
         .call(Method::POST, "/tokens/zone", Some(bad), Some(TOKEN))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(fields(&problem), ["zone", "validFor"], "{problem}");
+    assert_eq!(problem_fields(&problem), ["zone", "validFor"], "{problem}");
 
     // Zone names are DNS labels: a dotted name is refused where zones are created too.
     let (status, problem) = api
         .put("/zones/a.b", json!({"type": "Zone", "name": "a.b"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(fields(&problem), ["name"], "{problem}");
+    assert_eq!(problem_fields(&problem), ["name"], "{problem}");
 }

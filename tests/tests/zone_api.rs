@@ -11,6 +11,7 @@ use meridian_global_cp::{GlobalCp, GlobalCpConfig};
 use meridian_model::ResourceKind;
 use meridian_store::{NewResource, Precondition, ResourceKey, Store};
 use meridian_tests::postgres::TestDatabase;
+use meridian_tests::problem_fields;
 use meridian_zone_cp::{ZoneCp, ZoneCpConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -127,17 +128,6 @@ fn dataplane(name: &str) -> Value {
             "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}})
 }
 
-fn fields(problem: &Value) -> Vec<String> {
-    problem["invalid_parameters"]
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .map(|p| p["field"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_writes_its_own_proxies_stamped_with_the_zone() {
     let zone = Zone::start("east").await;
@@ -192,14 +182,14 @@ async fn a_zone_writes_its_own_proxies_stamped_with_the_zone() {
         "networking": {"address": "10.0.0.7", "port": 10001}});
     let (status, problem) = api.put("/zoneingresses/ingress-2", elsewhere).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    assert_eq!(fields(&problem), ["zone"]);
+    assert_eq!(problem_fields(&problem), ["zone"]);
 
     // Validation is the same as on global: every invalid field is listed.
     let invalid = json!({"type": "Dataplane", "name": "web-2", "mesh": "default",
         "networking": {"address": "", "inbound": [{"port": 70000, "tags": {}}]}});
     let (status, problem) = api.put("/meshes/default/dataplanes/web-2", invalid).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    let invalid_fields = fields(&problem);
+    let invalid_fields = problem_fields(&problem);
     assert!(
         invalid_fields.len() >= 2 && invalid_fields.iter().all(|f| f.starts_with("networking")),
         "{problem}"
@@ -208,12 +198,12 @@ async fn a_zone_writes_its_own_proxies_stamped_with_the_zone() {
         "networking": {"address": "10.0.0.2"}, "colour": "red"});
     let (status, problem) = api.put("/meshes/default/dataplanes/web-2", unknown).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    assert_eq!(fields(&problem), ["colour"]);
+    assert_eq!(problem_fields(&problem), ["colour"]);
     let (status, problem) = api
         .put("/meshes/default/dataplanes/other", dataplane("web-1"))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    assert_eq!(fields(&problem), ["name"]);
+    assert_eq!(problem_fields(&problem), ["name"]);
 
     // Writes need the admin token, as on global.
     let (status, _) = api

@@ -364,7 +364,6 @@ impl KdsService {
                 tracing::warn!(%zone, nonce = %ack.nonce, "ACK for an unknown nonce");
                 continue;
             };
-            let current = self.store.current_revision().await.unwrap_or(through);
             self.insights.update(&zone, |i| {
                 for nack in &ack.nacks {
                     let key = nack.key.clone().unwrap_or_default();
@@ -379,8 +378,10 @@ impl KdsService {
                 for (t, n) in &sent_counts {
                     *i.global_to_zone.acked.entry(t.clone()).or_insert(0) += n;
                 }
+                // Lag is measured against the revision this session last sent, which
+                // the send loop keeps current: no store query per ACK.
                 if through > 0 {
-                    i.set_positions(current, through.max(i.revision_applied));
+                    i.set_positions(i.global_revision, through.max(i.revision_applied));
                 }
             });
         }
