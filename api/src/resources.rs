@@ -15,8 +15,7 @@ use crate::problem::Problem;
 use crate::query::ListParams;
 use crate::router::Role;
 
-/// The label naming the zone a zone-owned resource belongs to.
-pub const ZONE_LABEL: &str = "kuma.io/zone";
+pub use meridian_model::ZONE_LABEL;
 
 /// Renders a stored resource as the API shows it: the universal document plus
 /// `creationTime` and `modificationTime`.

@@ -24,10 +24,14 @@ enum Bench {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
+        .with_env_filter(match std::env::var("RUST_LOG") {
+            Ok(directives) if !directives.trim().is_empty() => {
+                tracing_subscriber::EnvFilter::new(directives)
+            }
+            // openraft logs cancelled in-flight writes at ERROR when in-process zones
+            // are torn down between runs; that noise would bury the figures.
+            _ => tracing_subscriber::EnvFilter::new("error,openraft=off"),
+        })
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().bench {

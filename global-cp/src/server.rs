@@ -92,6 +92,8 @@ pub struct GlobalCp {
     token_origin: TokenOrigin,
     api: ApiServer,
     kds_addr: Option<SocketAddr>,
+    kds_service: Option<KdsService>,
+    kds_server: Option<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -125,6 +127,8 @@ impl GlobalCp {
         ];
         tracing::info!(api_addr = %api.local_addr(), "global control plane REST API listening");
         let mut kds_addr = None;
+        let mut kds_service = None;
+        let mut kds_server = None;
         if let Some(settings) = config.kds {
             let listener =
                 TcpListener::bind(settings.addr)
@@ -141,7 +145,8 @@ impl GlobalCp {
                 })?;
             let insights = Insights::default();
             let service = KdsService::new(store.clone(), zone_tokens, insights.clone());
-            background.push(tokio::spawn(async move {
+            kds_service = Some(service.clone());
+            kds_server = Some(tokio::spawn(async move {
                 if let Err(error) = kds::serve(
                     listener,
                     &settings.identity,
@@ -163,6 +168,8 @@ impl GlobalCp {
             token_origin,
             api,
             kds_addr,
+            kds_service,
+            kds_server,
             background,
         })
     }
@@ -184,6 +191,14 @@ impl GlobalCp {
 
     /// Stops accepting requests, lets in-flight ones finish, stops background duties.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        // Stop accepting zones, then end their streams and let each record its last
+        // insight before the store may go away.
+        if let Some(server) = &self.kds_server {
+            server.abort();
+        }
+        if let Some(kds) = &self.kds_service {
+            kds.shutdown().await;
+        }
         for task in &self.background {
             task.abort();
         }

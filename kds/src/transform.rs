@@ -8,12 +8,7 @@ use meridian_store::{NewResource, ResourceKey};
 use crate::convert::Received;
 use crate::scope::{GlobalToZone, Scope};
 
-/// The label naming the zone a synced resource comes from.
-pub const ZONE_LABEL: &str = "kuma.io/zone";
-/// The label naming where a resource was created (`zone` for zone resources).
-pub const ORIGIN_LABEL: &str = "kuma.io/origin";
-/// The label keeping a renamed resource's name as its zone knows it.
-pub const DISPLAY_NAME_LABEL: &str = "kuma.io/display-name";
+pub use meridian_model::{DISPLAY_NAME_LABEL, ORIGIN_LABEL, ZONE_LABEL};
 
 /// Maps received resources and removals to local ones; `Err` is a NACK reason.
 pub trait Transform: Send + Sync {

@@ -23,6 +23,13 @@ use crate::zone_proxy::{ZoneEgressSpec, ZoneIngressSpec};
 /// The label saying where a resource was created (`global` or `zone`).
 pub const ORIGIN_LABEL: &str = "kuma.io/origin";
 
+/// The label naming the zone a zone-owned resource belongs to.
+pub const ZONE_LABEL: &str = "kuma.io/zone";
+
+/// The label keeping a synced resource's name as its zone knows it, when global
+/// stores it under another name.
+pub const DISPLAY_NAME_LABEL: &str = "kuma.io/display-name";
+
 /// Meta fields that are not part of the spec.
 const META_FIELDS: [&str; 6] = [
     "type",

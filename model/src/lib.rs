@@ -30,7 +30,10 @@ pub mod zone;
 pub mod zone_proxy;
 
 pub use dataplane::*;
-pub use document::{ORIGIN_LABEL, Resource, ResourceMeta, Spec, parse_document, render_document};
+pub use document::{
+    DISPLAY_NAME_LABEL, ORIGIN_LABEL, Resource, ResourceMeta, Spec, ZONE_LABEL, parse_document,
+    render_document,
+};
 pub use duration::{Duration, DurationError};
 pub use error::{FieldViolation, ValidationError};
 pub use kind::{ResourceKind, UnknownKindError};

@@ -3,6 +3,7 @@
 //! a slow zone never blocks another and never deadlocks its own stream.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,8 @@ use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::insight::Insights;
@@ -40,6 +43,9 @@ pub struct KdsService {
     store: Arc<dyn Store>,
     tokens: ZoneTokens,
     insights: Insights,
+    /// Every live stream's task, so shutdown can end and await them.
+    sessions: TaskTracker,
+    stop: CancellationToken,
 }
 
 /// Who is at the other end of a stream.
@@ -60,7 +66,41 @@ impl KdsService {
             store,
             tokens,
             insights,
+            sessions: TaskTracker::new(),
+            stop: CancellationToken::new(),
         }
+    }
+
+    /// Ends every stream and waits until each has recorded its zone's last insight,
+    /// so nothing touches the store after this returns.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.sessions.close();
+        self.sessions.wait().await;
+    }
+
+    /// Runs one stream's session as a tracked task: insight bookkeeping around it, and
+    /// an end on shutdown.
+    fn spawn_session(
+        &self,
+        peer: Peer,
+        stream: &'static str,
+        session: impl Future<Output = String> + Send + 'static,
+    ) {
+        let service = self.clone();
+        self.sessions.spawn(async move {
+            let zone = peer.zone;
+            service
+                .insights
+                .stream_opened(&zone, &peer.version, peer.features);
+            let reason = tokio::select! {
+                reason = session => reason,
+                _ = service.stop.cancelled() => "global is shutting down".to_owned(),
+            };
+            tracing::info!(%zone, %reason, "{stream} stream ended");
+            service.insights.stream_closed(&zone);
+            service.insights.flush(service.store.as_ref()).await;
+        });
     }
 
     /// Checks the zone token against the claimed zone and that the zone may sync,
@@ -209,17 +249,10 @@ impl Kds for KdsService {
             }
         };
         let (tx, rx) = mpsc::channel(QUEUE);
-        let service = self.clone();
-        tokio::spawn(async move {
-            let zone = peer.zone.clone();
-            service
-                .insights
-                .stream_opened(&zone, &peer.version, peer.features);
-            tracing::info!(%zone, since, "zone subscribed (global→zone)");
-            let reason = service.run_global_to_zone(&zone, since, acks, &tx).await;
-            tracing::info!(%zone, %reason, "global→zone stream ended");
-            service.insights.stream_closed(&zone);
-            service.insights.flush(service.store.as_ref()).await;
+        tracing::info!(zone = %peer.zone, since, "zone subscribed (global→zone)");
+        let (service, zone) = (self.clone(), peer.zone.clone());
+        self.spawn_session(peer, "global→zone", async move {
+            service.run_global_to_zone(&zone, since, acks, &tx).await
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -231,16 +264,9 @@ impl Kds for KdsService {
         let peer = self.admit(request.metadata()).await?;
         let deltas = request.into_inner();
         let (tx, rx) = mpsc::channel(QUEUE);
-        let service = self.clone();
-        tokio::spawn(async move {
-            let zone = peer.zone.clone();
-            service
-                .insights
-                .stream_opened(&zone, &peer.version, peer.features);
-            let reason = service.run_zone_to_global(&zone, deltas, &tx).await;
-            tracing::info!(%zone, %reason, "zone→global stream ended");
-            service.insights.stream_closed(&zone);
-            service.insights.flush(service.store.as_ref()).await;
+        let (service, zone) = (self.clone(), peer.zone.clone());
+        self.spawn_session(peer, "zone→global", async move {
+            service.run_zone_to_global(&zone, deltas, &tx).await
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -263,11 +289,12 @@ impl KdsService {
             },
         );
         let pending: Pending = Arc::default();
-        let mut acks_task = tokio::spawn(self.clone().read_acks(
+        // Aborted when the session ends, whichever way it ends.
+        let mut acks_task = AbortOnDropHandle::new(tokio::spawn(self.clone().read_acks(
             zone.to_owned(),
             acks,
             pending.clone(),
-        ));
+        )));
         let mut commits = self.store.watch();
         loop {
             commits.borrow_and_update();
@@ -276,7 +303,6 @@ impl KdsService {
                 Err(error) => {
                     let status = kds_status(error);
                     let _ = send(tx, Err(status.clone())).await;
-                    acks_task.abort();
                     return format!("could not read changes: {}", status.message());
                 }
             };
@@ -310,7 +336,6 @@ impl KdsService {
                     global_revision,
                 };
                 if let Err(reason) = send(tx, Ok(delta)).await {
-                    acks_task.abort();
                     return reason.to_owned();
                 }
             }
@@ -335,7 +360,6 @@ impl KdsService {
                     ))),
                 )
                 .await;
-                acks_task.abort();
                 return "the zone was disabled".to_owned();
             }
         }
