@@ -4,7 +4,12 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_prost_build::configure().compile_with_config(config, &["proto/kds.proto"], &["proto"])?;
+    tonic_prost_build::configure().compile_with_config(
+        config,
+        &["proto/kds.proto", "proto/dp.proto"],
+        &["proto"],
+    )?;
     println!("cargo:rerun-if-changed=proto/kds.proto");
+    println!("cargo:rerun-if-changed=proto/dp.proto");
     Ok(())
 }

@@ -88,6 +88,7 @@ fn spec_schema(kind: ResourceKind) -> SpecSchema {
         ResourceKind::MeshTimeout => spec_schema_of::<m::MeshTimeoutSpec>(),
         ResourceKind::MeshHealthCheck => spec_schema_of::<m::MeshHealthCheckSpec>(),
         ResourceKind::MeshCircuitBreaker => spec_schema_of::<m::MeshCircuitBreakerSpec>(),
+        ResourceKind::Secret => spec_schema_of::<m::SecretSpec>(),
     }
 }
 
@@ -378,7 +379,7 @@ pub fn document(role: &Role) -> OpenApi {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     let mut paths = PathsBuilder::new();
-    for kind in ResourceKind::ALL {
+    for kind in ResourceKind::ALL.into_iter().filter(|k| !k.is_internal()) {
         let spec = spec_schema(kind);
         components = components
             .schema(kind.type_name(), document_schema(kind, &spec))
@@ -503,7 +504,7 @@ mod tests {
     fn every_kind_has_its_paths_and_schema() {
         let doc = document(&Role::Global);
         let components = doc.components.expect("components");
-        for kind in ResourceKind::ALL {
+        for kind in ResourceKind::ALL.into_iter().filter(|k| !k.is_internal()) {
             assert!(components.schemas.contains_key(kind.type_name()), "{kind}");
         }
         assert!(
@@ -530,7 +531,7 @@ mod tests {
             name: "east".into(),
         });
         let paths = &doc.paths.paths;
-        for kind in ResourceKind::ALL {
+        for kind in ResourceKind::ALL.into_iter().filter(|k| !k.is_internal()) {
             let path = match kind {
                 ResourceKind::Mesh => "/meshes/{name}".to_owned(),
                 k if k.is_mesh_scoped() => format!("/meshes/{{mesh}}/{}/{{name}}", k.plural()),

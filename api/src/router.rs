@@ -95,11 +95,11 @@ fn query_pairs(raw: Option<String>) -> Result<Vec<(String, String)>, Problem> {
 
 fn mesh_kind(plural: &str) -> Result<ResourceKind, Problem> {
     ResourceKind::from_plural(plural)
-        .filter(|kind| kind.is_mesh_scoped())
+        .filter(|kind| kind.is_mesh_scoped() && !kind.is_internal())
         .ok_or_else(|| {
             let known: Vec<_> = ResourceKind::ALL
                 .iter()
-                .filter(|k| k.is_mesh_scoped())
+                .filter(|k| k.is_mesh_scoped() && !k.is_internal())
                 .map(|k| k.plural())
                 .collect();
             Problem::not_found(format!(

@@ -14,6 +14,7 @@
 
 pub mod compaction;
 pub mod kds;
+pub mod mesh_ca;
 mod server;
 
 pub use meridian_api as api;

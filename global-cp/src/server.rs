@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::compaction;
 use crate::kds::{self, insight::Insights, service::KdsService, tls::KdsIdentity};
+use crate::mesh_ca;
 
 /// How the global control plane runs.
 #[derive(Debug, Clone)]
@@ -124,6 +125,7 @@ impl GlobalCp {
                 config.compaction_interval,
             )),
             tokio::spawn(export_revision(store.watch())),
+            tokio::spawn(mesh_ca::run(store.clone())),
         ];
         tracing::info!(api_addr = %api.local_addr(), "global control plane REST API listening");
         let mut kds_addr = None;

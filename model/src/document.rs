@@ -17,6 +17,7 @@ use crate::policy::{
     MeshCircuitBreakerSpec, MeshHealthCheckSpec, MeshLoadBalancingStrategySpec, MeshTcpRouteSpec,
     MeshTimeoutSpec, MeshTrafficPermissionSpec, parse_policy,
 };
+use crate::secret::SecretSpec;
 use crate::zone::ZoneSpec;
 use crate::zone_proxy::{ZoneEgressSpec, ZoneIngressSpec};
 
@@ -96,6 +97,8 @@ pub enum Spec {
     MeshHealthCheck(MeshHealthCheckSpec),
     /// A `MeshCircuitBreaker`.
     MeshCircuitBreaker(MeshCircuitBreakerSpec),
+    /// A `Secret`.
+    Secret(SecretSpec),
 }
 
 /// Decodes and validates a top-level-fields resource.
@@ -123,6 +126,7 @@ impl Spec {
             Self::MeshTimeout(_) => ResourceKind::MeshTimeout,
             Self::MeshHealthCheck(_) => ResourceKind::MeshHealthCheck,
             Self::MeshCircuitBreaker(_) => ResourceKind::MeshCircuitBreaker,
+            Self::Secret(_) => ResourceKind::Secret,
         }
     }
 
@@ -157,6 +161,7 @@ impl Spec {
             ResourceKind::MeshCircuitBreaker => {
                 Self::MeshCircuitBreaker(parse_policy(kind, value)?)
             }
+            ResourceKind::Secret => Self::Secret(parse_plain(value)?),
         })
     }
 
@@ -169,6 +174,7 @@ impl Spec {
             Self::Dataplane(s) => serde_json::to_value(s),
             Self::ZoneIngress(s) => serde_json::to_value(s),
             Self::ZoneEgress(s) => serde_json::to_value(s),
+            Self::Secret(s) => serde_json::to_value(s),
             Self::MeshTrafficPermission(s) => serde_json::to_value(s),
             Self::MeshTcpRoute(s) => serde_json::to_value(s),
             Self::MeshLoadBalancingStrategy(s) => serde_json::to_value(s),

@@ -35,11 +35,13 @@ pub enum ResourceKind {
     MeshHealthCheck,
     /// Connection limits and outlier detection.
     MeshCircuitBreaker,
+    /// Opaque bytes in a mesh (the mesh CA); internal, not served by the REST API.
+    Secret,
 }
 
 impl ResourceKind {
     /// Every kind, globals first.
-    pub const ALL: [ResourceKind; 11] = [
+    pub const ALL: [ResourceKind; 12] = [
         Self::Mesh,
         Self::Zone,
         Self::Dataplane,
@@ -51,6 +53,7 @@ impl ResourceKind {
         Self::MeshTimeout,
         Self::MeshHealthCheck,
         Self::MeshCircuitBreaker,
+        Self::Secret,
     ];
 
     /// The Kuma type name, as written in a document's `type` field.
@@ -67,6 +70,7 @@ impl ResourceKind {
             Self::MeshTimeout => "MeshTimeout",
             Self::MeshHealthCheck => "MeshHealthCheck",
             Self::MeshCircuitBreaker => "MeshCircuitBreaker",
+            Self::Secret => "Secret",
         }
     }
 
@@ -89,6 +93,7 @@ impl ResourceKind {
             Self::MeshTimeout => "meshtimeouts",
             Self::MeshHealthCheck => "meshhealthchecks",
             Self::MeshCircuitBreaker => "meshcircuitbreakers",
+            Self::Secret => "secrets",
         }
     }
 
@@ -102,6 +107,7 @@ impl ResourceKind {
         matches!(
             self,
             Self::Dataplane
+                | Self::Secret
                 | Self::MeshTrafficPermission
                 | Self::MeshTcpRoute
                 | Self::MeshLoadBalancingStrategy
@@ -109,6 +115,11 @@ impl ResourceKind {
                 | Self::MeshHealthCheck
                 | Self::MeshCircuitBreaker
         )
+    }
+
+    /// Managed by Meridian itself and never served by the REST API (secrets).
+    pub const fn is_internal(self) -> bool {
+        matches!(self, Self::Secret)
     }
 
     /// Created by zone control planes; read-only on global.
@@ -224,6 +235,7 @@ mod tests {
             (MeshTrafficPermission, true, false, true),
             (MeshTcpRoute, true, false, true),
             (MeshCircuitBreaker, true, false, true),
+            (Secret, true, false, false),
         ];
         for (k, scoped, owned, policy) in cases {
             assert_eq!(

@@ -3,11 +3,20 @@
 //! - [`kds`]: the global↔zone sync service (see `proto/kds.proto` for the protocol:
 //!   two bidirectional streams per zone, delta messages with per-resource NACKs,
 //!   resume from the receiver's last applied revision, chunked snapshots).
+//! - [`dp`]: the zone CP → proxy config stream (registration, versioned config
+//!   snapshots with ACK/NACK, CSR signing; see `proto/dp.proto`).
 
 /// KDS v1: the global↔zone sync protocol.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod kds {
     tonic::include_proto!("meridian.kds.v1");
+}
+
+/// The data-plane config stream between a zone CP and its proxies (see
+/// `proto/dp.proto`).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod dp {
+    tonic::include_proto!("meridian.dp.v1");
 }
 
 /// gRPC metadata keys of the KDS handshake.

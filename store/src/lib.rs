@@ -36,6 +36,6 @@ pub mod conformance;
 pub use error::StoreError;
 pub use resource::{
     Change, ChangeBatch, ListQuery, NewResource, Page, PutOutcome, ResourceKey, Revision, Snapshot,
-    StoredResource, WriteOp, WriteOutcome,
+    StoredResource, WriteOp, WriteOutcome, list_all,
 };
 pub use store::{Precondition, Store};

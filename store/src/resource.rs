@@ -168,6 +168,25 @@ impl ListQuery {
     }
 }
 
+/// Every item matching `query`, reading page after page of `query.limit`
+/// items from `query.offset` on (for callers that need the whole set, such as
+/// config computation).
+pub async fn list_all(
+    store: &dyn crate::Store,
+    mut query: ListQuery,
+) -> Result<Vec<StoredResource>, crate::StoreError> {
+    let mut items = Vec::new();
+    loop {
+        let page = store.list(&query).await?;
+        let got = page.items.len() as u64;
+        items.extend(page.items);
+        query.offset += got;
+        if got == 0 || query.offset >= page.total {
+            return Ok(items);
+        }
+    }
+}
+
 /// One page of a list, ordered by mesh then name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {

@@ -7,7 +7,8 @@ use crate::policy::Action;
 use crate::target_ref::TargetRef;
 
 /// One rule: clients selected by `from` get `action`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PermissionRule {
     /// The clients (a `from` targetRef).
     pub from: TargetRef,
@@ -18,7 +19,8 @@ pub struct PermissionRule {
 }
 
 /// The traffic permission rules of one inbound.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TrafficPermissionRules {
     /// Most specific first: the first rule selecting a client decides. This is
     /// Kuma's merge read backwards (the last matching conf in merge order wins).

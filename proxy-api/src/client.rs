@@ -1,0 +1,442 @@
+//! The proxy side of the config stream: register, keep the latest config and
+//! certificate, reconnect when the zone control plane goes away.
+//!
+//! [`ProxyClient::spawn`] runs one task that connects to the zone CP, sends the
+//! proxy's [`Registration`], and publishes what it receives on two `watch`
+//! channels: the latest accepted [`ProxyConfig`] and the latest
+//! [`WorkloadIdentity`]. Proxies read those and never block on the CP: when
+//! the stream breaks, the last config and certificate stay in force while the
+//! task reconnects (exponential backoff from 100 ms to 10 s, full jitter).
+//!
+//! A sidecar whose mesh has mTLS on asks for a certificate as soon as its
+//! config says so, with a fresh key each time, and again at
+//! [`meridian_identity::renew_at`] (two thirds into the lifetime); new
+//! connections use the new certificate, established ones keep theirs.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use meridian_identity::{IssuedCert, MeshTrust, WorkloadId, WorkloadKey};
+use meridian_proto::dp::control_message::Message as FromCp;
+use meridian_proto::dp::dataplane_config_client::DataplaneConfigClient;
+use meridian_proto::dp::proxy_message::Message as ToCp;
+use meridian_proto::dp::{
+    Ack, CertificateRequest, ControlMessage, Hello, Nack, ProxyKind, ProxyMessage,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::config::ProxyConfig;
+
+/// Retry delay after the CP refuses a CSR.
+const CSR_RETRY: Duration = Duration::from_secs(5);
+
+/// What a proxy tells the zone CP about itself.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// What kind of proxy it is.
+    pub kind: ProxyKind,
+    /// The mesh (sidecars); empty for zone proxies.
+    pub mesh: String,
+    /// The proxy's name, unique in its mesh (sidecars) or zone.
+    pub name: String,
+    /// Its `Dataplane`, `ZoneIngress` or `ZoneEgress` document.
+    pub resource: serde_json::Value,
+}
+
+/// Where and how to reach the zone CP.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// The zone CP's data-plane URL (`--zone-cp`): `https://…`, or `http://`
+    /// for loopback addresses only.
+    pub zone_cp: String,
+    /// PEM trust for the zone CP's certificate (`--zone-cp-ca`).
+    pub zone_cp_ca_pem: Option<String>,
+    /// The registration sent on every (re)connect.
+    pub registration: Registration,
+}
+
+/// A certificate with its key and the mesh trust: what mTLS needs.
+#[derive(Debug)]
+pub struct WorkloadIdentity {
+    /// The issued certificate.
+    pub cert: IssuedCert,
+    /// Its private key (generated here, never sent).
+    pub key: WorkloadKey,
+    /// The mesh CA bundle peers must chain to.
+    pub trust: MeshTrust,
+}
+
+/// Why the client could not talk to the zone CP.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The settings are unusable (bad URL, plain HTTP to a remote host, bad CA).
+    #[error("zone CP settings: {0}")]
+    Settings(String),
+    /// Connecting failed.
+    #[error("connecting to the zone CP at {url}: {source}")]
+    Connect {
+        /// The URL dialled.
+        url: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+    /// The CP ended or broke the stream.
+    #[error("config stream: {0}")]
+    Stream(#[from] tonic::Status),
+    /// The CP closed the stream.
+    #[error("the zone CP closed the config stream")]
+    Closed,
+}
+
+/// A running client: the latest config and identity, and the task behind them.
+pub struct ProxyClient {
+    config: watch::Receiver<Option<Arc<ProxyConfig>>>,
+    identity: watch::Receiver<Option<Arc<WorkloadIdentity>>>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ProxyClient {
+    /// Checks `settings` and starts the client task.
+    ///
+    /// # Errors
+    /// [`ClientError::Settings`] for a URL that is not `https://`, or not
+    /// `http://` to a loopback address.
+    pub fn spawn(settings: ClientSettings) -> Result<ProxyClient, ClientError> {
+        check_url(&settings.zone_cp)?;
+        let (config_tx, config) = watch::channel(None);
+        let (identity_tx, identity) = watch::channel(None);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(run(settings, config_tx, identity_tx, shutdown_rx));
+        Ok(ProxyClient {
+            config,
+            identity,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The latest accepted config (`None` until the first arrives).
+    pub fn config(&self) -> watch::Receiver<Option<Arc<ProxyConfig>>> {
+        self.config.clone()
+    }
+
+    /// The latest workload identity (`None` until a certificate arrives).
+    pub fn identity(&self) -> watch::Receiver<Option<Arc<WorkloadIdentity>>> {
+        self.identity.clone()
+    }
+
+    /// Ends the stream (the CP then removes the registration) and waits.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn check_url(url: &str) -> Result<(), ClientError> {
+    let bad = |why: &str| ClientError::Settings(format!("--zone-cp {url:?}: {why}"));
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(bad("expected an http:// or https:// URL"));
+    };
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = match host_port.rsplit_once(':') {
+        Some((h, _)) => h,
+        None => host_port,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(bad(
+            "plain http:// is only accepted for loopback addresses; use https:// with --zone-cp-ca",
+        ))
+    }
+}
+
+async fn connect(settings: &ClientSettings) -> Result<DataplaneConfigClient<Channel>, ClientError> {
+    let url = &settings.zone_cp;
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| ClientError::Settings(format!("invalid --zone-cp URL {url:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &settings.zone_cp_ca_pem {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
+            None => tls.with_webpki_roots(),
+        };
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| ClientError::Settings(format!("TLS settings: {e}")))?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|source| ClientError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+    Ok(DataplaneConfigClient::new(channel))
+}
+
+async fn run(
+    settings: ClientSettings,
+    config_tx: watch::Sender<Option<Arc<ProxyConfig>>>,
+    identity_tx: watch::Sender<Option<Arc<WorkloadIdentity>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut session = Session {
+            settings: &settings,
+            config_tx: &config_tx,
+            identity_tx: &identity_tx,
+            pending_key: None,
+            renew_at: None,
+        };
+        let started = tokio::time::Instant::now();
+        match session.run(&mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                metrics::gauge!("meridian_proxy_cp_connected").set(0.0);
+                tracing::warn!(error = %e, zone_cp = %settings.zone_cp, "config stream ended");
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(100);
+        }
+        let jittered = backoff.mul_f64(rand::random::<f64>().max(0.1));
+        tracing::info!(retry_in = ?jittered, "reconnecting to the zone CP");
+        tokio::select! {
+            _ = tokio::time::sleep(jittered) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// One connection's worth of state.
+struct Session<'a> {
+    settings: &'a ClientSettings,
+    config_tx: &'a watch::Sender<Option<Arc<ProxyConfig>>>,
+    identity_tx: &'a watch::Sender<Option<Arc<WorkloadIdentity>>>,
+    /// The key of the CSR in flight, with the identity it asked for.
+    pending_key: Option<(WorkloadId, WorkloadKey)>,
+    /// When to send the next CSR (`None`: no certificate needed yet).
+    renew_at: Option<SystemTime>,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ClientError> {
+        let mut client = connect(self.settings).await?;
+        let (tx, rx) = mpsc::channel::<ProxyMessage>(16);
+        let reg = &self.settings.registration;
+        let hello = Hello {
+            kind: reg.kind as i32,
+            mesh: reg.mesh.clone(),
+            name: reg.name.clone(),
+            resource: serde_json::to_vec(&reg.resource).unwrap_or_default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        // The channel is fresh and has room: this cannot fail.
+        let _ = tx.try_send(message(ToCp::Hello(hello)));
+        let mut inbound = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+        metrics::gauge!("meridian_proxy_cp_connected").set(1.0);
+        tracing::info!(zone_cp = %self.settings.zone_cp, name = %reg.name, "registered with the zone CP");
+        // A reconnect re-requests the certificate if one is due or in use.
+        if self.identity_tx.borrow().is_some() {
+            self.renew_at = Some(SystemTime::now());
+        }
+        loop {
+            let renew_in = self
+                .renew_at
+                .filter(|_| self.pending_key.is_none())
+                .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+            tokio::select! {
+                msg = inbound.message() => {
+                    let Some(msg) = msg? else { return Err(ClientError::Closed) };
+                    if let Some(reply) = self.handle(msg) {
+                        if tx.send(reply).await.is_err() {
+                            return Err(ClientError::Closed);
+                        }
+                    }
+                }
+                () = sleep_or_never(renew_in) => {
+                    if let Some(csr) = self.new_csr() {
+                        if tx.send(csr).await.is_err() {
+                            return Err(ClientError::Closed);
+                        }
+                    }
+                }
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: ControlMessage) -> Option<ProxyMessage> {
+        match msg.message? {
+            FromCp::Config(c) => Some(self.on_config(c.version, &c.config)),
+            FromCp::Certificate(c) => {
+                self.on_certificate(c);
+                None
+            }
+            FromCp::Error(e) => {
+                tracing::warn!(detail = %e.detail, "the zone CP refused a request");
+                if self.pending_key.take().is_some() {
+                    self.renew_at = Some(SystemTime::now() + CSR_RETRY);
+                }
+                None
+            }
+        }
+    }
+
+    fn on_config(&mut self, version: u64, bytes: &[u8]) -> ProxyMessage {
+        let parsed = serde_json::from_slice::<ProxyConfig>(bytes)
+            .map_err(|e| format!("config version {version} is not a valid ProxyConfig: {e}"))
+            .and_then(|c| self.check_kind(c));
+        match parsed {
+            Ok(config) => {
+                if let ProxyConfig::Sidecar(s) = &config {
+                    if s.mtls && self.renew_at.is_none() && self.pending_key.is_none() {
+                        self.renew_at = Some(SystemTime::now());
+                    }
+                }
+                tracing::info!(version, "config applied");
+                metrics::counter!("meridian_proxy_config_updates_total", "result" => "ack")
+                    .increment(1);
+                self.config_tx.send_replace(Some(Arc::new(config)));
+                message(ToCp::Ack(Ack { version }))
+            }
+            Err(detail) => {
+                tracing::warn!(version, %detail, "config rejected");
+                metrics::counter!("meridian_proxy_config_updates_total", "result" => "nack")
+                    .increment(1);
+                message(ToCp::Nack(Nack { version, detail }))
+            }
+        }
+    }
+
+    fn check_kind(&self, config: ProxyConfig) -> Result<ProxyConfig, String> {
+        let matches = matches!(
+            (&config, self.settings.registration.kind),
+            (ProxyConfig::Sidecar(_), ProxyKind::Sidecar)
+                | (ProxyConfig::Ingress(_), ProxyKind::Ingress)
+                | (ProxyConfig::Egress(_), ProxyKind::Egress)
+        );
+        if matches {
+            Ok(config)
+        } else {
+            Err(format!(
+                "config is for another kind of proxy than {:?}",
+                self.settings.registration.kind
+            ))
+        }
+    }
+
+    /// A CSR for the identity the current config implies, with a fresh key.
+    fn new_csr(&mut self) -> Option<ProxyMessage> {
+        let config = self.config_tx.borrow().clone();
+        let Some(ProxyConfig::Sidecar(s)) = config.as_deref() else {
+            self.renew_at = None;
+            return None;
+        };
+        let Some(service) = s.inbounds.first().map(|i| i.service.clone()) else {
+            self.renew_at = None;
+            return None;
+        };
+        let generated = WorkloadId::new(s.mesh.clone(), service)
+            .and_then(|id| WorkloadKey::generate(&id).map(|(key, csr)| (id, key, csr)));
+        match generated {
+            Ok((id, key, csr_pem)) => {
+                tracing::info!(identity = %id, "requesting a certificate");
+                self.pending_key = Some((id, key));
+                Some(message(ToCp::CertificateRequest(CertificateRequest {
+                    csr_pem,
+                })))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build a CSR");
+                self.renew_at = Some(SystemTime::now() + CSR_RETRY);
+                None
+            }
+        }
+    }
+
+    fn on_certificate(&mut self, c: meridian_proto::dp::Certificate) {
+        let Some((id, key)) = self.pending_key.take() else {
+            tracing::warn!("certificate received without a request in flight; ignored");
+            return;
+        };
+        let cert = IssuedCert {
+            id: id.clone(),
+            cert_chain_pem: c.cert_pem,
+            issued_at: unix_time(c.issued_at_unix),
+            not_after: unix_time(c.not_after_unix),
+        };
+        match MeshTrust::from_pem(id.mesh(), &c.ca_pem) {
+            Ok(trust) => {
+                let renew = cert.renew_at();
+                tracing::info!(identity = %id, expires = ?c.not_after_unix, "certificate installed");
+                metrics::counter!("meridian_proxy_certificates_total").increment(1);
+                self.renew_at = Some(renew);
+                self.identity_tx
+                    .send_replace(Some(Arc::new(WorkloadIdentity { cert, key, trust })));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate bundle rejected");
+                self.renew_at = Some(SystemTime::now() + CSR_RETRY);
+            }
+        }
+    }
+}
+
+fn message(m: ToCp) -> ProxyMessage {
+    ProxyMessage { message: Some(m) }
+}
+
+fn unix_time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "http://127.0.0.1:5678",
+            "http://localhost:5678",
+            "http://[::1]:5678",
+            "https://cp.example:5678",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1:5678",
+            "http://cp.example",
+            "ftp://x",
+            "127.0.0.1:5678",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The SNI router shared by the zone ingress and the zone egress.
