@@ -43,7 +43,8 @@ for i in $(seq 1 "$zones"); do
     | sed -E 's/.*"token":"([^"]+)".*/\1/' > "$data_dir/$zone.token"
   RUST_LOG=${RUST_LOG:-warn} "$bin" zone-cp --zone "$zone" --global-kds https://127.0.0.1:5685 \
     --global-kds-ca "$data_dir/global/kds-ca.pem" --zone-token "$data_dir/$zone.token" \
-    --api-addr "127.0.0.1:$((5681 + 10 * i + 1))" --data-dir "$data_dir/$zone" --admin-token "$admin" \
+    --api-addr "127.0.0.1:$((5681 + 10 * i + 1))" --dp-addr "127.0.0.1:$((5681 + 10 * i + 7))" \
+    --data-dir "$data_dir/$zone" --admin-token "$admin" \
     > "$data_dir/$zone.out" &
   pids+=($!)
 done

@@ -131,6 +131,7 @@ async fn measure(zone_count: usize, args: &Args) -> anyhow::Result<Row> {
         let name = format!("bench-zone-{z}");
         let zone_store = EmbeddedStore::open(&dir.path().join(&name)).await?;
         let mut zone_config = ZoneCpConfig::new(&name);
+        zone_config.dp_addr = None;
         zone_config.api_addr = "127.0.0.1:0".parse()?;
         zone_config.admin_token = Some(ADMIN.to_owned());
         zone_config.kds = Some(KdsClientConfig {

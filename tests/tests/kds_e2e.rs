@@ -145,6 +145,8 @@ async fn start_zone_at(
         &token_file,
         "--api-addr",
         &api_addr,
+        "--dp-addr",
+        "127.0.0.1:0",
         "--data-dir",
         &data_dir,
         "--admin-token",

@@ -100,6 +100,7 @@ async fn start_zone(zone: &str, store: Arc<dyn Store>) -> ZoneCp {
     let config = ZoneCpConfig {
         api_addr: "127.0.0.1:0".parse().unwrap(),
         admin_token: Some(TOKEN.to_owned()),
+        dp_addr: Some("127.0.0.1:0".parse().unwrap()),
         ..ZoneCpConfig::new(zone)
     };
     ZoneCp::start(config, store).await.expect("zone CP starts")

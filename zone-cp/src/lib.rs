@@ -20,6 +20,7 @@ use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod dp;
 pub mod kds;
 
 /// How a zone control plane runs.
@@ -35,6 +36,8 @@ pub struct ZoneCpConfig {
     pub reads_need_token: bool,
     /// How to reach global; `None` runs the zone on its own (no KDS).
     pub kds: Option<kds::KdsClientConfig>,
+    /// Where proxies get their config (`--dp-addr`); `None` serves no proxies.
+    pub dp_addr: Option<SocketAddr>,
 }
 
 impl ZoneCpConfig {
@@ -47,6 +50,7 @@ impl ZoneCpConfig {
             admin_token: None,
             reads_need_token: false,
             kds: None,
+            dp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5678))),
         }
     }
 }
@@ -65,6 +69,9 @@ pub enum StartError {
     /// The API address could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The data-plane server could not start.
+    #[error(transparent)]
+    Dp(#[from] dp::DpServerError),
     /// The store failed while setting up the admin token or the zone's Zone resource.
     #[error("initialising the store: {0}")]
     Store(#[from] StoreError),
@@ -77,6 +84,7 @@ pub struct ZoneCp {
     api: ApiServer,
     stop_kds: watch::Sender<bool>,
     kds: Option<JoinHandle<()>>,
+    dp: Option<dp::DpServer>,
 }
 
 impl ZoneCp {
@@ -106,6 +114,12 @@ impl ZoneCp {
         };
         let api = meridian_api::serve(config.api_addr, meridian_api::router(state, auth)).await?;
         tracing::info!(zone = %config.zone, api_addr = %api.local_addr(), "zone control plane REST API listening");
+        let dp = match config.dp_addr {
+            Some(addr) => {
+                Some(dp::DpServer::start(addr, store.clone(), config.zone.clone()).await?)
+            }
+            None => None,
+        };
         let (stop_kds, stop_rx) = watch::channel(false);
         // KDS runs beside the API: the zone serves from its store whether or not
         // global is reachable.
@@ -118,6 +132,7 @@ impl ZoneCp {
             api,
             stop_kds,
             kds,
+            dp,
         })
     }
 
@@ -136,8 +151,16 @@ impl ZoneCp {
         &self.token_origin
     }
 
+    /// The address proxies connect to, if the data-plane server runs.
+    pub fn dp_addr(&self) -> Option<SocketAddr> {
+        self.dp.as_ref().map(dp::DpServer::local_addr)
+    }
+
     /// Stops accepting requests and lets in-flight ones finish.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        if let Some(dp) = self.dp {
+            dp.shutdown().await;
+        }
         let _ = self.stop_kds.send(true);
         if let Some(kds) = self.kds {
             let _ = kds.await;

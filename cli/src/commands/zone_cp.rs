@@ -30,6 +30,9 @@ pub struct ZoneCpArgs {
     /// Address of the zone's REST API.
     #[arg(long, default_value = "127.0.0.1:5682")]
     pub api_addr: SocketAddr,
+    /// Where the zone's proxies (sidecars, ingresses, egresses) get their config.
+    #[arg(long, default_value = "127.0.0.1:5678")]
+    pub dp_addr: SocketAddr,
     /// Where the zone's embedded store lives (default meridian-data/zone-<zone>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -80,12 +83,16 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
     config.api_addr = args.api_addr;
     config.admin_token = args.admin_token.clone();
     config.kds = kds;
+    config.dp_addr = Some(args.dp_addr);
     let zone = ZoneCp::start(config, Arc::new(store.clone())).await?;
     println!(
         "meridian zone-cp: zone {}, REST API on http://{}",
         args.zone,
         zone.api_addr()
     );
+    if let Some(dp) = zone.dp_addr() {
+        println!("meridian zone-cp: proxies connect to http://{dp}");
+    }
     match &args.global_kds {
         Some(url) => println!("meridian zone-cp: syncing with global at {url}"),
         None => println!("meridian zone-cp: running standalone (no --global-kds)"),

@@ -72,7 +72,11 @@ pub fn socket_addr(ip: &str, port: u32, field: &str) -> Result<SocketAddr, Compu
 }
 
 /// Where an inbound listens: `inbound.address` or `networking.address`, `:port`.
-pub fn inbound_addr(dp: &DataplaneSpec, i: usize, inbound: &Inbound) -> Result<SocketAddr, ComputeError> {
+pub fn inbound_addr(
+    dp: &DataplaneSpec,
+    i: usize,
+    inbound: &Inbound,
+) -> Result<SocketAddr, ComputeError> {
     let ip = inbound.address.as_deref().unwrap_or(&dp.networking.address);
     socket_addr(ip, inbound.port, &format!("networking.inbound[{i}].port"))
 }
@@ -96,7 +100,11 @@ fn subset_matches(subset: &BTreeMap<String, String>, tags: &BTreeMap<String, Str
 
 impl ZoneView {
     /// The config of sidecar `dp` in `mesh`.
-    pub fn sidecar_config(&self, mesh: &str, dp: &DataplaneSpec) -> Result<SidecarConfig, ComputeError> {
+    pub fn sidecar_config(
+        &self,
+        mesh: &str,
+        dp: &DataplaneSpec,
+    ) -> Result<SidecarConfig, ComputeError> {
         let mesh_spec = self
             .meshes
             .get(mesh)
@@ -118,7 +126,11 @@ impl ZoneView {
                 inbound.service_port.unwrap_or(inbound.port),
                 &format!("networking.inbound[{i}].servicePort"),
             )?;
-            let policies = matched.inbounds.get(&inbound.port).cloned().unwrap_or_default();
+            let policies = matched
+                .inbounds
+                .get(&inbound.port)
+                .cloned()
+                .unwrap_or_default();
             inbounds.push(InboundConfig {
                 listen,
                 app,
@@ -411,5 +423,231 @@ impl ZoneView {
                 external_service: None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dp::view::IngressEntry;
+    use meridian_model::{Resource, parse_document};
+    use serde_json::json;
+
+    fn dataplane(doc: serde_json::Value) -> DataplaneSpec {
+        match parse_document(doc).expect("valid dataplane").spec {
+            Spec::Dataplane(d) => d,
+            other => panic!("not a dataplane: {other:?}"),
+        }
+    }
+
+    fn sidecar(name: &str, ip: &str, service: &str, version: &str) -> DataplaneSpec {
+        dataplane(json!({"type": "Dataplane", "mesh": "default", "name": name,
+            "networking": {"address": ip, "inbound": [{"port": 20001, "servicePort": 8080,
+                "tags": {"kuma.io/service": service, "version": version}}],
+                "outbound": [{"port": 15001, "tags": {"kuma.io/service": "backend"}}]}}))
+    }
+
+    fn ingress(zone: &str, ip: &str, instances: &[(&str, u32)]) -> IngressEntry {
+        let available = instances
+            .iter()
+            .map(|(version, n)| AvailableService {
+                tags: [("kuma.io/service", "backend"), ("version", *version)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                instances: *n,
+                mesh: "default".into(),
+                external_service: None,
+            })
+            .collect();
+        IngressEntry {
+            name: format!("ingress.{zone}"),
+            zone: zone.into(),
+            spec: meridian_model::ZoneIngressSpec {
+                zone: Some(zone.into()),
+                networking: meridian_model::ZoneIngressNetworking {
+                    address: ip.into(),
+                    port: 10001,
+                    advertised_address: Some(ip.into()),
+                    advertised_port: Some(10001),
+                    admin: None,
+                },
+                available_services: Some(available),
+            },
+        }
+    }
+
+    fn mesh(mtls: bool, egress: bool) -> MeshSpec {
+        let mut doc = json!({"type": "Mesh", "name": "default"});
+        if mtls {
+            doc["mtls"] = json!({"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]});
+        }
+        if egress {
+            doc["routing"] = json!({"zoneEgress": true});
+        }
+        match parse_document(doc).expect("valid mesh").spec {
+            Spec::Mesh(m) => m,
+            other => panic!("not a mesh: {other:?}"),
+        }
+    }
+
+    fn policy(doc: serde_json::Value) -> Resource {
+        parse_document(doc).expect("valid policy")
+    }
+
+    fn view(mtls: bool) -> ZoneView {
+        let mut v = ZoneView {
+            zone: "east".into(),
+            ..ZoneView::default()
+        };
+        v.meshes.insert("default".into(), mesh(mtls, false));
+        v.dataplanes.insert(
+            ("default".into(), "web-1".into()),
+            sidecar("web-1", "10.0.0.1", "web", "v1"),
+        );
+        v.dataplanes.insert(
+            ("default".into(), "backend-1".into()),
+            sidecar("backend-1", "10.0.0.2", "backend", "v1"),
+        );
+        v.ingresses
+            .push(ingress("west", "10.1.0.1", &[("v1", 2), ("v2", 4)]));
+        v.ingresses.push(ingress("north", "10.2.0.1", &[("v2", 1)]));
+        v.ingresses.push(ingress("east", "10.0.0.9", &[("v1", 1)]));
+        v
+    }
+
+    fn backend_endpoints(v: &ZoneView) -> Vec<(String, u32, Via)> {
+        let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
+        let cfg = v.sidecar_config("default", &web).expect("config");
+        cfg.outbounds[0].backends[0]
+            .endpoints
+            .iter()
+            .map(|e| (e.zone.clone(), e.weight, e.via))
+            .collect()
+    }
+
+    #[test]
+    fn local_endpoints_then_remote_zones_weighted_by_instances() {
+        let v = view(true);
+        assert_eq!(
+            backend_endpoints(&v),
+            vec![
+                ("east".into(), 1, Via::Direct),
+                ("west".into(), 6, Via::Ingress),
+                ("north".into(), 1, Via::Ingress),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_mtls_only_local_endpoints() {
+        assert_eq!(
+            backend_endpoints(&view(false)),
+            vec![("east".into(), 1, Via::Direct)]
+        );
+    }
+
+    #[test]
+    fn disabled_zones_are_not_used() {
+        let mut v = view(true);
+        v.disabled_zones.insert("west".into());
+        let zones: Vec<String> = backend_endpoints(&v).into_iter().map(|e| e.0).collect();
+        assert_eq!(zones, vec!["east", "north"]);
+    }
+
+    #[test]
+    fn egress_routing_replaces_remote_ingresses() {
+        let mut v = view(true);
+        v.meshes.insert("default".into(), mesh(true, true));
+        v.egresses.insert(
+            "egress".into(),
+            meridian_model::ZoneEgressSpec {
+                zone: Some("east".into()),
+                networking: meridian_model::ZoneEgressNetworking {
+                    address: "10.0.0.8".into(),
+                    port: 10002,
+                    admin: None,
+                },
+            },
+        );
+        assert_eq!(
+            backend_endpoints(&v),
+            vec![
+                ("east".into(), 1, Via::Direct),
+                (EGRESS_ZONE.into(), 7, Via::Egress)
+            ]
+        );
+    }
+
+    #[test]
+    fn route_split_gives_subset_backends_with_their_own_sni() {
+        let mut v = view(true);
+        v.policies.entry("default".into()).or_default().push(policy(json!({
+            "type": "MeshTCPRoute", "name": "split", "mesh": "default",
+            "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
+                "rules": [{"default": {"backendRefs": [
+                    {"kind": "MeshServiceSubset", "name": "backend", "tags": {"version": "v1"}, "weight": 90},
+                    {"kind": "MeshServiceSubset", "name": "backend", "tags": {"version": "v2"}, "weight": 10}]}}]}]}})));
+        let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
+        let cfg = v.sidecar_config("default", &web).expect("config");
+        let backends = &cfg.outbounds[0].backends;
+        assert_eq!(backends.len(), 2);
+        assert_eq!((backends[0].weight, backends[1].weight), (90, 10));
+        assert_ne!(backends[0].sni, backends[1].sni);
+        // v1: the local instance and west's 2; v2: west's 4 and north's 1.
+        let weights = |i: usize| -> Vec<(String, u32)> {
+            backends[i]
+                .endpoints
+                .iter()
+                .map(|e| (e.zone.clone(), e.weight))
+                .collect()
+        };
+        assert_eq!(weights(0), vec![("east".into(), 1), ("west".into(), 2)]);
+        assert_eq!(weights(1), vec![("west".into(), 4), ("north".into(), 1)]);
+        // The egress knows both subset names and the whole service.
+        let egress = v.egress_config();
+        let snis: Vec<&str> = egress.routes.iter().map(|r| r.sni.as_str()).collect();
+        assert!(
+            snis.contains(&backends[0].sni.as_str()) && snis.contains(&backends[1].sni.as_str())
+        );
+        assert!(snis.contains(&SniTarget::new("default", "backend").to_sni().as_str()));
+    }
+
+    #[test]
+    fn ingress_routes_local_services_and_advertises_counts() {
+        let v = view(true);
+        let cfg = v.ingress_config();
+        let backend = cfg
+            .routes
+            .iter()
+            .find(|r| r.sni == SniTarget::new("default", "backend").to_sni())
+            .expect("backend route");
+        assert_eq!(backend.endpoints.len(), 1);
+        assert_eq!(
+            backend.endpoints[0].address,
+            "10.0.0.2:20001".parse().unwrap()
+        );
+        let available = v.available_services();
+        assert_eq!(available.len(), 2);
+        assert!(
+            available
+                .iter()
+                .all(|s| s.instances == 1 && s.mesh == "default")
+        );
+    }
+
+    #[test]
+    fn unknown_mesh_and_bad_addresses_are_errors() {
+        let v = view(true);
+        let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
+        assert_eq!(
+            v.sidecar_config("other", &web),
+            Err(ComputeError::NoMesh("other".into()))
+        );
+        let bad = sidecar("x", "not-an-ip", "web", "v1");
+        assert!(matches!(
+            v.sidecar_config("default", &bad),
+            Err(ComputeError::Address { .. })
+        ));
     }
 }

@@ -75,7 +75,9 @@ impl ZoneView {
             Spec::Mesh(m) => {
                 self.meshes.insert(key.name, m);
             }
-            Spec::Zone(ZoneSpec { enabled: Some(false) }) => {
+            Spec::Zone(ZoneSpec {
+                enabled: Some(false),
+            }) => {
                 self.disabled_zones.insert(key.name);
             }
             Spec::Zone(_) => {}

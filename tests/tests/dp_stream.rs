@@ -1,0 +1,319 @@
+//! The zone CP's data-plane config stream over real gRPC, with a real store:
+//! registration, config pushes on policy changes, certificates from the mesh
+//! CA, ingress summaries, deregistration on disconnect, refused registrations.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_identity::{DEFAULT_CA_VALIDITY, MeshCa};
+use meridian_model::{ResourceKind, SecretSpec, Spec, ca_cert_secret_name, ca_key_secret_name};
+use meridian_proto::dp::dataplane_config_client::DataplaneConfigClient;
+use meridian_proto::dp::{Hello, ProxyKind, ProxyMessage, proxy_message};
+use meridian_proxy_api::{ClientSettings, ProxyClient, ProxyConfig, Registration};
+use meridian_store::{NewResource, Precondition, ResourceKey, Store};
+use meridian_tests::eventually;
+use meridian_tests::postgres::TestDatabase;
+use meridian_zone_cp::{ZoneCp, ZoneCpConfig};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn put(store: &dyn Store, kind: ResourceKind, mesh: &str, name: &str, spec: Value) {
+    let spec = Spec::from_value(kind, spec).unwrap().to_value();
+    store
+        .put(
+            NewResource {
+                key: ResourceKey {
+                    kind,
+                    mesh: mesh.into(),
+                    name: name.into(),
+                },
+                labels: Default::default(),
+                spec,
+                zone: None,
+            },
+            Precondition::Any,
+        )
+        .await
+        .unwrap();
+}
+
+/// A zone store as KDS would leave it: an mTLS mesh and its CA secrets.
+async fn zone(store: Arc<dyn Store>) -> ZoneCp {
+    put(
+        store.as_ref(),
+        ResourceKind::Mesh,
+        "",
+        "default",
+        json!({"mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}}),
+    )
+    .await;
+    let ca = MeshCa::generate("default", DEFAULT_CA_VALIDITY)
+        .unwrap()
+        .to_pem();
+    for (name, pem) in [
+        (ca_cert_secret_name("ca-1"), &ca.cert_pem),
+        (ca_key_secret_name("ca-1"), &ca.key_pem),
+    ] {
+        let spec = Spec::Secret(SecretSpec::from_bytes(pem.as_bytes())).to_value();
+        put(store.as_ref(), ResourceKind::Secret, "default", &name, spec).await;
+    }
+    let config = ZoneCpConfig {
+        api_addr: "127.0.0.1:0".parse().unwrap(),
+        dp_addr: Some("127.0.0.1:0".parse().unwrap()),
+        admin_token: Some("admin".into()),
+        ..ZoneCpConfig::new("east")
+    };
+    ZoneCp::start(config, store).await.unwrap()
+}
+
+fn sidecar(name: &str, service: &str, port: u16, outbound: Option<&str>) -> Registration {
+    let mut doc = json!({"type": "Dataplane", "mesh": "default", "name": name,
+        "networking": {"address": "127.0.0.1", "inbound": [{"port": port, "servicePort": 9000,
+            "tags": {"kuma.io/service": service}}]}});
+    if let Some(target) = outbound {
+        doc["networking"]["outbound"] =
+            json!([{"port": 15001, "tags": {"kuma.io/service": target}}]);
+    }
+    Registration {
+        kind: ProxyKind::Sidecar,
+        mesh: "default".into(),
+        name: name.into(),
+        resource: doc,
+    }
+}
+
+fn client(zone: &ZoneCp, registration: Registration) -> ProxyClient {
+    ProxyClient::spawn(ClientSettings {
+        zone_cp: format!("http://{}", zone.dp_addr().unwrap()),
+        zone_cp_ca_pem: None,
+        registration,
+    })
+    .unwrap()
+}
+
+async fn config_where(
+    client: &ProxyClient,
+    what: &str,
+    check: impl Fn(&ProxyConfig) -> bool,
+) -> Arc<ProxyConfig> {
+    let mut rx = client.config();
+    let found = tokio::time::timeout(WAIT, rx.wait_for(|c| c.as_deref().is_some_and(&check))).await;
+    let found = found
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+        .unwrap();
+    found.clone().unwrap()
+}
+
+#[tokio::test]
+async fn proxies_register_get_configs_and_certificates_and_leave() {
+    meridian_tests::init();
+    let db = TestDatabase::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let zone = zone(store.clone()).await;
+
+    let backend = client(&zone, sidecar("backend-1", "backend", 20001, None));
+    let config = config_where(&backend, "backend's config", |c| {
+        matches!(c, ProxyConfig::Sidecar(_))
+    })
+    .await;
+    let ProxyConfig::Sidecar(s) = &*config else {
+        unreachable!()
+    };
+    assert!(s.mtls);
+    assert_eq!(s.inbounds[0].listen, "127.0.0.1:20001".parse().unwrap());
+    assert_eq!(s.inbounds[0].app, "127.0.0.1:9000".parse().unwrap());
+    let mut identity = backend.identity();
+    let id = tokio::time::timeout(WAIT, identity.wait_for(Option::is_some))
+        .await
+        .unwrap()
+        .unwrap();
+    let id = id.as_ref().unwrap();
+    assert_eq!(id.cert.id.to_uri(), "spiffe://default/backend");
+    assert!(id.cert.cert_chain_pem.contains("BEGIN CERTIFICATE"));
+
+    let dp_key = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "backend-1");
+    let stored = store.get(&dp_key).await.unwrap().expect("registered");
+    assert_eq!(stored.zone.as_deref(), Some("east"));
+
+    // A frontend sees backend's inbound as its endpoint.
+    let frontend = client(&zone, sidecar("web-1", "web", 20002, Some("backend")));
+    let config = config_where(&frontend, "frontend's endpoint", |c| match c {
+        ProxyConfig::Sidecar(s) => s
+            .outbounds
+            .first()
+            .is_some_and(|o| o.backends[0].endpoints.len() == 1),
+        _ => false,
+    })
+    .await;
+    let ProxyConfig::Sidecar(s) = &*config else {
+        unreachable!()
+    };
+    assert_eq!(
+        s.outbounds[0].backends[0].endpoints[0].address,
+        "127.0.0.1:20001".parse().unwrap()
+    );
+
+    // A policy change pushes a new config: a redirect to another service.
+    put(store.as_ref(), ResourceKind::MeshTcpRoute, "default", "redirect", json!({
+        "targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
+                "rules": [{"default": {"backendRefs": [{"kind": "MeshService", "name": "backend-v2"}]}}]}]}))
+    .await;
+    config_where(&frontend, "the redirect", |c| match c {
+        ProxyConfig::Sidecar(s) => s
+            .outbounds
+            .first()
+            .is_some_and(|o| o.backends[0].service == "backend-v2"),
+        _ => false,
+    })
+    .await;
+
+    // The ingress routes backend's SNI to it and advertises one instance.
+    let ingress = client(
+        &zone,
+        Registration {
+            kind: ProxyKind::Ingress,
+            mesh: String::new(),
+            name: "ingress".into(),
+            resource: json!({"type": "ZoneIngress", "name": "ingress",
+            "networking": {"address": "127.0.0.1", "port": 10001, "advertisedAddress": "127.0.0.1", "advertisedPort": 10001}}),
+        },
+    );
+    let backend_sni = meridian_sni::SniTarget::new("default", "backend").to_sni();
+    config_where(&ingress, "ingress route to backend", |c| match c {
+        ProxyConfig::Ingress(z) => z
+            .routes
+            .iter()
+            .any(|r| r.sni == backend_sni && r.endpoints.len() == 1),
+        _ => false,
+    })
+    .await;
+    let ingress_key = ResourceKey::global(ResourceKind::ZoneIngress, "ingress");
+    eventually("availableServices in the stored ingress", WAIT, || async {
+        let stored = store.get(&ingress_key).await.unwrap()?;
+        let services = stored.spec.get("availableServices")?.as_array()?.clone();
+        services
+            .iter()
+            .any(|s| s["tags"]["kuma.io/service"] == "backend" && s["instances"] == 1)
+            .then_some(())
+    })
+    .await;
+
+    // Backend leaves: deregistered, and the ingress stops routing to it.
+    backend.shutdown().await;
+    eventually("backend deregistered", WAIT, || async {
+        store.get(&dp_key).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    config_where(&ingress, "ingress without backend", |c| match c {
+        ProxyConfig::Ingress(z) => !z.routes.iter().any(|r| r.sni == backend_sni),
+        _ => false,
+    })
+    .await;
+
+    frontend.shutdown().await;
+    ingress.shutdown().await;
+    zone.shutdown().await.unwrap();
+}
+
+/// Opens a stream with `hello`; the returned sender keeps it open.
+async fn raw_hello(
+    zone: &ZoneCp,
+    hello: Hello,
+) -> Result<
+    (
+        tonic::Streaming<meridian_proto::dp::ControlMessage>,
+        tokio::sync::mpsc::Sender<ProxyMessage>,
+    ),
+    tonic::Status,
+> {
+    let mut client = DataplaneConfigClient::connect(format!("http://{}", zone.dp_addr().unwrap()))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(ProxyMessage {
+        message: Some(proxy_message::Message::Hello(hello)),
+    })
+    .await
+    .unwrap();
+    let stream = client
+        .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?;
+    Ok((stream.into_inner(), tx))
+}
+
+#[tokio::test]
+async fn bad_registrations_are_refused_with_the_reason() {
+    meridian_tests::init();
+    let db = TestDatabase::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let zone = zone(store.clone()).await;
+
+    let hello = |kind: ProxyKind, name: &str, resource: Value| Hello {
+        kind: kind as i32,
+        mesh: "default".into(),
+        name: name.into(),
+        resource: serde_json::to_vec(&resource).unwrap(),
+        version: "test".into(),
+    };
+    let dp = sidecar("a", "svc", 20010, None).resource;
+    let cases = [
+        (
+            hello(ProxyKind::Ingress, "a", dp.clone()),
+            tonic::Code::InvalidArgument,
+            "registers a ZoneIngress",
+        ),
+        (
+            hello(ProxyKind::Sidecar, "b", dp.clone()),
+            tonic::Code::InvalidArgument,
+            "differs from the resource's name",
+        ),
+        (
+            hello(ProxyKind::Unspecified, "a", dp.clone()),
+            tonic::Code::InvalidArgument,
+            "Hello.kind",
+        ),
+        (
+            Hello {
+                resource: b"{not json".to_vec(),
+                ..hello(ProxyKind::Sidecar, "a", dp.clone())
+            },
+            tonic::Code::InvalidArgument,
+            "not JSON",
+        ),
+        (
+            hello(
+                ProxyKind::Sidecar,
+                "a",
+                json!({"type": "Dataplane", "mesh": "default", "name": "a",
+                "networking": {"address": "127.0.0.1", "inbound": [{"port": 70000, "tags": {"kuma.io/service": "svc"}}]}}),
+            ),
+            tonic::Code::InvalidArgument,
+            "inbound[0].port",
+        ),
+    ];
+    for (hello, code, detail) in cases {
+        let status = raw_hello(&zone, hello).await.err().expect("refused");
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(
+            status.message().contains(detail),
+            "{detail:?} not in {:?}",
+            status.message()
+        );
+    }
+
+    // One live stream per proxy name.
+    let first = raw_hello(&zone, hello(ProxyKind::Sidecar, "a", dp.clone()))
+        .await
+        .unwrap();
+    let second = raw_hello(&zone, hello(ProxyKind::Sidecar, "a", dp))
+        .await
+        .err()
+        .expect("duplicate refused");
+    assert_eq!(second.code(), tonic::Code::AlreadyExists, "{second:?}");
+    drop(first);
+    zone.shutdown().await.unwrap();
+}

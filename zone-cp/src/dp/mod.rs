@@ -1,0 +1,160 @@
+//! The data-plane side of a zone control plane: the config stream its proxies
+//! (sidecars, zone ingresses, zone egresses) connect to (`--dp-addr`).
+//!
+//! ```text
+//!  store ──watch──▶ reconcile (ZoneView → per-proxy ProxyConfig) ──▶ registry
+//!                                                                   │ watch per proxy
+//!  proxy ◀──Config / Certificate── service (one session per stream) ◀┘
+//!        ──Hello / Ack / Nack / CSR──▶  registers the proxy's resource in the store
+//! ```
+//!
+//! - [`view`]: the zone's state, parsed once per change.
+//! - [`compute`]: configs from a view (policy matching, endpoints, SNI names).
+//! - [`registry`]: connected proxies and their config channels.
+//! - [`reconcile`]: the task tying store changes to config pushes.
+//! - [`service`]: the gRPC service; registration, ACK/NACK, CSR signing.
+//!
+//! Plain HTTP/2 (h2c): the contract's `http://` for loopback addresses. Proxies
+//! are not authenticated yet (no data-plane tokens): bind `--dp-addr` to an
+//! address only the zone's proxies can reach.
+
+pub mod compute;
+pub mod reconcile;
+pub mod registry;
+pub mod service;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use meridian_model::ResourceKind;
+use meridian_proto::dp::dataplane_config_server::DataplaneConfigServer;
+use meridian_store::{ListQuery, Precondition, Store, StoreError, list_all};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use registry::Registry;
+pub use service::{DpService, REGISTERED_BY_STREAM, REGISTERED_LABEL};
+pub use view::ZoneView;
+
+/// A running data-plane server.
+pub struct DpServer {
+    local_addr: SocketAddr,
+    service: DpService,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    reconciler: JoinHandle<()>,
+}
+
+/// Why the data-plane server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DpServerError {
+    /// Binding the address failed.
+    #[error("binding the data-plane address {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Purging registrations left by a previous run failed.
+    #[error("removing stale proxy registrations: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Deletes proxy registrations of `zone` left from before a restart: their
+/// streams are gone, and live proxies re-register on reconnect.
+async fn purge_stale(store: &dyn Store, zone: &str) -> Result<usize, StoreError> {
+    let mut purged = 0;
+    for kind in [
+        ResourceKind::Dataplane,
+        ResourceKind::ZoneIngress,
+        ResourceKind::ZoneEgress,
+    ] {
+        let mut query = ListQuery::all(kind);
+        query.zone = Some(zone.to_owned());
+        query
+            .labels
+            .insert(REGISTERED_LABEL.to_owned(), REGISTERED_BY_STREAM.to_owned());
+        for r in list_all(store, query).await? {
+            match store.delete(&r.key, Precondition::Version(r.version)).await {
+                Ok(_) => purged += 1,
+                Err(StoreError::NotFound(_) | StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(purged)
+}
+
+impl DpServer {
+    /// Binds `addr` and serves the proxies of `zone` from `store`.
+    pub async fn start(
+        addr: SocketAddr,
+        store: Arc<dyn Store>,
+        zone: String,
+    ) -> Result<DpServer, DpServerError> {
+        let purged = purge_stale(store.as_ref(), &zone).await?;
+        if purged > 0 {
+            tracing::info!(
+                purged,
+                "removed proxy registrations left by the previous run"
+            );
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| DpServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| DpServerError::Bind { addr, source })?;
+        let registry = Registry::default();
+        let (views_tx, views) = watch::channel(Arc::new(ZoneView::default()));
+        let (stop, stop_rx) = watch::channel(false);
+        let reconciler = tokio::spawn(reconcile::run(
+            store.clone(),
+            zone.clone(),
+            registry.clone(),
+            views_tx,
+            stop_rx.clone(),
+        ));
+        let service = DpService::new(store, zone, registry, views);
+        let grpc = DataplaneConfigServer::new(service.clone());
+        let mut stop_server = stop_rx;
+        let server = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+                .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+                .add_service(grpc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stop_server.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "data-plane server stopped");
+            }
+        });
+        tracing::info!(dp_addr = %local_addr, "data-plane config server listening");
+        Ok(DpServer {
+            local_addr,
+            service,
+            stop,
+            server,
+            reconciler,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Ends every proxy session (deregistering each), then stops serving.
+    pub async fn shutdown(self) {
+        self.service.shutdown().await;
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = self.reconciler.await;
+    }
+}

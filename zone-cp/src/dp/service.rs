@@ -1,0 +1,358 @@
+//! The `meridian.dp.v1.DataplaneConfig` service: one session per proxy stream.
+//!
+//! A session validates the proxy's Hello, claims its name (one live stream per
+//! proxy), registers its resource in the zone's store, then forwards the
+//! configs the reconciler publishes, records ACKs and NACKs, and signs CSRs
+//! for the identity it registered. When the stream ends, the resource is
+//! deleted (the proxy is gone; other zones stop counting it) and the name is
+//! released.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use meridian_identity::{DEFAULT_WORKLOAD_VALIDITY, MeshCa, WorkloadId};
+use meridian_model::{
+    DataplaneSpec, ORIGIN_LABEL, ResourceKind, SERVICE_TAG, Spec, ZONE_LABEL, ca_cert_secret_name,
+    ca_key_secret_name, parse_document,
+};
+use meridian_proto::dp::control_message::Message as ToProxy;
+use meridian_proto::dp::dataplane_config_server::DataplaneConfig;
+use meridian_proto::dp::proxy_message::Message as FromProxy;
+use meridian_proto::dp::{
+    Certificate, Config, ControlMessage, Error, Hello, ProxyKind, ProxyMessage,
+};
+use meridian_store::{NewResource, Precondition, ResourceKey, Store};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::compute::inbound_addr;
+use super::registry::{Registry, VersionedConfig};
+use super::view::ZoneView;
+
+/// Label on resources registered by a config stream: they live as long as
+/// the stream, and are purged at start (no stream survives a restart).
+pub const REGISTERED_LABEL: &str = "meridian.io/registered-by";
+/// Its value.
+pub const REGISTERED_BY_STREAM: &str = "dp-stream";
+
+/// Messages queued per stream before the session waits for the proxy.
+const QUEUE: usize = 16;
+/// A proxy that does not take a queued message within this time is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The proxy must say Hello within this time of opening the stream.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
+
+/// The service.
+#[derive(Clone)]
+pub struct DpService {
+    store: Arc<dyn Store>,
+    zone: String,
+    registry: Registry,
+    views: watch::Receiver<Arc<ZoneView>>,
+    sessions: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// A proxy that said a valid Hello.
+struct Registered {
+    kind: ProxyKind,
+    key: ResourceKey,
+    /// Sidecars: the identity its certificates carry.
+    identity: Option<WorkloadId>,
+    configs: watch::Receiver<Option<VersionedConfig>>,
+}
+
+impl DpService {
+    /// A service for `zone` over `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        zone: String,
+        registry: Registry,
+        views: watch::Receiver<Arc<ZoneView>>,
+    ) -> Self {
+        DpService {
+            store,
+            zone,
+            registry,
+            views,
+            sessions: TaskTracker::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// Ends every session (each deregisters its proxy) and waits for them.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.sessions.close();
+        self.sessions.wait().await;
+    }
+
+    async fn register(&self, hello: Hello) -> Result<Registered, Status> {
+        let kind = ProxyKind::try_from(hello.kind)
+            .ok()
+            .filter(|k| *k != ProxyKind::Unspecified)
+            .ok_or_else(|| {
+                Status::invalid_argument("Hello.kind: must be SIDECAR, INGRESS or EGRESS")
+            })?;
+        let value: serde_json::Value = serde_json::from_slice(&hello.resource)
+            .map_err(|e| Status::invalid_argument(format!("Hello.resource: not JSON: {e}")))?;
+        let resource = parse_document(value)
+            .map_err(|e| Status::invalid_argument(format!("Hello.resource: {e}")))?;
+        let want = match kind {
+            ProxyKind::Sidecar => ResourceKind::Dataplane,
+            ProxyKind::Ingress => ResourceKind::ZoneIngress,
+            _ => ResourceKind::ZoneEgress,
+        };
+        if resource.meta.kind != want {
+            return Err(Status::invalid_argument(format!(
+                "Hello.resource: a {kind:?} proxy registers a {want}, not a {}",
+                resource.meta.kind
+            )));
+        }
+        if resource.meta.name != hello.name {
+            return Err(Status::invalid_argument(format!(
+                "Hello.name {:?} differs from the resource's name {:?}",
+                hello.name, resource.meta.name
+            )));
+        }
+        let (key, spec, dataplane, identity) = match resource.spec {
+            Spec::Dataplane(dp) => {
+                let mesh = resource.meta.mesh.unwrap_or_default();
+                let identity = sidecar_identity(&mesh, &dp)?;
+                let key = ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, hello.name);
+                (key, Spec::Dataplane(dp.clone()), Some(dp), Some(identity))
+            }
+            Spec::ZoneIngress(mut ingress) => {
+                ingress.zone = Some(self.zone.clone());
+                ingress.available_services = None;
+                let key = ResourceKey::global(ResourceKind::ZoneIngress, hello.name);
+                (key, Spec::ZoneIngress(ingress), None, None)
+            }
+            Spec::ZoneEgress(mut egress) => {
+                egress.zone = Some(self.zone.clone());
+                let key = ResourceKey::global(ResourceKind::ZoneEgress, hello.name);
+                (key, Spec::ZoneEgress(egress), None, None)
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "Hello.resource: not a proxy resource",
+                ));
+            }
+        };
+        let configs = self
+            .registry
+            .claim(kind, key.clone(), dataplane)
+            .map_err(|e| Status::already_exists(e.to_string()))?;
+        let labels = [
+            (ORIGIN_LABEL, "zone"),
+            (ZONE_LABEL, self.zone.as_str()),
+            (REGISTERED_LABEL, REGISTERED_BY_STREAM),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let new = NewResource {
+            key: key.clone(),
+            labels,
+            spec: spec.to_value(),
+            zone: Some(self.zone.clone()),
+        };
+        if let Err(error) = self.store.put(new, Precondition::Any).await {
+            self.registry.release(&key);
+            return Err(match error {
+                meridian_store::StoreError::MeshNotFound { .. } => {
+                    Status::failed_precondition(format!("registering {key}: {error}"))
+                }
+                _ => Status::unavailable(format!("registering {key}: {error}")),
+            });
+        }
+        tracing::info!(proxy = %key, kind = ?kind, version = %hello.version, "proxy registered");
+        Ok(Registered {
+            kind,
+            key,
+            identity,
+            configs,
+        })
+    }
+
+    /// Signs `csr_pem` for the registered identity with the mesh CA.
+    fn sign(&self, identity: Option<&WorkloadId>, csr_pem: &str) -> Result<Certificate, String> {
+        let id = identity.ok_or("only sidecars get certificates")?;
+        let mesh = id.mesh();
+        let view = self.views.borrow().clone();
+        let spec = view
+            .meshes
+            .get(mesh)
+            .ok_or_else(|| format!("mesh {mesh:?} does not exist in this zone"))?;
+        let mtls = spec.mtls.as_ref();
+        let backend_name = mtls
+            .and_then(|m| m.enabled_backend.as_deref())
+            .ok_or_else(|| format!("mesh {mesh:?} has mTLS off"))?;
+        let backend = mtls
+            .and_then(|m| m.backends.iter().find(|b| b.name == backend_name))
+            .ok_or_else(|| {
+                format!("mesh {mesh:?}: enabled backend {backend_name:?} is not defined")
+            })?;
+        let missing = || format!("the CA of mesh {mesh:?} has not reached this zone yet");
+        let cert = view
+            .secret_text(mesh, &ca_cert_secret_name(backend_name))
+            .ok_or_else(missing)?;
+        let key = view
+            .secret_text(mesh, &ca_key_secret_name(backend_name))
+            .ok_or_else(missing)?;
+        let ca = MeshCa::from_pem_for_mesh(mesh, cert, key).map_err(|e| e.to_string())?;
+        let validity = backend
+            .dp_cert
+            .as_ref()
+            .and_then(|d| d.rotation.as_ref())
+            .map_or(DEFAULT_WORKLOAD_VALIDITY, |r| r.expiration.as_duration());
+        let issued = ca
+            .sign_csr(csr_pem, id, &[], validity, SystemTime::now())
+            .map_err(|e| e.to_string())?;
+        let unix = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        };
+        Ok(Certificate {
+            cert_pem: issued.cert_chain_pem,
+            ca_pem: ca.cert_pem().to_owned(),
+            not_after_unix: unix(issued.not_after),
+            issued_at_unix: unix(issued.issued_at),
+        })
+    }
+
+    async fn session(
+        self,
+        mut reg: Registered,
+        mut incoming: Streaming<ProxyMessage>,
+        tx: mpsc::Sender<Result<ControlMessage, Status>>,
+    ) {
+        let send = |m: ToProxy| {
+            let tx = tx.clone();
+            async move {
+                let msg = Ok(ControlMessage { message: Some(m) });
+                tx.send_timeout(msg, SEND_TIMEOUT).await.is_ok()
+            }
+        };
+        loop {
+            tokio::select! {
+                changed = reg.configs.changed() => {
+                    if changed.is_err() { break; }
+                    let Some(v) = reg.configs.borrow_and_update().clone() else { continue };
+                    let config = Config {
+                        version: v.version,
+                        config: serde_json::to_vec(&*v.config).unwrap_or_default(),
+                    };
+                    if !send(ToProxy::Config(config)).await { break; }
+                    metrics::counter!("meridian_zone_proxy_configs_sent_total").increment(1);
+                }
+                msg = incoming.message() => match msg {
+                    Ok(Some(msg)) => {
+                        let reply = match msg.message {
+                            Some(FromProxy::Ack(a)) => {
+                                tracing::debug!(proxy = %reg.key, version = a.version, "config ACKed");
+                                metrics::counter!("meridian_zone_proxy_config_replies_total", "result" => "ack").increment(1);
+                                None
+                            }
+                            Some(FromProxy::Nack(n)) => {
+                                tracing::warn!(proxy = %reg.key, version = n.version, detail = %n.detail, "config NACKed");
+                                metrics::counter!("meridian_zone_proxy_config_replies_total", "result" => "nack").increment(1);
+                                None
+                            }
+                            Some(FromProxy::CertificateRequest(r)) => {
+                                Some(match self.sign(reg.identity.as_ref(), &r.csr_pem) {
+                                    Ok(cert) => {
+                                        tracing::info!(proxy = %reg.key, "certificate issued");
+                                        metrics::counter!("meridian_zone_certificates_issued_total").increment(1);
+                                        ToProxy::Certificate(cert)
+                                    }
+                                    Err(detail) => {
+                                        tracing::warn!(proxy = %reg.key, %detail, "certificate refused");
+                                        ToProxy::Error(Error { detail })
+                                    }
+                                })
+                            }
+                            Some(FromProxy::Hello(_)) | None => {
+                                tracing::debug!(proxy = %reg.key, "unexpected message ignored");
+                                None
+                            }
+                        };
+                        if let Some(reply) = reply {
+                            if !send(reply).await { break; }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(proxy = %reg.key, %status, "proxy stream broke");
+                        break;
+                    }
+                },
+                () = self.stop.cancelled() => break,
+            }
+        }
+        // Delete before releasing the name: a reconnect claiming it meanwhile
+        // would otherwise have its fresh registration deleted.
+        match self.store.delete(&reg.key, Precondition::Any).await {
+            Ok(_) | Err(meridian_store::StoreError::NotFound(_)) => {}
+            Err(error) => tracing::warn!(proxy = %reg.key, %error, "deregistering failed"),
+        }
+        self.registry.release(&reg.key);
+        tracing::info!(proxy = %reg.key, kind = ?reg.kind, "proxy disconnected");
+    }
+}
+
+/// The identity of a sidecar: its mesh and its first inbound's service.
+fn sidecar_identity(mesh: &str, dp: &DataplaneSpec) -> Result<WorkloadId, Status> {
+    for (i, inbound) in dp.networking.inbound.iter().enumerate() {
+        inbound_addr(dp, i, inbound)
+            .map_err(|e| Status::invalid_argument(format!("Hello.resource: {e}")))?;
+    }
+    let service = dp
+        .networking
+        .inbound
+        .first()
+        .and_then(|i| i.tags.get(SERVICE_TAG))
+        .ok_or_else(|| {
+            Status::invalid_argument(
+                "Hello.resource: networking.inbound[0] needs a kuma.io/service tag",
+            )
+        })?;
+    WorkloadId::new(mesh, service.clone())
+        .map_err(|e| Status::invalid_argument(format!("Hello.resource: {e}")))
+}
+
+#[tonic::async_trait]
+impl DataplaneConfig for DpService {
+    type StreamStream = ResponseStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<ProxyMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let mut incoming = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, incoming.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
+        let Some(ProxyMessage {
+            message: Some(FromProxy::Hello(hello)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument("the first message must be Hello"));
+        };
+        let reg = self.register(hello).await.inspect_err(|status| {
+            tracing::warn!(%status, "proxy registration refused");
+            metrics::counter!("meridian_zone_proxy_registrations_refused_total").increment(1);
+        })?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let service = self.clone();
+        self.sessions.spawn(service.session(reg, incoming, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,104 @@
+//! [`serve`]: a whole zone proxy process — the config client, the [`SniProxy`]
+//! and the optional [`AdminServer`] — until shutdown. `meridian zone-ingress` and
+//! `meridian zone-egress` differ only in the [`Registration`] they pass.
+//!
+//! [`Registration`]: meridian_proxy_api::Registration
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use meridian_api::BindError;
+use meridian_proxy_api::{ClientError, ClientSettings, ProxyClient};
+use tokio::net::TcpListener;
+
+use crate::admin::AdminServer;
+use crate::proxy::{SniProxy, StartError};
+use crate::settings::SniProxySettings;
+
+/// Why a zone proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The proxy's listen address could not be bound.
+    #[error("binding the zone proxy listener on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The config client refused its settings (URL, CA).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The admin address could not be bound.
+    #[error("admin server: {0}")]
+    Admin(#[from] BindError),
+    /// The proxy could not start on the listener.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// Binds the proxy's listener on `addr` (port 0 picks a free port; read the one
+/// chosen from the listener to register it).
+///
+/// # Errors
+/// [`RunError::Bind`] when the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })
+}
+
+/// Registers with the zone CP as `client` says, routes the connections of
+/// `listener` by the configs it receives, serves the admin endpoints on
+/// `admin_addr` if given, and stops all of it when `shutdown` completes.
+///
+/// # Errors
+/// [`RunError`] when something cannot start; once running it returns `Ok` at
+/// shutdown (a lost zone CP is retried, not an error).
+pub async fn serve(
+    listener: TcpListener,
+    client: ClientSettings,
+    admin_addr: Option<SocketAddr>,
+    settings: SniProxySettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    crate::telemetry::describe();
+    meridian_relay::telemetry::describe();
+    let name = client.registration.name.clone();
+    let client = ProxyClient::spawn(client)?;
+    let admin = match admin_addr {
+        Some(addr) => match AdminServer::start(addr, client.config()).await {
+            Ok(admin) => Some(admin),
+            Err(error) => {
+                client.shutdown().await;
+                return Err(error.into());
+            }
+        },
+        None => None,
+    };
+    let proxy = match SniProxy::start(listener, client.config(), settings) {
+        Ok(proxy) => proxy,
+        Err(error) => {
+            stop_admin(admin).await;
+            client.shutdown().await;
+            return Err(error.into());
+        }
+    };
+    tracing::info!(%name, listen = %proxy.local_addr(), "zone proxy running");
+    shutdown.await;
+    tracing::info!(%name, "zone proxy shutting down");
+    proxy.shutdown().await;
+    client.shutdown().await;
+    stop_admin(admin).await;
+    Ok(())
+}
+
+async fn stop_admin(admin: Option<AdminServer>) {
+    if let Some(admin) = admin
+        && let Err(error) = admin.shutdown().await
+    {
+        tracing::warn!(%error, "admin server ended with an error");
+    }
+}
