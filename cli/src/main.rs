@@ -12,7 +12,7 @@ mod table;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use commands::{apply, delete, get, global_cp, zone_cp};
+use commands::{apply, delete, get, global_cp, probe, up, zone_cp};
 
 /// Meridian: a multi-zone service-mesh control plane.
 #[derive(Parser, Debug)]
@@ -24,10 +24,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a whole local multi-zone mesh in one process (global, zones, ingresses,
+    /// egresses, demo services) on embedded stores.
+    Up(up::UpArgs),
     /// Run the global control plane (REST API and KDS on the resource store).
     GlobalCp(global_cp::GlobalCpArgs),
     /// Run a zone control plane (embedded store, syncing with global over KDS).
     ZoneCp(zone_cp::ZoneCpArgs),
+    /// Open connections to an address and tally who answered (try it on `up`'s demo).
+    Probe(probe::ProbeArgs),
     /// Create or update the resources of a YAML/JSON file (several documents allowed).
     Apply {
         #[command(flatten)]
@@ -117,6 +122,14 @@ async fn main() -> std::process::ExitCode {
         Command::ZoneCp(args) => {
             init_tracing("info");
             zone_cp::run(args).await
+        }
+        Command::Up(args) => {
+            init_tracing("warn");
+            up::run(args, shutdown_signal()).await
+        }
+        Command::Probe(args) => {
+            init_tracing("warn");
+            probe::run(&args).await
         }
         Command::Apply { api, args } => {
             init_tracing("warn");

@@ -2,6 +2,9 @@
 
 pub mod apply;
 pub mod delete;
+pub mod demo_echo;
 pub mod get;
 pub mod global_cp;
+pub mod probe;
+pub mod up;
 pub mod zone_cp;

@@ -123,8 +123,16 @@ impl DpService {
             )));
         }
         let (key, spec, dataplane, identity) = match resource.spec {
-            Spec::Dataplane(dp) => {
+            Spec::Dataplane(mut dp) => {
                 let mesh = resource.meta.mesh.unwrap_or_default();
+                // As in Kuma, inbounds carry their zone, so routes and
+                // permissions can select instances by `kuma.io/zone`.
+                for inbound in &mut dp.networking.inbound {
+                    inbound
+                        .tags
+                        .entry(ZONE_LABEL.to_owned())
+                        .or_insert_with(|| self.zone.clone());
+                }
                 let identity = sidecar_identity(&mesh, &dp)?;
                 let key = ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, hello.name);
                 (key, Spec::Dataplane(dp.clone()), Some(dp), Some(identity))
