@@ -12,7 +12,9 @@ mod table;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use commands::{apply, delete, get, global_cp, probe, up, zone_cp};
+use commands::{
+    apply, delete, demo_echo, get, global_cp, probe, up, zone_cp, zone_egress, zone_ingress,
+};
 
 /// Meridian: a multi-zone service-mesh control plane.
 #[derive(Parser, Debug)]
@@ -31,6 +33,13 @@ enum Command {
     GlobalCp(global_cp::GlobalCpArgs),
     /// Run a zone control plane (embedded store, syncing with global over KDS).
     ZoneCp(zone_cp::ZoneCpArgs),
+    /// Run a zone ingress: SNI-routed passthrough of other zones' mTLS into this zone.
+    ZoneIngress(zone_ingress::ZoneIngressArgs),
+    /// Run a zone egress: SNI-routed passthrough of this zone's mTLS to other zones.
+    ZoneEgress(zone_egress::ZoneEgressArgs),
+    /// Run the demo echo service of `meridian up` on its own (for tests and demos).
+    #[command(hide = true)]
+    DemoEcho(demo_echo::DemoEchoArgs),
     /// Open connections to an address and tally who answered (try it on `up`'s demo).
     Probe(probe::ProbeArgs),
     /// Create or update the resources of a YAML/JSON file (several documents allowed).
@@ -126,6 +135,18 @@ async fn main() -> std::process::ExitCode {
         Command::Up(args) => {
             init_tracing("warn");
             up::run(args, shutdown_signal()).await
+        }
+        Command::ZoneIngress(args) => {
+            init_tracing("info");
+            zone_ingress::run(args, shutdown_signal()).await
+        }
+        Command::ZoneEgress(args) => {
+            init_tracing("info");
+            zone_egress::run(args, shutdown_signal()).await
+        }
+        Command::DemoEcho(args) => {
+            init_tracing("warn");
+            demo_echo::run(args, shutdown_signal()).await
         }
         Command::Probe(args) => {
             init_tracing("warn");

@@ -329,3 +329,97 @@ mod tests {
         assert_eq!(CheckSettings::from_conf(&off), None);
     }
 }
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use meridian_proxy_api::{BackendConfig, EndpointConfig, OutboundConfig, SidecarConfig, Via};
+    use tokio::net::TcpListener;
+
+    fn config(endpoints: &[SocketAddr], check: Option<HealthCheckConf>) -> SidecarConfig {
+        SidecarConfig {
+            mesh: "default".into(),
+            zone: "z1".into(),
+            mtls: false,
+            inbounds: vec![],
+            outbounds: vec![OutboundConfig {
+                listen: "127.0.0.1:4000".parse().unwrap(),
+                service: "backend".into(),
+                backends: vec![BackendConfig {
+                    service: "backend".into(),
+                    subset: BTreeMap::new(),
+                    weight: 1,
+                    sni: "backend".into(),
+                    endpoints: endpoints
+                        .iter()
+                        .map(|a| EndpointConfig {
+                            address: *a,
+                            zone: "z1".into(),
+                            weight: 1,
+                            tags: BTreeMap::new(),
+                            via: Via::Direct,
+                        })
+                        .collect(),
+                }],
+                timeout: None,
+                circuit_breaker: None,
+                health_check: check,
+                locality: None,
+            }],
+        }
+    }
+
+    fn down(b: &SharedBalancer, addr: SocketAddr) -> bool {
+        lock(b).health(addr).is_some_and(|h| h.is_active_down())
+    }
+
+    async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn probes_mark_endpoints_down_and_up_and_removal_clears_verdicts() {
+        // `live` never accepts, but the kernel completes its handshakes.
+        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let dead_addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let check: HealthCheckConf = serde_json::from_value(serde_json::json!({
+            "interval": "20ms", "timeout": "1s", "unhealthyThreshold": 2
+        }))
+        .unwrap();
+        let endpoints = [live_addr, dead_addr];
+        let snapshot = Snapshot::build(&config(&endpoints, Some(check)), &Snapshot::default());
+        let balancer =
+            Arc::clone(&snapshot.outbounds.values().next().unwrap().backends[0].balancer);
+        let mut checks = HealthChecks::default();
+        checks.reconcile(&snapshot);
+
+        wait_until("dead endpoint marked down", || down(&balancer, dead_addr)).await;
+        assert!(!down(&balancer, live_addr));
+
+        let revived = TcpListener::bind(dead_addr).await.unwrap();
+        wait_until("revived endpoint marked up", || !down(&balancer, dead_addr)).await;
+        drop(revived);
+        wait_until("dead again", || down(&balancer, dead_addr)).await;
+
+        // Dropping the check from the config forgets its verdicts at once.
+        let next = Snapshot::build(&config(&endpoints, None), &snapshot);
+        checks.reconcile(&next);
+        assert!(!down(&balancer, dead_addr));
+        assert!(checks.tasks.is_empty());
+        drop(live);
+    }
+}

@@ -1,7 +1,7 @@
 //! The sidecar data plane (`meridian dp`).
 //!
 //! A sidecar registers its `Dataplane` with the zone control plane
-//! ([`registration`], [`run`]), receives its [`ProxyConfig`](meridian_proxy_api::ProxyConfig)
+//! ([`registration`], [`run()`]), receives its [`ProxyConfig`](meridian_proxy_api::ProxyConfig)
 //! and workload certificate on two `watch` channels, and carries its app's
 //! TCP traffic ([`Sidecar`]):
 //!
@@ -12,8 +12,8 @@
 //!                                      TLS terminated, SPIFFE ID → MeshTrafficPermission ──▶ app
 //! ```
 //!
-//! - [`sidecar`]: the reconcile loop; [`listeners`](crate::listeners): one
-//!   TCP listener per inbound and outbound address, kept across updates.
+//! - [`sidecar`]: the reconcile loop, with one TCP listener per inbound and
+//!   outbound address, kept across updates (`listeners.rs`).
 //! - [`inbound`]: mTLS termination, permissions, relay to the app.
 //! - [`outbound`]: backend and endpoint choice, retries, mTLS origination.
 //! - [`health_check`]: MeshHealthCheck TCP probes feeding the balancers.

@@ -23,12 +23,20 @@ fn parse(args: &[&str]) -> Result<dp::DpArgs, clap::Error> {
 #[test]
 fn flags_make_a_sidecar_registration() {
     let args = parse(&[
-        "--name", "web-1", "--service", "web",
-        "--inbound", "127.0.0.1:10001=127.0.0.1:8080",
-        "--outbound", "127.0.0.1:33033=backend:8080",
-        "--outbound", "33034=db",
-        "--tag", "version=v2",
-        "--admin-addr", "127.0.0.1:9901",
+        "--name",
+        "web-1",
+        "--service",
+        "web",
+        "--inbound",
+        "127.0.0.1:10001=127.0.0.1:8080",
+        "--outbound",
+        "127.0.0.1:33033=backend:8080",
+        "--outbound",
+        "33034=db",
+        "--tag",
+        "version=v2",
+        "--admin-addr",
+        "127.0.0.1:9901",
     ])
     .unwrap();
     assert_eq!(args.mesh, "default");
@@ -40,7 +48,10 @@ fn flags_make_a_sidecar_registration() {
     assert_eq!(settings.registration.name, "web-1");
     assert_eq!(doc["networking"]["inbound"][0]["tags"]["version"], "v2");
     assert_eq!(doc["networking"]["outbound"][1]["port"], 33034);
-    assert_eq!(doc["networking"]["outbound"][0]["tags"]["kuma.io/service"], "backend");
+    assert_eq!(
+        doc["networking"]["outbound"][0]["tags"]["kuma.io/service"],
+        "backend"
+    );
 }
 
 #[test]
@@ -57,9 +68,14 @@ fn bad_flags_are_refused_with_the_flag_named() {
 #[tokio::test]
 async fn run_stops_when_told() {
     let args = parse(&[
-        "--zone-cp", "http://127.0.0.1:1",
-        "--name", "web-1", "--service", "web",
-        "--inbound", "127.0.0.1:10001=127.0.0.1:8080",
+        "--zone-cp",
+        "http://127.0.0.1:1",
+        "--name",
+        "web-1",
+        "--service",
+        "web",
+        "--inbound",
+        "127.0.0.1:10001=127.0.0.1:8080",
     ])
     .unwrap();
     // The CP is unreachable: the client keeps retrying in the background,
@@ -73,9 +89,14 @@ async fn run_stops_when_told() {
 #[tokio::test]
 async fn run_rejects_a_remote_plain_http_zone_cp() {
     let args = parse(&[
-        "--zone-cp", "http://10.1.2.3:5678",
-        "--name", "web-1", "--service", "web",
-        "--inbound", "127.0.0.1:10001=127.0.0.1:8080",
+        "--zone-cp",
+        "http://10.1.2.3:5678",
+        "--name",
+        "web-1",
+        "--service",
+        "web",
+        "--inbound",
+        "127.0.0.1:10001=127.0.0.1:8080",
     ])
     .unwrap();
     let e = dp::run(args, async {}).await.unwrap_err();

@@ -65,7 +65,7 @@ impl Validate for SecretSpec {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
         if self.data.is_empty() {
             v.add(field, "must be set");
-        } else if !chars_ok || self.data.len() % 4 != 0 {
+        } else if !chars_ok || !self.data.len().is_multiple_of(4) {
             v.add(field, "must be standard base64 with padding");
         }
     }

@@ -7,11 +7,13 @@
 //! - [`process::MeridianProcess`]: the real `meridian` binary, started and read like an
 //!   operator would.
 //! - [`fault_proxy::FaultProxy`]: a loopback TCP relay that can be cut and restored.
+//! - [`scratch`]: free ports and temporary directories.
 //! - [`eventually`]: waits for a condition with a deadline instead of sleeping.
 
 pub mod fault_proxy;
 pub mod postgres;
 pub mod process;
+pub mod scratch;
 
 use std::future::Future;
 use std::time::Duration;

@@ -59,6 +59,24 @@ impl MeridianProcess {
     /// Starts `meridian <args>` (a server command), waiting for it to print its REST
     /// API address.
     pub async fn start(args: &[&str]) -> Self {
+        let mut process = Self::spawn(args);
+        process.api_url = process
+            .wait_for_line(|line| line.split("REST API on ").nth(1).map(str::to_owned))
+            .await;
+        process
+    }
+
+    /// Starts `meridian <args>` and waits until it prints a line containing
+    /// `ready` (for commands without a REST API, such as the proxies).
+    pub async fn start_until(args: &[&str], ready: &str) -> Self {
+        let mut process = Self::spawn(args);
+        process
+            .wait_for_line(|line| line.contains(ready).then_some(()))
+            .await;
+        process
+    }
+
+    fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(meridian_bin())
             .args(args)
             .env(
@@ -71,16 +89,12 @@ impl MeridianProcess {
             .spawn()
             .expect("spawn meridian");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut process = MeridianProcess {
+        MeridianProcess {
             child,
             stdout: BufReader::new(stdout).lines(),
             api_url: String::new(),
             banner: Vec::new(),
-        };
-        process.api_url = process
-            .wait_for_line(|line| line.split("REST API on ").nth(1).map(str::to_owned))
-            .await;
-        process
+        }
     }
 
     /// Reads stdout lines until `pick` returns `Some`, failing after 60 s.

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use meridian_proto::kds::kds_client::KdsClient;
@@ -13,40 +12,13 @@ use meridian_proto::kds::{self, ZoneToGlobalAck, zone_to_global_ack};
 use meridian_tests::eventually;
 use meridian_tests::postgres::TestDatabase;
 use meridian_tests::process::MeridianProcess;
+use meridian_tests::scratch::{Dir, free_port};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 const ADMIN: &str = "admin-token";
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("meridian-{name}-{:x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Global {
     process: MeridianProcess,

@@ -1,7 +1,7 @@
 //! [`SniProxy`]: the accept loop of a zone ingress or egress.
 //!
 //! One task owns the listener, the config receiver and the current route table.
-//! When the config changes it builds a new table (see [`crate::routes`]); it also
+//! When the config changes it builds a new table (carrying each name's balancer over); it also
 //! checks for a change before handing each accepted connection its table, so a
 //! connection accepted after a config was published is routed by that config.
 //! Each connection runs in its own task with the table current at its accept.

@@ -67,6 +67,8 @@ pub async fn serve(
     crate::telemetry::describe();
     meridian_relay::telemetry::describe();
     let name = client.registration.name.clone();
+    let kind = client.registration.kind;
+    let zone_cp = client.zone_cp.clone();
     let client = ProxyClient::spawn(client)?;
     let admin = match admin_addr {
         Some(addr) => match AdminServer::start(addr, client.config()).await {
@@ -87,6 +89,12 @@ pub async fn serve(
         }
     };
     tracing::info!(%name, listen = %proxy.local_addr(), "zone proxy running");
+    // The one line an operator (and the end-to-end tests) wait for.
+    println!(
+        "meridian {}: {name} listening on {}, config from {zone_cp}",
+        kind_label(kind),
+        proxy.local_addr()
+    );
     shutdown.await;
     tracing::info!(%name, "zone proxy shutting down");
     proxy.shutdown().await;
@@ -100,5 +108,12 @@ async fn stop_admin(admin: Option<AdminServer>) {
         && let Err(error) = admin.shutdown().await
     {
         tracing::warn!(%error, "admin server ended with an error");
+    }
+}
+
+fn kind_label(kind: meridian_proxy_api::ProxyKind) -> &'static str {
+    match kind {
+        meridian_proxy_api::ProxyKind::Egress => "zone-egress",
+        _ => "zone-ingress",
     }
 }

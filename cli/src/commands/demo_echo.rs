@@ -3,6 +3,7 @@
 //! when the client closes its own. The prefix shows which instance (and zone)
 //! a connection reached.
 
+use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::io::AsyncWriteExt;
@@ -16,7 +17,10 @@ async fn serve_one(mut stream: TcpStream, identity: String) -> std::io::Result<(
 }
 
 /// Binds `addr` and serves until the task is dropped.
-pub async fn spawn(addr: SocketAddr, identity: String) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub async fn spawn(
+    addr: SocketAddr,
+    identity: String,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     Ok(tokio::spawn(async move {
         loop {
@@ -33,4 +37,27 @@ pub async fn spawn(addr: SocketAddr, identity: String) -> std::io::Result<tokio:
             }
         }
     }))
+}
+
+/// Arguments of the hidden `meridian demo-echo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoEchoArgs {
+    /// Where to listen.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The prefix of every answer, e.g. `zone-2/echo`.
+    #[arg(long)]
+    pub identity: String,
+}
+
+/// Runs the demo echo service until `shutdown` resolves.
+pub async fn run(args: DemoEchoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let task = spawn(args.listen, args.identity.clone()).await?;
+    println!(
+        "meridian demo-echo: {} answering on {}",
+        args.identity, args.listen
+    );
+    shutdown.await;
+    task.abort();
+    Ok(())
 }

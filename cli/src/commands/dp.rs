@@ -9,8 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use meridian_dataplane::{
-    DEFAULT_ZONE_CP, DataplaneFlags, DataplaneSource, DpOptions, InboundFlag, OutboundFlag,
-    TagFlag,
+    DEFAULT_ZONE_CP, DataplaneFlags, DataplaneSource, DpOptions, InboundFlag, OutboundFlag, TagFlag,
 };
 
 /// Arguments of `meridian dp`.
@@ -26,21 +25,40 @@ pub struct DpArgs {
     #[arg(long, default_value = "default", conflicts_with = "dataplane_file")]
     pub mesh: String,
     /// The dataplane's name, unique in its mesh.
-    #[arg(long, required_unless_present = "dataplane_file", conflicts_with = "dataplane_file")]
+    #[arg(
+        long,
+        required_unless_present = "dataplane_file",
+        conflicts_with = "dataplane_file"
+    )]
     pub name: Option<String>,
     /// The service its inbounds serve (`kuma.io/service`).
-    #[arg(long, required_unless_present = "dataplane_file", conflicts_with = "dataplane_file")]
+    #[arg(
+        long,
+        required_unless_present = "dataplane_file",
+        conflicts_with = "dataplane_file"
+    )]
     pub service: Option<String>,
     /// An inbound: where the mesh reaches it and where the app listens (repeatable).
-    #[arg(long = "inbound", value_name = "PUBLIC_ADDR=APP_ADDR",
-        required_unless_present = "dataplane_file", conflicts_with = "dataplane_file")]
+    #[arg(
+        long = "inbound",
+        value_name = "PUBLIC_ADDR=APP_ADDR",
+        required_unless_present = "dataplane_file",
+        conflicts_with = "dataplane_file"
+    )]
     pub inbounds: Vec<InboundFlag>,
     /// An outbound: a local address the app connects to for a service (repeatable).
-    #[arg(long = "outbound", value_name = "LOCAL_ADDR=SERVICE[:PORT]",
-        conflicts_with = "dataplane_file")]
+    #[arg(
+        long = "outbound",
+        value_name = "LOCAL_ADDR=SERVICE[:PORT]",
+        conflicts_with = "dataplane_file"
+    )]
     pub outbounds: Vec<OutboundFlag>,
     /// An extra tag on every inbound, e.g. version=v2 (repeatable).
-    #[arg(long = "tag", value_name = "KEY=VALUE", conflicts_with = "dataplane_file")]
+    #[arg(
+        long = "tag",
+        value_name = "KEY=VALUE",
+        conflicts_with = "dataplane_file"
+    )]
     pub tags: Vec<TagFlag>,
     /// A Dataplane document (YAML or JSON) instead of the flags above.
     #[arg(long, value_name = "FILE")]

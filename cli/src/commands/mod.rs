@@ -8,3 +8,5 @@ pub mod global_cp;
 pub mod probe;
 pub mod up;
 pub mod zone_cp;
+pub mod zone_egress;
+pub mod zone_ingress;

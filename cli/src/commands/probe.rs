@@ -37,7 +37,10 @@ async fn probe_once(addr: SocketAddr, message: &str) -> Result<String, String> {
         .write_all(format!("{message}\n").as_bytes())
         .await
         .map_err(|e| format!("write: {e}"))?;
-    stream.shutdown().await.map_err(|e| format!("shutdown: {e}"))?;
+    stream
+        .shutdown()
+        .await
+        .map_err(|e| format!("shutdown: {e}"))?;
     let mut answer = String::new();
     stream
         .read_to_string(&mut answer)

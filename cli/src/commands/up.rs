@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use meridian_embedded_store::EmbeddedStore;
 use meridian_global_cp::auth::TokenOrigin;
 use meridian_global_cp::kds::tls;
@@ -115,8 +115,10 @@ async fn demo_resources(store: &dyn Store, zones: u16) -> anyhow::Result<()> {
     )
     .await?;
     let backends: Vec<_> = (1..=zones)
-        .map(|i| json!({"kind": "MeshServiceSubset", "name": "echo",
-                        "tags": {"kuma.io/zone": format!("zone-{i}")}, "weight": 1}))
+        .map(|i| {
+            json!({"kind": "MeshServiceSubset", "name": "echo",
+                        "tags": {"kuma.io/zone": format!("zone-{i}")}, "weight": 1})
+        })
         .collect();
     create(
         store,
@@ -139,7 +141,8 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
         .context("opening global's embedded store")?;
     let store: Arc<dyn Store> = Arc::new(global_store.clone());
     let identity = tls::load_or_generate(None, None, &global_dir, &[])?;
-    let kds_ca = std::fs::read_to_string(identity.generated_ca.as_ref().context("generated KDS CA")?)?;
+    let kds_ca =
+        std::fs::read_to_string(identity.generated_ca.as_ref().context("generated KDS CA")?)?;
     let global = GlobalCp::start(
         GlobalCpConfig {
             create_default_mesh: false,
@@ -187,7 +190,11 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
         zones.push((name, ports, zone, zone_store));
     }
 
-    println!("Meridian is up: global and {} zone(s), embedded stores in {}", args.zones, args.data_dir.display());
+    println!(
+        "Meridian is up: global and {} zone(s), embedded stores in {}",
+        args.zones,
+        args.data_dir.display()
+    );
     println!("  global      REST http://127.0.0.1:5681   KDS https://127.0.0.1:5685");
     for (name, p, _, _) in &zones {
         println!(
@@ -199,7 +206,9 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
         println!("  admin token (printed once; also on every zone): {token}");
     }
     println!();
-    println!("zone-1's demo-client reaches the echo service on {CLIENT_OUTBOUND}; a MeshTCPRoute splits it evenly across the zones:");
+    println!(
+        "zone-1's demo-client reaches the echo service on {CLIENT_OUTBOUND}; a MeshTCPRoute splits it evenly across the zones:"
+    );
     println!("  cargo run --release -- probe {CLIENT_OUTBOUND} --count 20");
     println!("See the data planes that registered: cargo run --release -- get dataplanes");
     println!("Ctrl-C stops everything.");
@@ -221,7 +230,48 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
 
 /// Starts zone `i`'s ingress, egress, echo sidecar (and in zone-1 the client
 /// sidecar), each until `stop` is cancelled.
-fn start_proxies(zone: &str, i: u16, ports: ZonePorts, stop: &CancellationToken) -> anyhow::Result<()> {
-    let _ = (zone, i, ports, stop);
-    bail!("proxies are not wired yet")
+fn start_proxies(
+    zone: &str,
+    i: u16,
+    ports: ZonePorts,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let zone_cp = format!("http://127.0.0.1:{}", ports.dp);
+    let ingress = super::zone_ingress::ZoneIngressArgs {
+        zone_cp: zone_cp.clone(),
+        zone_cp_ca: None,
+        name: format!("{zone}-ingress"),
+        listen: addr(ports.ingress),
+        advertise: None,
+        admin_addr: None,
+    };
+    spawn_proxy(
+        "zone ingress",
+        super::zone_ingress::run(ingress, stop.clone().cancelled_owned()),
+    );
+    let egress = super::zone_egress::ZoneEgressArgs {
+        zone_cp: zone_cp.clone(),
+        zone_cp_ca: None,
+        name: format!("{zone}-egress"),
+        listen: addr(ports.egress),
+        admin_addr: None,
+    };
+    spawn_proxy(
+        "zone egress",
+        super::zone_egress::run(egress, stop.clone().cancelled_owned()),
+    );
+    let _ = i;
+    Ok(())
+}
+
+/// Runs a proxy in the background, logging how it ended.
+fn spawn_proxy(
+    what: &'static str,
+    proxy: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(error) = proxy.await {
+            tracing::error!(%error, "{what} stopped");
+        }
+    });
 }
