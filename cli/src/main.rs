@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use commands::{
-    apply, delete, demo_echo, get, global_cp, probe, up, zone_cp, zone_egress, zone_ingress,
+    apply, delete, demo_echo, dp, get, global_cp, probe, up, zone_cp, zone_egress, zone_ingress,
 };
 
 /// Meridian: a multi-zone service-mesh control plane.
@@ -33,6 +33,8 @@ enum Command {
     GlobalCp(global_cp::GlobalCpArgs),
     /// Run a zone control plane (embedded store, syncing with global over KDS).
     ZoneCp(zone_cp::ZoneCpArgs),
+    /// Run a sidecar data plane in front of an app (config and certificate from the zone CP).
+    Dp(dp::DpArgs),
     /// Run a zone ingress: SNI-routed passthrough of other zones' mTLS into this zone.
     ZoneIngress(zone_ingress::ZoneIngressArgs),
     /// Run a zone egress: SNI-routed passthrough of this zone's mTLS to other zones.
@@ -135,6 +137,10 @@ async fn main() -> std::process::ExitCode {
         Command::Up(args) => {
             init_tracing("warn");
             up::run(args, shutdown_signal()).await
+        }
+        Command::Dp(args) => {
+            init_tracing("info");
+            dp::run(args, shutdown_signal()).await
         }
         Command::ZoneIngress(args) => {
             init_tracing("info");

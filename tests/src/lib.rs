@@ -7,9 +7,12 @@
 //! - [`process::MeridianProcess`]: the real `meridian` binary, started and read like an
 //!   operator would.
 //! - [`fault_proxy::FaultProxy`]: a loopback TCP relay that can be cut and restored.
+//! - [`cluster::Cluster`]: global, zones, ingresses, sidecars and echo services as
+//!   real processes, for end-to-end tests of the data path.
 //! - [`scratch`]: free ports and temporary directories.
 //! - [`eventually`]: waits for a condition with a deadline instead of sleeping.
 
+pub mod cluster;
 pub mod fault_proxy;
 pub mod postgres;
 pub mod process;

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod delete;
 pub mod demo_echo;
+pub mod dp;
 pub mod get;
 pub mod global_cp;
 pub mod probe;

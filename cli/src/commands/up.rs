@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use meridian_dataplane::{InboundFlag, OutboundFlag};
 use meridian_embedded_store::EmbeddedStore;
 use meridian_global_cp::auth::TokenOrigin;
 use meridian_global_cp::kds::tls;
@@ -131,6 +132,28 @@ async fn demo_resources(store: &dyn Store, zones: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until KDS has brought the demo mesh and its CA to `zone`, so its
+/// proxies register at the first attempt.
+async fn wait_for_mesh(store: &EmbeddedStore, zone: &str) -> anyhow::Result<()> {
+    let ca = ResourceKey::in_mesh(
+        meridian_model::ResourceKind::Secret,
+        "default",
+        meridian_model::ca_cert_secret_name("ca-1"),
+    );
+    tracing::info!(zone, "waiting for the mesh and its CA to reach the zone");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut changes = store.watch();
+    while store.get(&ca).await?.is_none() {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            anyhow::bail!("{zone} did not receive the mesh from global within 30 s");
+        }
+    }
+    Ok(())
+}
+
 /// Runs `meridian up` until `shutdown` resolves.
 pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
@@ -185,6 +208,7 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
         let zone = ZoneCp::start(config, Arc::new(zone_store.clone()))
             .await
             .with_context(|| format!("starting {name}"))?;
+        wait_for_mesh(&zone_store, &name).await?;
         tasks.push(super::demo_echo::spawn(addr(ports.echo_app), format!("{name}/echo")).await?);
         start_proxies(&name, i, ports, &stop)?;
         zones.push((name, ports, zone, zone_store));
@@ -260,7 +284,53 @@ fn start_proxies(
         "zone egress",
         super::zone_egress::run(egress, stop.clone().cancelled_owned()),
     );
-    let _ = i;
+    let sidecar =
+        |name: String, service: &str, app: u16, inbound: u16, outbounds: Vec<OutboundFlag>| {
+            super::dp::DpArgs {
+                zone_cp: zone_cp.clone(),
+                zone_cp_ca: None,
+                mesh: "default".to_owned(),
+                name: Some(name),
+                service: Some(service.to_owned()),
+                inbounds: vec![InboundFlag {
+                    public: addr(inbound),
+                    app: addr(app),
+                }],
+                outbounds,
+                tags: Vec::new(),
+                dataplane_file: None,
+                admin_addr: None,
+            }
+        };
+    let echo = sidecar(
+        format!("echo-{zone}"),
+        "echo",
+        ports.echo_app,
+        ports.echo_inbound,
+        Vec::new(),
+    );
+    spawn_proxy(
+        "echo sidecar",
+        super::dp::run(echo, stop.clone().cancelled_owned()),
+    );
+    if i == 1 {
+        let outbound = OutboundFlag {
+            local: CLIENT_OUTBOUND.parse().context("client outbound address")?,
+            service: "echo".to_owned(),
+            port: None,
+        };
+        let client = sidecar(
+            "demo-client".to_owned(),
+            "demo-client",
+            ports.client_app,
+            ports.client_inbound,
+            vec![outbound],
+        );
+        spawn_proxy(
+            "client sidecar",
+            super::dp::run(client, stop.clone().cancelled_owned()),
+        );
+    }
     Ok(())
 }
 
