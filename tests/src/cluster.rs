@@ -86,6 +86,11 @@ impl Cluster {
         for zone in zones {
             cluster.start_zone(zone, &kds, &ca).await;
         }
+        // Proxies register once their mesh is in their zone.
+        for zone in zones {
+            let mesh = json!({"type": "Mesh", "name": "default"});
+            cluster.wait_synced(zone, &mesh).await;
+        }
         cluster
     }
 
