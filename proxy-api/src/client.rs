@@ -266,17 +266,17 @@ impl Session<'_> {
             tokio::select! {
                 msg = inbound.message() => {
                     let Some(msg) = msg? else { return Err(ClientError::Closed) };
-                    if let Some(reply) = self.handle(msg) {
-                        if tx.send(reply).await.is_err() {
-                            return Err(ClientError::Closed);
-                        }
+                    if let Some(reply) = self.handle(msg)
+                        && tx.send(reply).await.is_err()
+                    {
+                        return Err(ClientError::Closed);
                     }
                 }
                 () = sleep_or_never(renew_in) => {
-                    if let Some(csr) = self.new_csr() {
-                        if tx.send(csr).await.is_err() {
-                            return Err(ClientError::Closed);
-                        }
+                    if let Some(csr) = self.new_csr()
+                        && tx.send(csr).await.is_err()
+                    {
+                        return Err(ClientError::Closed);
                     }
                 }
                 _ = shutdown.changed() => return Ok(()),
@@ -307,10 +307,12 @@ impl Session<'_> {
             .and_then(|c| self.check_kind(c));
         match parsed {
             Ok(config) => {
-                if let ProxyConfig::Sidecar(s) = &config {
-                    if s.mtls && self.renew_at.is_none() && self.pending_key.is_none() {
-                        self.renew_at = Some(SystemTime::now());
-                    }
+                if let ProxyConfig::Sidecar(s) = &config
+                    && s.mtls
+                    && self.renew_at.is_none()
+                    && self.pending_key.is_none()
+                {
+                    self.renew_at = Some(SystemTime::now());
                 }
                 tracing::info!(version, "config applied");
                 metrics::counter!("meridian_proxy_config_updates_total", "result" => "ack")

@@ -292,8 +292,10 @@ impl DpService {
                                 None
                             }
                         };
-                        if let Some(reply) = reply {
-                            if !send(reply).await { break; }
+                        if let Some(reply) = reply
+                            && !send(reply).await
+                        {
+                            break;
                         }
                     }
                     Ok(None) => break,
