@@ -20,6 +20,7 @@
 //! plus `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, which need no token.
 //! [`serve`] binds a router and runs it until shut down.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod health;

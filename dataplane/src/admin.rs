@@ -10,12 +10,9 @@
 //!   with every other server in the process.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use meridian_api::ApiServer;
 
 use crate::error::DataplaneError;
@@ -26,23 +23,23 @@ pub struct AdminServer {
     server: ApiServer,
 }
 
+fn check(readiness: Readiness) -> meridian_api::admin::ReadinessCheck {
+    Arc::new(move || readiness.check().map_err(str::to_owned))
+}
+
 impl AdminServer {
     /// Binds `addr` (port 0 picks one) and serves the admin routes, answering
-    /// `/readyz` from `readiness`. Installs the Prometheus recorder if no
-    /// server in the process has yet.
+    /// `/readyz` from `readiness`.
     ///
     /// # Errors
     /// [`DataplaneError::AdminBind`] when `addr` cannot be bound.
     pub async fn start(addr: SocketAddr, readiness: Readiness) -> Result<Self, DataplaneError> {
-        // Installed before serving, so metrics recorded from now on are kept.
-        let _ = meridian_api::telemetry::prometheus();
-        let server = meridian_api::serve(addr, router(readiness))
+        let server = meridian_api::admin::start(addr, check(readiness))
             .await
             .map_err(|e| DataplaneError::AdminBind {
                 addr: e.addr,
                 source: e.source,
             })?;
-        tracing::info!(addr = %server.local_addr(), "admin server listening");
         Ok(Self { server })
     }
 
@@ -61,30 +58,5 @@ impl AdminServer {
 
 /// The admin routes.
 pub fn router(readiness: Readiness) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(readiness)
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, String) {
-    match readiness.check() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
-        ),
-    }
-}
-
-async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        meridian_api::telemetry::prometheus().render(),
-    )
+    meridian_api::admin::router(check(readiness))
 }

@@ -191,7 +191,9 @@ impl Cluster {
             let (http, url) = (http.clone(), url.clone());
             async move {
                 let got: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-                (got.get("spec") == doc.get("spec") || doc.get("spec").is_none()).then_some(())
+                let same = got.get("name") == doc.get("name")
+                    && (doc.get("spec").is_none() || got.get("spec") == doc.get("spec"));
+                same.then_some(())
             }
         })
         .await;

@@ -10,20 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use meridian_api::{ApiServer, BindError};
 use meridian_proxy_api::ProxyConfig;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
-
-#[derive(Clone)]
-struct AdminState {
-    config: watch::Receiver<Option<Arc<ProxyConfig>>>,
-    metrics: PrometheusHandle,
-}
 
 /// A running admin server.
 pub struct AdminServer {
@@ -48,8 +37,7 @@ impl AdminServer {
         addr: SocketAddr,
         config: watch::Receiver<Option<Arc<ProxyConfig>>>,
     ) -> Result<AdminServer, BindError> {
-        let server = meridian_api::serve(addr, router(config)).await?;
-        tracing::info!(admin_addr = %server.local_addr(), "zone proxy admin server listening");
+        let server = meridian_api::admin::start(addr, check(config)).await?;
         Ok(AdminServer { server })
     }
 
@@ -64,37 +52,14 @@ impl AdminServer {
     }
 }
 
+fn check(config: watch::Receiver<Option<Arc<ProxyConfig>>>) -> meridian_api::admin::ReadinessCheck {
+    Arc::new(move || match config.borrow().is_some() {
+        true => Ok(()),
+        false => Err("waiting for the first config from the zone control plane".to_owned()),
+    })
+}
+
 /// The admin routes, ready once `config` holds a config.
 pub fn router(config: watch::Receiver<Option<Arc<ProxyConfig>>>) -> Router {
-    let state = AdminState {
-        config,
-        metrics: meridian_api::telemetry::prometheus(),
-    };
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.config.borrow().is_some() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the first config from the zone control plane\n",
-        )
-    }
-}
-
-async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    meridian_api::admin::router(check(config))
 }
