@@ -218,6 +218,28 @@ impl Cluster {
         (process, listen.parse().expect("ingress address"))
     }
 
+    /// Starts a zone egress in `zone` with its admin server; returns it and
+    /// the admin base URL.
+    pub async fn egress(&self, zone: &str) -> (MeridianProcess, String) {
+        let admin = free_addr();
+        let process = MeridianProcess::start_until(
+            &[
+                "zone-egress",
+                "--zone-cp",
+                &self.zone(zone).dp_url,
+                "--name",
+                &format!("egress-{zone}"),
+                "--listen",
+                &free_addr(),
+                "--admin-addr",
+                &admin,
+            ],
+            "listening on",
+        )
+        .await;
+        (process, format!("http://{admin}"))
+    }
+
     /// Starts a sidecar in `zone` for `service`, with an inbound in front of
     /// `app` (if any), outbounds `(local port, service)`, and extra inbound tags.
     pub async fn sidecar(

@@ -337,6 +337,49 @@ async fn traffic_stays_local_then_fails_over_without_the_control_plane() {
 }
 
 #[tokio::test]
+async fn egress_routing_sends_cross_zone_traffic_through_the_local_egress() {
+    let cluster = Cluster::start("egress", &["zone-a", "zone-b"]).await;
+    cluster.apply(allow_all()).await;
+    let mesh = json!({"type": "Mesh", "name": "default",
+        "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]},
+        "routing": {"zoneEgress": true}});
+    cluster.apply(mesh.clone()).await;
+    let (_ingress_b, _) = cluster.ingress("zone-b").await;
+    let (_app, app) = cluster.echo("zone-b/backend").await;
+    let _backend = cluster
+        .sidecar("zone-b", "backend-1", "backend", Some(app), &[], &[])
+        .await;
+    let (egress, egress_admin) = cluster.egress("zone-a").await;
+    let outbound = free_port();
+    let _web = cluster
+        .sidecar("zone-a", "web", "web", None, &[(outbound, "backend")], &[])
+        .await;
+    let addr = format!("127.0.0.1:{outbound}").parse().unwrap();
+
+    until_answered(outbound, "zone-b through zone-a's egress", |who| {
+        who == "zone-b/backend"
+    })
+    .await;
+    let metrics = reqwest::get(format!("{egress_admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let forwarded: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("meridian_zone_proxy_connections_forwarded_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(forwarded >= 1.0, "the egress forwarded nothing:\n{metrics}");
+
+    // The sidecar has no other way out: without the egress, nothing crosses.
+    egress.kill().await;
+    let counts = tally(addr, 5).await;
+    assert_eq!(counts.get("(failed)"), Some(&5), "{counts:?}");
+}
+
+#[tokio::test]
 async fn a_real_postgres_client_through_the_mesh() {
     let cluster = Cluster::start("psql", &["zone-a", "zone-b"]).await;
     cluster.apply(allow_all()).await;
