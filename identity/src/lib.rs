@@ -10,11 +10,14 @@
 //!   for the identity it registered for that proxy.
 //! - [`server_config`], [`client_config`], [`peer_identity`] (`tls.rs`): mTLS
 //!   inside the mesh, TLS 1.3 only, ring as the one crypto provider.
+//! - [`serving`]: certificates of the control planes' own gRPC servers (KDS,
+//!   the data-plane stream), given or generated with a private CA.
 //! - [`IdentityError`] (`error.rs`).
 
 pub mod ca;
 pub mod csr;
 pub mod error;
+pub mod serving;
 pub mod spiffe;
 pub mod tls;
 

@@ -42,6 +42,13 @@ async fn put(store: &dyn Store, kind: ResourceKind, mesh: &str, name: &str, spec
 
 /// A zone store as KDS would leave it: an mTLS mesh and its CA secrets.
 async fn zone(store: Arc<dyn Store>) -> ZoneCp {
+    zone_with_tls(store, None).await
+}
+
+async fn zone_with_tls(
+    store: Arc<dyn Store>,
+    dp_tls: Option<meridian_identity::serving::ServingIdentity>,
+) -> ZoneCp {
     put(
         store.as_ref(),
         ResourceKind::Mesh,
@@ -64,6 +71,7 @@ async fn zone(store: Arc<dyn Store>) -> ZoneCp {
         api_addr: "127.0.0.1:0".parse().unwrap(),
         dp_addr: Some("127.0.0.1:0".parse().unwrap()),
         admin_token: Some("admin".into()),
+        dp_tls,
         ..ZoneCpConfig::new("east")
     };
     ZoneCp::start(config, store).await.unwrap()
@@ -316,5 +324,36 @@ async fn bad_registrations_are_refused_with_the_reason() {
     };
     assert_eq!(second.code(), tonic::Code::AlreadyExists, "{second:?}");
     drop(first);
+    zone.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_stream_over_tls_with_a_generated_certificate() {
+    meridian_tests::init();
+    let db = TestDatabase::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let dir = meridian_tests::scratch::Dir::new("dp-tls");
+    let identity = meridian_identity::serving::load_or_generate(
+        None,
+        None,
+        std::path::Path::new(&dir.path("tls")),
+        "dp",
+        "test zone data-plane server",
+        &[],
+    )
+    .unwrap();
+    let ca = std::fs::read_to_string(identity.generated_ca.as_ref().unwrap()).unwrap();
+    let zone = zone_with_tls(store, Some(identity)).await;
+    let client = ProxyClient::spawn(ClientSettings {
+        zone_cp: format!("https://{}", zone.dp_addr().unwrap()),
+        zone_cp_ca_pem: Some(ca),
+        registration: sidecar("tls-1", "backend", 20020, None),
+    })
+    .unwrap();
+    config_where(&client, "a config over TLS", |c| {
+        matches!(c, ProxyConfig::Sidecar(_))
+    })
+    .await;
+    client.shutdown().await;
     zone.shutdown().await.unwrap();
 }

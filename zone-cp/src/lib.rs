@@ -38,6 +38,9 @@ pub struct ZoneCpConfig {
     pub kds: Option<kds::KdsClientConfig>,
     /// Where proxies get their config (`--dp-addr`); `None` serves no proxies.
     pub dp_addr: Option<SocketAddr>,
+    /// The data-plane server's TLS certificate; `None` serves plain HTTP/2
+    /// (for loopback addresses).
+    pub dp_tls: Option<meridian_identity::serving::ServingIdentity>,
 }
 
 impl ZoneCpConfig {
@@ -51,6 +54,7 @@ impl ZoneCpConfig {
             reads_need_token: false,
             kds: None,
             dp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5678))),
+            dp_tls: None,
         }
     }
 }
@@ -116,7 +120,8 @@ impl ZoneCp {
         tracing::info!(zone = %config.zone, api_addr = %api.local_addr(), "zone control plane REST API listening");
         let dp = match config.dp_addr {
             Some(addr) => {
-                Some(dp::DpServer::start(addr, store.clone(), config.zone.clone()).await?)
+                let tls = config.dp_tls.clone();
+                Some(dp::DpServer::start(addr, tls, store.clone(), config.zone.clone()).await?)
             }
             None => None,
         };

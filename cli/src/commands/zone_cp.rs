@@ -33,6 +33,13 @@ pub struct ZoneCpArgs {
     /// Where the zone's proxies (sidecars, ingresses, egresses) get their config.
     #[arg(long, default_value = "127.0.0.1:5678")]
     pub dp_addr: SocketAddr,
+    /// The data-plane server's certificate (PEM); absent = plain HTTP/2 on a
+    /// loopback --dp-addr, else a private CA and certificate generated into --data-dir.
+    #[arg(long, requires = "dp_tls_key")]
+    pub dp_tls_cert: Option<PathBuf>,
+    /// The data-plane server's private key (PEM).
+    #[arg(long, requires = "dp_tls_cert")]
+    pub dp_tls_key: Option<PathBuf>,
     /// Where the zone's embedded store lives (default meridian-data/zone-<zone>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -84,14 +91,35 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
     config.admin_token = args.admin_token.clone();
     config.kds = kds;
     config.dp_addr = Some(args.dp_addr);
+    config.dp_tls = if args.dp_tls_cert.is_some() || !args.dp_addr.ip().is_loopback() {
+        Some(meridian_identity::serving::load_or_generate(
+            args.dp_tls_cert.as_deref(),
+            args.dp_tls_key.as_deref(),
+            &data_dir,
+            "dp",
+            &format!("Meridian zone {} data-plane server", args.zone),
+            &[args.dp_addr.ip().to_string()],
+        )?)
+    } else {
+        None
+    };
+    let dp_ca = config.dp_tls.as_ref().map(|t| t.generated_ca.clone());
     let zone = ZoneCp::start(config, Arc::new(store.clone())).await?;
     println!(
         "meridian zone-cp: zone {}, REST API on http://{}",
         args.zone,
         zone.api_addr()
     );
-    if let Some(dp) = zone.dp_addr() {
-        println!("meridian zone-cp: proxies connect to http://{dp}");
+    match (zone.dp_addr(), &dp_ca) {
+        (Some(dp), None) => println!("meridian zone-cp: proxies connect to http://{dp}"),
+        (Some(dp), Some(ca)) => println!(
+            "meridian zone-cp: proxies connect to https://{dp} (--zone-cp-ca {})",
+            ca.as_ref().map_or_else(
+                || "<the CA of --dp-tls-cert>".to_owned(),
+                |p| p.display().to_string()
+            )
+        ),
+        (None, _) => {}
     }
     match &args.global_kds {
         Some(url) => println!("meridian zone-cp: syncing with global at {url}"),

@@ -1,129 +1,25 @@
-//! KDS's TLS identity: the operator's certificate, or a private CA and server
-//! certificate generated once into the data directory (the zero-configuration
-//! default; zones trust it with `--global-kds-ca <data-dir>/kds-ca.pem`).
+//! KDS's TLS identity: the operator's certificate, or one generated into the
+//! data directory (see [`meridian_identity::serving`]); zones trust the
+//! generated CA with `--global-kds-ca <data-dir>/kds-ca.pem`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+pub use meridian_identity::serving::{ServingIdentity as KdsIdentity, ServingTlsError as TlsError};
 
-/// A PEM certificate chain and key for the KDS server.
-#[derive(Clone)]
-pub struct KdsIdentity {
-    /// The certificate chain, PEM.
-    pub cert_pem: String,
-    /// The private key, PEM.
-    pub key_pem: String,
-    /// The CA zones should trust, when Meridian generated it.
-    pub generated_ca: Option<PathBuf>,
-}
-
-/// Why the identity could not be loaded or made.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read or written.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Certificate generation failed.
-    #[error("generating the KDS certificate: {0}")]
-    Generate(#[from] rcgen::Error),
-    /// Only one of certificate and key was given.
-    #[error("--kds-tls-cert and --kds-tls-key go together")]
-    Incomplete,
-}
-
-fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Io {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
-    let io = |source| TlsError::Io {
-        action: "writing",
-        path: path.to_owned(),
-        source,
-    };
-    std::fs::write(path, contents).map_err(io)?;
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    Ok(())
-}
-
-/// Loads the operator's pair, or the generated one from `data_dir` (generating it on
-/// first use, valid for `localhost`, `127.0.0.1`, `::1` and `extra_names`).
+/// Loads `--kds-tls-cert`/`--kds-tls-key`, or the pair generated into
+/// `data_dir` (`kds-*.pem`), valid for loopback and `extra_names`.
 pub fn load_or_generate(
     cert: Option<&Path>,
     key: Option<&Path>,
     data_dir: &Path,
     extra_names: &[String],
 ) -> Result<KdsIdentity, TlsError> {
-    match (cert, key) {
-        (Some(cert), Some(key)) => {
-            return Ok(KdsIdentity {
-                cert_pem: read(cert)?,
-                key_pem: read(key)?,
-                generated_ca: None,
-            });
-        }
-        (None, None) => {}
-        _ => return Err(TlsError::Incomplete),
-    }
-    let ca_path = data_dir.join("kds-ca.pem");
-    let cert_path = data_dir.join("kds-cert.pem");
-    let key_path = data_dir.join("kds-key.pem");
-    if cert_path.exists() && key_path.exists() && ca_path.exists() {
-        return Ok(KdsIdentity {
-            cert_pem: read(&cert_path)?,
-            key_pem: read(&key_path)?,
-            generated_ca: Some(ca_path),
-        });
-    }
-    std::fs::create_dir_all(data_dir).map_err(|source| TlsError::Io {
-        action: "creating",
-        path: data_dir.to_owned(),
-        source,
-    })?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Meridian KDS CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-
-    let mut names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    names.extend(extra_names.iter().cloned());
-    let mut server_params = CertificateParams::new(names)?;
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "Meridian global KDS");
-    let server_key = KeyPair::generate()?;
-    let server_cert = server_params.signed_by(&server_key, &ca)?;
-
-    write(&ca_path, &ca.pem(), false)?;
-    write(&cert_path, &server_cert.pem(), false)?;
-    write(&key_path, &server_key.serialize_pem(), true)?;
-    tracing::info!(ca = %ca_path.display(), "generated a self-signed KDS certificate; zones trust it with --global-kds-ca");
-    Ok(KdsIdentity {
-        cert_pem: server_cert.pem(),
-        key_pem: server_key.serialize_pem(),
-        generated_ca: Some(ca_path),
-    })
+    meridian_identity::serving::load_or_generate(
+        cert,
+        key,
+        data_dir,
+        "kds",
+        "Meridian global KDS",
+        extra_names,
+    )
 }

@@ -14,9 +14,10 @@
 //! - [`reconcile`]: the task tying store changes to config pushes.
 //! - [`service`]: the gRPC service; registration, ACK/NACK, CSR signing.
 //!
-//! Plain HTTP/2 (h2c): the contract's `http://` for loopback addresses. Proxies
-//! are not authenticated yet (no data-plane tokens): bind `--dp-addr` to an
-//! address only the zone's proxies can reach.
+//! TLS with a given or generated certificate (proxies dial `https://` with
+//! `--zone-cp-ca`), or plain HTTP/2 for loopback addresses. Proxies are not
+//! authenticated yet (no data-plane tokens): bind `--dp-addr` to an address
+//! only the zone's proxies can reach.
 
 pub mod compute;
 pub mod reconcile;
@@ -27,6 +28,7 @@ pub mod view;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use meridian_identity::serving::ServingIdentity;
 use meridian_model::ResourceKind;
 use meridian_proto::dp::dataplane_config_server::DataplaneConfigServer;
 use meridian_store::{ListQuery, Precondition, Store, StoreError, list_all};
@@ -59,6 +61,9 @@ pub enum DpServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("data-plane server TLS: {0}")]
+    Tls(#[from] tonic::transport::Error),
     /// Purging registrations left by a previous run failed.
     #[error("removing stale proxy registrations: {0}")]
     Store(#[from] StoreError),
@@ -93,6 +98,7 @@ impl DpServer {
     /// Binds `addr` and serves the proxies of `zone` from `store`.
     pub async fn start(
         addr: SocketAddr,
+        tls: Option<ServingIdentity>,
         store: Arc<dyn Store>,
         zone: String,
     ) -> Result<DpServer, DpServerError> {
@@ -122,8 +128,14 @@ impl DpServer {
         let service = DpService::new(store, zone, registry, views);
         let grpc = DataplaneConfigServer::new(service.clone());
         let mut stop_server = stop_rx;
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            builder =
+                builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+        }
         let server = tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+            let result = builder
                 .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
                 .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
                 .add_service(grpc)
@@ -135,7 +147,7 @@ impl DpServer {
                 tracing::error!(%error, "data-plane server stopped");
             }
         });
-        tracing::info!(dp_addr = %local_addr, "data-plane config server listening");
+        tracing::info!(dp_addr = %local_addr, tls = tls.is_some(), "data-plane config server listening");
         Ok(DpServer {
             local_addr,
             service,
