@@ -8,11 +8,58 @@ source scripts/ensure-postgres.sh
 profile=(--release)
 zones=1,10,50
 changes=100
+smoke=0
 if [ "${1:-}" = "--smoke" ]; then
   profile=()
   zones=2
   changes=5
+  smoke=1
 fi
+
+# HAProxy and nginx (with its stream module) for the datapath comparison, installed
+# with apt-get when missing. A policy-rc.d keeps the packages from starting their
+# system services; the benchmark runs the binaries itself, in the foreground, from
+# generated configs. If they cannot be installed, the benchmark skips them.
+install_proxies() {
+  local missing=()
+  have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+  have haproxy || missing+=(haproxy)
+  if ! have nginx; then
+    missing+=(nginx libnginx-mod-stream)
+  elif PATH="$PATH:/usr/sbin" nginx -V 2>&1 | grep -q -- '--with-stream=dynamic' &&
+    ! ls /usr/lib/nginx/modules/ngx_stream_module.so >/dev/null 2>&1; then
+    missing+=(libnginx-mod-stream)
+  fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      echo "== datapath: cannot install ${missing[*]} (not root, no sudo); skipping them"
+      return 0
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "== datapath: no apt-get to install ${missing[*]}; skipping them"
+    return 0
+  fi
+  local policy_added=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null &&
+      "${sudo[@]}" chmod +x /usr/sbin/policy-rc.d && policy_added=1
+    trap '[ $policy_added -eq 1 ] && '"${sudo[*]}"' rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Use-Pty=0)
+  echo "== datapath: installing ${missing[*]}"
+  "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1 ||
+    { "${apt[@]}" update >/dev/null 2>&1 && "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1; } ||
+    echo "== datapath: could not install ${missing[*]}; skipping them"
+  if [ $policy_added -eq 1 ]; then
+    "${sudo[@]}" rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
+}
 cargo build "${profile[@]}" -q -p meridian-bench
 bin=target/$([ ${#profile[@]} -gt 0 ] && echo release || echo debug)/meridian-bench
 echo "== $(date -u +%F) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
@@ -23,3 +70,12 @@ psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS meridian_bench" 2>/de
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE meridian_bench"
 "$bin" propagation --zones "$zones" --changes "$changes" --rate 20 \
   --database-url postgres://postgres@127.0.0.1:5432/meridian_bench
+install_proxies
+echo "== datapath: TLS passthrough by SNI, proxies on 1 thread"
+if [ $smoke -eq 1 ]; then
+  "$bin" datapath --threads 1 --smoke
+else
+  "$bin" datapath --threads 1
+  echo "== datapath: TLS passthrough by SNI, proxies on all cores"
+  "$bin" datapath --threads all
+fi

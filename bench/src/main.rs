@@ -2,7 +2,10 @@
 //! fail. `scripts/bench.sh` runs them all; CI runs a tiny smoke of each.
 //!
 //! - `propagation`: policy PUT on global → applied in every zone, for N zones.
+//! - `datapath`: connections/s, latency, throughput, CPU and memory of Meridian's
+//!   zone-ingress SNI router, HAProxy and nginx, and of no proxy.
 
+mod datapath;
 mod propagation;
 
 use clap::{Parser, Subcommand};
@@ -18,10 +21,14 @@ struct Cli {
 enum Bench {
     /// Time from a policy PUT on global until every zone has applied it.
     Propagation(propagation::Args),
+    /// TLS passthrough by SNI: Meridian's zone ingress, HAProxy, nginx and no proxy.
+    Datapath(datapath::Args),
+    /// Meridian's SNI router with fixed routes (the `datapath` benchmark's child).
+    #[command(hide = true)]
+    ServeIngress(datapath::ingress::Args),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(match std::env::var("RUST_LOG") {
@@ -35,6 +42,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().bench {
-        Bench::Propagation(args) => propagation::run(args).await,
+        Bench::Propagation(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(propagation::run(args)),
+        Bench::Datapath(args) => datapath::run(args),
+        Bench::ServeIngress(args) => datapath::ingress::run(args),
     }
 }

@@ -11,8 +11,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use meridian_proxy_api::{ClientSettings, ProxyKind, Registration};
-use meridian_zone_proxy::{RunError, SniProxySettings};
+use meridian_proxy_api::{ProxyKind, Registration};
+use meridian_zone_proxy::RunError;
 use serde_json::json;
 
 /// How a zone egress runs.
@@ -58,22 +58,14 @@ pub async fn run(
     settings: EgressSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let listener = meridian_zone_proxy::bind(settings.listen).await?;
-    let listen = listener.local_addr().map_err(|source| RunError::Bind {
-        addr: settings.listen,
-        source,
-    })?;
-    tracing::info!(name = %settings.name, %listen, "starting the zone egress");
-    let client = ClientSettings {
-        zone_cp: settings.zone_cp,
-        zone_cp_ca_pem: settings.zone_cp_ca_pem,
-        registration: registration(&settings.name, listen),
-    };
-    meridian_zone_proxy::serve(
-        listener,
-        client,
+    tracing::info!(name = %settings.name, listen = %settings.listen, "starting the zone egress");
+    let name = settings.name;
+    meridian_zone_proxy::bind_and_serve(
+        settings.listen,
+        settings.zone_cp,
+        settings.zone_cp_ca_pem,
         settings.admin_addr,
-        SniProxySettings::default(),
+        move |listen| registration(&name, listen),
         shutdown,
     )
     .await

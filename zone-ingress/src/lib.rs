@@ -14,8 +14,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use meridian_proxy_api::{ClientSettings, ProxyKind, Registration};
-use meridian_zone_proxy::{RunError, SniProxySettings};
+use meridian_proxy_api::{ProxyKind, Registration};
+use meridian_zone_proxy::RunError;
 use serde_json::json;
 
 /// How a zone ingress runs.
@@ -65,23 +65,14 @@ pub async fn run(
     settings: IngressSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let listener = meridian_zone_proxy::bind(settings.listen).await?;
-    let listen = listener.local_addr().map_err(|source| RunError::Bind {
-        addr: settings.listen,
-        source,
-    })?;
-    let advertise = settings.advertise.unwrap_or(listen);
-    tracing::info!(name = %settings.name, %listen, %advertise, "starting the zone ingress");
-    let client = ClientSettings {
-        zone_cp: settings.zone_cp,
-        zone_cp_ca_pem: settings.zone_cp_ca_pem,
-        registration: registration(&settings.name, listen, advertise),
-    };
-    meridian_zone_proxy::serve(
-        listener,
-        client,
+    tracing::info!(name = %settings.name, listen = %settings.listen, "starting the zone ingress");
+    let (name, advertise) = (settings.name, settings.advertise);
+    meridian_zone_proxy::bind_and_serve(
+        settings.listen,
+        settings.zone_cp,
+        settings.zone_cp_ca_pem,
         settings.admin_addr,
-        SniProxySettings::default(),
+        move |listen| registration(&name, listen, advertise.unwrap_or(listen)),
         shutdown,
     )
     .await

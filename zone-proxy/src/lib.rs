@@ -41,6 +41,6 @@ pub mod telemetry;
 
 pub use admin::AdminServer;
 pub use proxy::{SniProxy, StartError};
-pub use run::{RunError, bind, serve};
+pub use run::{RunError, bind, bind_and_serve, serve};
 pub use settings::SniProxySettings;
 pub use telemetry::Rejection;

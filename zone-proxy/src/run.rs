@@ -1,4 +1,4 @@
-//! [`serve`]: a whole zone proxy process — the config client, the [`SniProxy`]
+//! [`bind_and_serve`] and [`serve`]: a whole zone proxy process — the config client, the [`SniProxy`]
 //! and the optional [`AdminServer`] — until shutdown. `meridian zone-ingress` and
 //! `meridian zone-egress` differ only in the [`Registration`] they pass.
 //!
@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use meridian_api::BindError;
-use meridian_proxy_api::{ClientError, ClientSettings, ProxyClient};
+use meridian_proxy_api::{ClientError, ClientSettings, ProxyClient, Registration};
 use tokio::net::TcpListener;
 
 use crate::admin::AdminServer;
@@ -48,6 +48,41 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind { addr, source })
+}
+
+/// Binds `listen`, registers with the zone CP at `zone_cp` what
+/// `registration` makes of the bound address, and [`serve`]s with the default
+/// [`SniProxySettings`] until `shutdown` completes: a whole zone ingress or
+/// egress.
+///
+/// # Errors
+/// As [`serve`], and [`RunError::Bind`] when `listen` cannot be bound.
+pub async fn bind_and_serve(
+    listen: SocketAddr,
+    zone_cp: String,
+    zone_cp_ca_pem: Option<String>,
+    admin_addr: Option<SocketAddr>,
+    registration: impl FnOnce(SocketAddr) -> Registration,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let listener = bind(listen).await?;
+    let bound = listener.local_addr().map_err(|source| RunError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let client = ClientSettings {
+        zone_cp,
+        zone_cp_ca_pem,
+        registration: registration(bound),
+    };
+    serve(
+        listener,
+        client,
+        admin_addr,
+        SniProxySettings::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// Registers with the zone CP as `client` says, routes the connections of

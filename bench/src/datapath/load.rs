@@ -50,13 +50,16 @@ impl Target {
     pub async fn probe(&self, message: &[u8], within: Duration) -> anyhow::Result<()> {
         let until = Instant::now() + within;
         loop {
-            let attempt = tokio::time::timeout(CONNECTION_GUARD, one_connection(self, message)).await;
+            let attempt =
+                tokio::time::timeout(CONNECTION_GUARD, one_connection(self, message)).await;
             match attempt {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(error)) if Instant::now() >= until => {
                     return Err(error.context(format!("no echo through {}", self.addr)));
                 }
-                Err(_) if Instant::now() >= until => bail!("no echo through {}: timed out", self.addr),
+                Err(_) if Instant::now() >= until => {
+                    bail!("no echo through {}: timed out", self.addr)
+                }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -124,7 +127,8 @@ pub async fn connection_rate(
         tasks.spawn(async move {
             let (mut completed, mut errors) = (0u64, 0u64);
             while Instant::now() < deadline {
-                match tokio::time::timeout(CONNECTION_GUARD, one_connection(&target, &message)).await
+                match tokio::time::timeout(CONNECTION_GUARD, one_connection(&target, &message))
+                    .await
                 {
                     Ok(Ok(())) => completed += 1,
                     _ => {
@@ -284,7 +288,7 @@ pub async fn bulk(
 
 /// Nanoseconds from 1 ns to 60 s, 3 significant digits.
 fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_default())
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant, valid histogram bounds")
 }
 
 /// `len` bytes of a repeating, non-zero pattern.
