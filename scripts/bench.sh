@@ -30,7 +30,9 @@ install_proxies() {
     ! ls /usr/lib/nginx/modules/ngx_stream_module.so >/dev/null 2>&1; then
     missing+=(libnginx-mod-stream)
   fi
-  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
   local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
@@ -46,9 +48,11 @@ install_proxies() {
   fi
   local policy_added=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null &&
-      "${sudo[@]}" chmod +x /usr/sbin/policy-rc.d && policy_added=1
-    trap '[ $policy_added -eq 1 ] && '"${sudo[*]}"' rm -f /usr/sbin/policy-rc.d' EXIT
+    if printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null &&
+      "${sudo[@]}" chmod +x /usr/sbin/policy-rc.d; then
+      policy_added=1
+      trap "${sudo[*]} rm -f /usr/sbin/policy-rc.d" EXIT
+    fi
   fi
   local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Use-Pty=0)
   echo "== datapath: installing ${missing[*]}"
@@ -61,7 +65,7 @@ install_proxies() {
   fi
 }
 cargo build "${profile[@]}" -q -p meridian-bench
-bin=target/$([ ${#profile[@]} -gt 0 ] && echo release || echo debug)/meridian-bench
+bin=${CARGO_TARGET_DIR:-target}/$([ ${#profile[@]} -gt 0 ] && echo release || echo debug)/meridian-bench
 echo "== $(date -u +%F) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
 echo "== propagation, global on the embedded store"
 "$bin" propagation --zones "$zones" --changes "$changes" --rate 20

@@ -313,7 +313,11 @@ fn measure(
                 .unwrap_or_else(|| proxy.log()),
             None => String::new(),
         };
-        return Err(error.context(log));
+        return Err(if log.trim().is_empty() {
+            error
+        } else {
+            error.context(log)
+        });
     }
 
     let usage = |proxy: &Option<ProxyProcess>| proxy.as_ref().map(ProxyProcess::usage);
@@ -369,7 +373,9 @@ fn cpu_between(from: Usage, to: Usage) -> f64 {
     (to.cpu_seconds - from.cpu_seconds).max(0.0)
 }
 
-/// The main table, then the details (errors, counts, CPU per measurement).
+/// The main table, then the details: counts, errors, the proxy's CPU per
+/// measurement and per unit of work (round trips counted with the warm-up's,
+/// like the CPU time).
 fn table(results: &[(PathKind, Outcome)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -414,31 +420,38 @@ fn table(results: &[(PathKind, Outcome)]) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| path | connections ok | connection errors | round trips | latency errors | bulk GiB echoed | proxy CPU s: conn | latency | bulk |"
+        "| path | connections ok | connection errors | round trips (warm-up incl.) | latency errors | bulk GiB echoed | proxy CPU s: conn | latency | bulk | proxy CPU µs/conn | µs/round trip | s/GiB echoed |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (path, outcome) in results {
         let Outcome::Measured(figures) = outcome else {
             continue;
         };
-        let cpu = |f: fn(&ProxyFigures) -> f64| {
-            figures
-                .proxy
-                .as_ref()
-                .map_or_else(|| "–".to_owned(), |proxy| format!("{:.2}", f(proxy)))
+        let gib = figures.bulk.bytes as f64 / f64::from(1u32 << 30);
+        let round_trips = figures.latency.round_trips;
+        let cpu = |f: &dyn Fn(&ProxyFigures) -> f64, decimals: usize| {
+            figures.proxy.as_ref().map_or_else(
+                || "–".to_owned(),
+                |proxy| format!("{:.*}", decimals, f(proxy)),
+            )
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {gib:.2} | {} | {} | {} | {} | {} | {} |",
             path.label(),
             figures.connections.completed,
             figures.connections.errors,
-            figures.latency.histogram.len(),
+            round_trips,
             figures.latency.errors,
-            figures.bulk.bytes as f64 / f64::from(1u32 << 30),
-            cpu(|p| p.cpu_connections),
-            cpu(|p| p.cpu_latency),
-            cpu(|p| p.cpu_bulk),
+            cpu(&|p| p.cpu_connections, 2),
+            cpu(&|p| p.cpu_latency, 2),
+            cpu(&|p| p.cpu_bulk, 2),
+            cpu(
+                &|p| p.cpu_connections * 1e6 / figures.connections.completed.max(1) as f64,
+                1
+            ),
+            cpu(&|p| p.cpu_latency * 1e6 / round_trips.max(1) as f64, 1),
+            cpu(&|p| p.cpu_bulk / gib.max(f64::MIN_POSITIVE), 2),
         );
     }
     out

@@ -158,6 +158,9 @@ pub async fn connection_rate(
 pub struct Latency {
     /// Round-trip times in nanoseconds, over all connections.
     pub histogram: Histogram<u64>,
+    /// Round trips completed, the warm-up's included (the proxy's CPU time covers
+    /// them all).
+    pub round_trips: u64,
     /// Connections that failed during the measurement.
     pub errors: u64,
 }
@@ -189,14 +192,16 @@ pub async fn latency(
         tasks.spawn(async move {
             let mut histogram = new_histogram();
             let mut back = vec![0u8; message.len()];
+            let mut round_trips = 0u64;
             loop {
                 let sent = Instant::now();
                 if sent >= deadline {
-                    return (histogram, 0);
+                    return (histogram, round_trips, 0);
                 }
                 if round_trip(&mut tls, &message, &mut back).await.is_err() {
-                    return (histogram, 1);
+                    return (histogram, round_trips, 1);
                 }
+                round_trips += 1;
                 if sent >= record_from {
                     let nanos = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
                     histogram.saturating_record(nanos);
@@ -205,17 +210,22 @@ pub async fn latency(
         });
     }
     let mut histogram = new_histogram();
-    let mut errors = 0;
+    let (mut round_trips, mut errors) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((part, failed)) => {
+            Ok((part, done, failed)) => {
                 histogram.add(part).context("merging latency histograms")?;
+                round_trips += done;
                 errors += failed;
             }
             Err(_) => errors += 1,
         }
     }
-    Ok(Latency { histogram, errors })
+    Ok(Latency {
+        histogram,
+        round_trips,
+        errors,
+    })
 }
 
 /// Result of [`bulk`].

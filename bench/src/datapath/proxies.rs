@@ -6,7 +6,10 @@
 //! - HAProxy: `haproxy -f <cfg> -db` (foreground), `mode tcp`, routing on
 //!   `req.ssl_sni` after `req_ssl_hello_type 1`.
 //! - nginx: `nginx -c <cfg> -p <dir> -g 'daemon off;'`, `stream` with
-//!   `ssl_preread on` and a `map $ssl_preread_server_name`.
+//!   `ssl_preread on` and a `map $ssl_preread_server_name`, and
+//!   `proxy_half_close on` (nginx ≥ 1.21.4): without it nginx closes both sides
+//!   on the client's FIN, so the upstream's close_notify is lost (HAProxy and
+//!   Meridian pass half-closes through).
 //!
 //! Each runs from a generated config in its own temporary directory, never as
 //! the system service, and is stopped (SIGTERM, then SIGKILL) when dropped.
@@ -226,6 +229,7 @@ stream {{
         proxy_pass $backend;
         proxy_connect_timeout 5s;
         proxy_timeout 1h;
+        proxy_half_close on;
     }}
 }}
 ",
