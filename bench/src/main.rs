@@ -2,11 +2,15 @@
 //! fail. `scripts/bench.sh` runs them all; CI runs a tiny smoke of each.
 //!
 //! - `propagation`: policy PUT on global → applied in every zone, for N zones.
+//! - `reconnect`, `scale`, `fullpath`: see each module.
 //! - `datapath`: connections/s, latency, throughput, CPU and memory of Meridian's
 //!   zone-ingress SNI router, HAProxy and nginx, and of no proxy.
 
 mod datapath;
+mod fullpath;
 mod propagation;
+mod reconnect;
+mod scale;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +27,12 @@ enum Bench {
     Propagation(propagation::Args),
     /// TLS passthrough by SNI: Meridian's zone ingress, HAProxy, nginx and no proxy.
     Datapath(datapath::Args),
+    /// Resources and bytes re-sent when a zone reconnects after K changes, or restarts.
+    Reconnect(reconnect::Args),
+    /// Memory, full-sync time and config computation at 100 zones × 1,000 dataplanes.
+    Scale(scale::Args),
+    /// The whole data path (sidecar → egress → ingress → sidecar) against a direct connection.
+    Fullpath(fullpath::Args),
     /// Meridian's SNI router with fixed routes (the `datapath` benchmark's child).
     #[command(hide = true)]
     ServeIngress(datapath::ingress::Args),
@@ -42,11 +52,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().bench {
-        Bench::Propagation(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(propagation::run(args)),
+        Bench::Propagation(args) => runtime()?.block_on(propagation::run(args)),
         Bench::Datapath(args) => datapath::run(args),
+        Bench::Reconnect(args) => runtime()?.block_on(reconnect::run(args)),
+        Bench::Scale(args) => runtime()?.block_on(scale::run(args)),
+        Bench::Fullpath(args) => runtime()?.block_on(fullpath::run(args)),
         Bench::ServeIngress(args) => datapath::ingress::run(args),
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
