@@ -10,8 +10,9 @@
 //! - with mTLS on, every other (enabled) zone's ingress that advertises
 //!   instances of it, at the ingress's advertised address, weighted by the
 //!   number of matching instances behind it;
-//! - with the mesh's `routing.zoneEgress` on and an egress in Z, the remote
-//!   ingresses are replaced by Z's egress (which then picks the zone).
+//! - with the mesh's `routing.zoneEgress` on, the remote ingresses are
+//!   replaced by Z's egress (which then picks the zone); with no egress in Z,
+//!   there are no remote endpoints.
 //!
 //! Without mTLS there is no SNI to route by, so only local endpoints are used.
 
@@ -207,8 +208,14 @@ impl ZoneView {
             return endpoints;
         }
         let remote = self.remote_endpoints(mesh, service, subset);
+        if !egress_routing(mesh_spec) {
+            endpoints.extend(remote);
+            return endpoints;
+        }
+        // Through the egress only: without one, cross-zone traffic has no way
+        // out (as in Kuma), rather than silently bypassing the control point.
         match self.egresses.values().next() {
-            Some(egress) if egress_routing(mesh_spec) && !remote.is_empty() => {
+            Some(egress) if !remote.is_empty() => {
                 let weight = remote.iter().map(|e| e.weight).sum();
                 let address = socket_addr(
                     &egress.networking.address,
@@ -225,7 +232,7 @@ impl ZoneView {
                     });
                 }
             }
-            _ => endpoints.extend(remote),
+            _ => {}
         }
         endpoints
     }
@@ -576,6 +583,12 @@ mod tests {
                 ("east".into(), 1, Via::Direct),
                 (EGRESS_ZONE.into(), 7, Via::Egress)
             ]
+        );
+        v.egresses.clear();
+        assert_eq!(
+            backend_endpoints(&v),
+            vec![("east".into(), 1, Via::Direct)],
+            "no egress: no way out of the zone, and no bypass"
         );
     }
 
