@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-postgres.sh
 profile=(--release)
-zones=1,10,50
+zones=1,10,50,100
 changes=100
 smoke=0
 if [ "${1:-}" = "--smoke" ]; then
@@ -64,15 +64,19 @@ install_proxies() {
     trap - EXIT
   fi
 }
-cargo build "${profile[@]}" -q -p meridian-bench
-bin=${CARGO_TARGET_DIR:-target}/$([ ${#profile[@]} -gt 0 ] && echo release || echo debug)/meridian-bench
+# The benchmarks start global (propagation) and whole meshes (fullpath) from the
+# real `meridian` binary of the same profile.
+cargo build "${profile[@]}" -q -p meridian-bench -p meridian-cli
+out=${CARGO_TARGET_DIR:-target}/$([ ${#profile[@]} -gt 0 ] && echo release || echo debug)
+bin=$out/meridian-bench
+meridian=$out/meridian
 echo "== $(date -u +%F) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
 echo "== propagation, global on the embedded store"
-"$bin" propagation --zones "$zones" --changes "$changes" --rate 20
+"$bin" propagation --zones "$zones" --changes "$changes" --rate 20 --meridian-bin "$meridian"
 echo "== propagation, global on PostgreSQL"
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS meridian_bench" 2>/dev/null
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE meridian_bench"
-"$bin" propagation --zones "$zones" --changes "$changes" --rate 20 \
+"$bin" propagation --zones "$zones" --changes "$changes" --rate 20 --meridian-bin "$meridian" \
   --database-url postgres://postgres@127.0.0.1:5432/meridian_bench
 install_proxies
 echo "== datapath: TLS passthrough by SNI, proxies on 1 thread"
@@ -82,4 +86,10 @@ else
   "$bin" datapath --threads 1
   echo "== datapath: TLS passthrough by SNI, proxies on all cores"
   "$bin" datapath --threads all
+fi
+echo "== fullpath: sidecar -> egress -> ingress -> sidecar against direct, real processes"
+if [ $smoke -eq 1 ]; then
+  "$bin" fullpath --smoke --meridian-bin "$meridian"
+else
+  "$bin" fullpath --meridian-bin "$meridian"
 fi

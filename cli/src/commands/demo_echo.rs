@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 async fn serve_one(mut stream: TcpStream, identity: String) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     stream.write_all(format!("{identity}: ").as_bytes()).await?;
     let (mut reader, mut writer) = stream.split();
     tokio::io::copy(&mut reader, &mut writer).await?;
