@@ -2,8 +2,14 @@
 # Runs every benchmark and prints its figures (nothing passes or fails).
 #   scripts/bench.sh            full run (release build)
 #   scripts/bench.sh --smoke    a few seconds per benchmark, for CI
+# A full run also writes everything it prints to bench/RESULTS.md, the source of the
+# README's tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" != "--smoke" ] && [ -z "${MERIDIAN_BENCH_TEE:-}" ]; then
+  export MERIDIAN_BENCH_TEE=1
+  exec > >(tee bench/RESULTS.md) 2>&1
+fi
 source scripts/ensure-postgres.sh
 profile=(--release)
 zones=1,10,50,100
@@ -78,6 +84,18 @@ psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS meridian_bench" 2>/de
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE meridian_bench"
 "$bin" propagation --zones "$zones" --changes "$changes" --rate 20 --meridian-bin "$meridian" \
   --database-url postgres://postgres@127.0.0.1:5432/meridian_bench
+echo "== reconnect: zone re-sync after K missed changes, global on the embedded store"
+if [ $smoke -eq 1 ]; then "$bin" reconnect --smoke; else "$bin" reconnect; fi
+echo "== reconnect, global on PostgreSQL"
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS meridian_bench" 2>/dev/null
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE meridian_bench"
+if [ $smoke -eq 1 ]; then
+  "$bin" reconnect --smoke --database-url postgres://postgres@127.0.0.1:5432/meridian_bench
+else
+  "$bin" reconnect --database-url postgres://postgres@127.0.0.1:5432/meridian_bench
+fi
+echo "== scale: 100 zones x 1000 dataplanes, 10000 policies, global on the embedded store"
+if [ $smoke -eq 1 ]; then "$bin" scale --smoke; else "$bin" scale; fi
 install_proxies
 echo "== datapath: TLS passthrough by SNI, proxies on 1 thread"
 if [ $smoke -eq 1 ]; then

@@ -10,7 +10,8 @@
 //! (connections dropped, new ones closed on accept) and restored.
 //!
 //! Scenarios, each K in `--missed`:
-//! - **cut**: cut the relay, wait until global has recorded the zone offline, update
+//! - **cut**: cut the relay, wait until both global and the zone have seen the
+//!   session end (their in-memory KDS gauges), update
 //!   K existing policies on global, restore the relay;
 //! - **restart**: shut the zone CP and its store down (the store directory stays),
 //!   update K policies, open the same directory and start a new zone CP.
@@ -152,11 +153,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     for &k in &missed {
         // Cut: the zone stays up, its connection to global does not.
         relay.cut();
-        insight_until(&http, &api, &zone, "the zone offline after the cut", |i| {
-            !i.online
-        })
-        .await?;
-        wait_unsubscribed().await?;
+        harness::wait_disconnected(&zone).await?;
         let baseline = insight(&http, &api, &zone).await?;
         round += 1;
         harness::put_all(global.store.as_ref(), policies(&names[..k], round)?, BATCH).await?;
@@ -185,12 +182,9 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         let _ = zone_cp.shutdown().await;
         zone_store.shutdown().await;
         drop(zone_store);
-        insight_until(&http, &api, &zone, "the zone offline after shutdown", |i| {
-            !i.online
-        })
-        .await?;
         // The stopped client leaves its process-wide gauge at 1; the new one must set it.
         metrics::gauge!("meridian_kds_connected").set(0.0);
+        harness::wait_disconnected(&zone).await?;
         let baseline = insight(&http, &api, &zone).await?;
         round += 1;
         harness::put_all(global.store.as_ref(), policies(&names[..k], round)?, BATCH).await?;
@@ -243,19 +237,6 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     println!(
         "re-sent: global's global→zone sent counters (all types); bytes: through the relay from restore/start until applied (TLS, HTTP/2, gRPC framing included); wait: restore/start -> the zone's first TCP connection (reconnect backoff; for restart also store open and ZoneCp::start); total: restore/start -> all K applied in the zone store with a subscribed session"
     );
-    Ok(())
-}
-
-/// Waits until the zone's KDS client has noticed the cut (its gauge fell to 0), so
-/// the old session cannot be taken for the new one.
-async fn wait_unsubscribed() -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while harness::zone_subscribed() {
-        if Instant::now() > deadline {
-            anyhow::bail!("the zone never noticed the cut");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     Ok(())
 }
 

@@ -171,16 +171,16 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         ),
     );
     figure(
-        "load time (Store::apply, 500/batch)",
+        "load time (Store::apply, 500 per batch)",
         format!("{load_ms:.0} ms"),
     );
-    figure("process RSS at start", format!("{} MiB", mib(rss_start)));
+    figure("RSS at start", format!("{} MiB", mib(rss_start)));
     figure(
-        "process RSS, global started, empty",
+        "RSS, global started, empty",
         format!("{} MiB", mib(rss_empty)),
     );
     figure(
-        "process RSS, global loaded (incl. bench allocations)",
+        "RSS, global loaded (incl. bench)",
         format!("{} MiB", mib(rss_loaded)),
     );
 
@@ -194,7 +194,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let snapshot_resources = snapshot.resources.len();
     drop(snapshot);
     figure(
-        "global Store::snapshot() alone (what a full sync reads)",
+        "global Store::snapshot() alone",
         format!(
             "{snapshot_resources} resources in {snapshot_ms:.0} ms; RSS {} while held",
             delta(rss_before_snapshot, rss_snapshot)
@@ -244,7 +244,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         );
     }
     figure(
-        "new zone full sync (store open -> applied)",
+        "new zone full sync (open -> applied)",
         format!("{:.0} ms", ms(started, synced_at)),
     );
     figure(
@@ -255,7 +255,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         ),
     );
     figure(
-        "  bytes global->zone / zone->global (relay, TLS incl.)",
+        "  bytes g->z / z->g (relay)",
         format!(
             "{:.2} MiB / {:.1} KiB",
             sync_bytes.to_zone as f64 / 1048576.0,
@@ -263,7 +263,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         ),
     );
     figure(
-        "process RSS delta over the zone's sync (shared process, after the snapshot above was freed)",
+        "RSS delta over the zone's sync",
         delta(rss_before_zone, rss_after_zone),
     );
 
@@ -326,7 +326,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     );
     let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     figure(
-        "sidecar_config (5 outbound services)",
+        "sidecar_config (5 outbounds)",
         format!(
             "p50 {:.1} us, p99 {:.1} us, max {:.1} us over {} calls; {outbounds} outbounds, {endpoints} endpoints",
             us(0.5),
@@ -345,6 +345,9 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     for (name, value) in figures {
         println!("{name:<width$}  {value}");
     }
+    println!(
+        "RSS: VmRSS of this one process (global, the new zone, the bench's own allocations, redb caches; freed memory is not always returned); the zone's figure is a delta of that shared process, measured after the snapshot above was freed; bytes: through the relay, TLS and framing included"
+    );
     Ok(())
 }
 

@@ -150,6 +150,33 @@ pub(crate) fn zone_subscribed() -> bool {
     })
 }
 
+/// Whether global's KDS service counts a live stream of `zone`: its in-memory
+/// `meridian_kds_zone_online{zone}` gauge from the process-wide recorder. The stored
+/// insight is not used for this: a periodic flush that started before the session
+/// ended can land after the end's flush (seen on PostgreSQL) and leave `online: true`
+/// stored until `lastSeen` goes stale 30 s later.
+pub(crate) fn global_sees_online(zone: &str) -> bool {
+    let rendered = meridian_api::telemetry::prometheus().render();
+    let prefix = format!("meridian_kds_zone_online{{zone=\"{zone}\"}} ");
+    rendered.lines().any(|line| {
+        line.strip_prefix(&prefix)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|v| v >= 1.0)
+    })
+}
+
+/// Waits until neither global nor the zone's KDS client has a live session.
+pub(crate) async fn wait_disconnected(zone: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while global_sees_online(zone) || zone_subscribed() {
+        if Instant::now() > deadline {
+            bail!("the session of zone {zone} did not end within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 /// Waits until the zone has applied global revision `at_least` and, if
 /// `need_session`, its KDS client reports a subscribed session. Woken by the zone
 /// store's commits, with a 2 ms poll for the gauge. Returns when that was seen.
