@@ -87,6 +87,10 @@ impl ZoneInsight {
 #[derive(Clone, Default)]
 pub struct Insights {
     inner: Arc<Mutex<State>>,
+    /// Held across a flush's snapshot and its writes, so flushes write in the order
+    /// they took their snapshots: a periodic flush that read `online: true` cannot
+    /// land after a session's final flush that wrote `online: false`.
+    flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
@@ -151,6 +155,7 @@ impl Insights {
 
     /// Writes changed insights to the store now.
     pub async fn flush(&self, store: &dyn Store) {
+        let _in_order = self.flushing.lock().await;
         let pending: Vec<(String, serde_json::Value)> = {
             let Ok(mut state) = self.inner.lock() else {
                 return;
