@@ -8,6 +8,7 @@
 
 mod datapath;
 mod fullpath;
+mod procfs;
 mod propagation;
 mod reconnect;
 mod scale;

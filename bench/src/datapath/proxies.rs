@@ -14,6 +14,7 @@
 //! Each runs from a generated config in its own temporary directory, never as
 //! the system service, and is stopped (SIGTERM, then SIGKILL) when dropped.
 
+use crate::procfs::{clock_ticks, cpu_ticks, stat_fields, status_kib};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -285,7 +286,7 @@ stream {{
             if let Some((utime, stime)) = cpu_ticks(pid) {
                 usage.cpu_seconds += (utime + stime) as f64 / self.clock_ticks;
             }
-            usage.peak_rss_bytes += status_kib(pid, "VmHWM:").unwrap_or(0) * 1024;
+            usage.peak_rss_bytes += status_kib(Some(pid), "VmHWM:").unwrap_or(0) * 1024;
         }
         usage
     }
@@ -354,40 +355,4 @@ fn process_tree(root: u32) -> Vec<u32> {
         i += 1;
     }
     tree
-}
-
-/// The fields of `/proc/<pid>/stat` after the command name: state, ppid, …
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
-/// `utime` and `stime` (fields 14 and 15 of `/proc/<pid>/stat`), in clock ticks;
-/// for a process, they include all its threads.
-fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
-    let fields = stat_fields(pid)?;
-    Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
-}
-
-/// A `kB` line of `/proc/<pid>/status`, such as `VmHWM:`.
-fn status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), 100 if unknown.
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
 }

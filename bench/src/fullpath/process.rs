@@ -6,6 +6,7 @@
 //! life; its stderr goes to a log file shown when it fails. Children are killed
 //! (SIGKILL) when dropped.
 
+use crate::procfs::{clock_ticks, cpu_ticks, status_kib};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -172,39 +173,7 @@ impl Process {
             cpu_seconds: cpu_ticks(pid).map_or(0.0, |(utime, stime)| {
                 (utime + stime) as f64 / self.clock_ticks
             }),
-            peak_rss_bytes: status_kib(pid, "VmHWM:").unwrap_or(0) * 1024,
+            peak_rss_bytes: status_kib(Some(pid), "VmHWM:").unwrap_or(0) * 1024,
         }
     }
-}
-
-/// `utime` and `stime` (fields 14 and 15 of `/proc/<pid>/stat`), in clock ticks;
-/// they cover all the process's threads.
-fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): state, ppid, …
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
-}
-
-/// A `kB` line of `/proc/<pid>/status`, such as `VmHWM:`.
-fn status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), 100 if unknown.
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
 }

@@ -323,10 +323,7 @@ pub(crate) async fn insight_until(
 
 /// This process's resident set size (`VmRSS` of `/proc/self/status`), in bytes.
 pub(crate) fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    crate::procfs::status_kib(None, "VmRSS:").map(|kib| kib * 1024)
 }
 
 /// Bytes as MiB with one decimal, or `?` when unknown.
