@@ -130,6 +130,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let full = Target::new(mesh.outbound, IDENTITY);
     eprintln!("fullpath: measuring direct");
     let direct = measure("direct", &direct, &plan, &mesh).await?;
+    // A pause so the direct run's connections finish closing (TIME_WAIT, echo
+    // tasks) before the next measurement; not a synchronisation.
     tokio::time::sleep(Duration::from_millis(500)).await;
     eprintln!("fullpath: measuring full path");
     let full = measure("full path", &full, &plan, &mesh).await?;

@@ -9,5 +9,6 @@ pub mod global_cp;
 pub mod probe;
 pub mod up;
 pub mod zone_cp;
+pub mod zone_cp_link;
 pub mod zone_egress;
 pub mod zone_ingress;

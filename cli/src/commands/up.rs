@@ -262,23 +262,19 @@ fn start_proxies(
 ) -> anyhow::Result<()> {
     let zone_cp = format!("http://127.0.0.1:{}", ports.dp);
     let ingress = super::zone_ingress::ZoneIngressArgs {
-        zone_cp: zone_cp.clone(),
-        zone_cp_ca: None,
+        link: super::zone_cp_link::ZoneCpLink::to(zone_cp.clone()),
         name: format!("{zone}-ingress"),
         listen: addr(ports.ingress),
         advertise: None,
-        admin_addr: None,
     };
     spawn_proxy(
         "zone ingress",
         super::zone_ingress::run(ingress, stop.clone().cancelled_owned()),
     );
     let egress = super::zone_egress::ZoneEgressArgs {
-        zone_cp: zone_cp.clone(),
-        zone_cp_ca: None,
+        link: super::zone_cp_link::ZoneCpLink::to(zone_cp.clone()),
         name: format!("{zone}-egress"),
         listen: addr(ports.egress),
-        admin_addr: None,
     };
     spawn_proxy(
         "zone egress",

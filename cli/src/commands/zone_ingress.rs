@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::Context;
 use meridian_zone_ingress::IngressSettings;
@@ -12,16 +11,8 @@ use meridian_zone_ingress::IngressSettings;
 /// Arguments of `meridian zone-ingress`.
 #[derive(clap::Args, Debug)]
 pub struct ZoneIngressArgs {
-    /// The zone control plane's data-plane URL (http:// only to loopback).
-    #[arg(
-        long,
-        env = "MERIDIAN_ZONE_CP",
-        default_value = "http://127.0.0.1:5678"
-    )]
-    pub zone_cp: String,
-    /// CA certificate (PEM) that signed the zone control plane's certificate.
-    #[arg(long)]
-    pub zone_cp_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub link: super::zone_cp_link::ZoneCpLink,
     /// The ingress's name, unique in its zone.
     #[arg(long, default_value = "zone-ingress")]
     pub name: String,
@@ -31,28 +22,18 @@ pub struct ZoneIngressArgs {
     /// The IP:PORT other zones dial (default: the bound listen address).
     #[arg(long)]
     pub advertise: Option<SocketAddr>,
-    /// Where to serve /healthz, /readyz and /metrics (default: nowhere).
-    #[arg(long)]
-    pub admin_addr: Option<SocketAddr>,
 }
 
 /// Runs `meridian zone-ingress` until `shutdown` completes.
 pub async fn run(args: ZoneIngressArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let zone_cp_ca_pem = args
-        .zone_cp_ca
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading the zone CP CA {}", path.display()))
-        })
-        .transpose()?;
+    let zone_cp_ca_pem = args.link.ca_pem()?;
     let settings = IngressSettings {
-        zone_cp: args.zone_cp,
+        zone_cp: args.link.zone_cp,
         zone_cp_ca_pem,
         name: args.name,
         listen: args.listen,
         advertise: args.advertise,
-        admin_addr: args.admin_addr,
+        admin_addr: args.link.admin_addr,
     };
     meridian_zone_ingress::run(settings, shutdown)
         .await
