@@ -145,6 +145,12 @@ async fn proxies_register_get_configs_and_certificates_and_leave() {
     let dp_key = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "backend-1");
     let stored = store.get(&dp_key).await.unwrap().expect("registered");
     assert_eq!(stored.zone.as_deref(), Some("east"));
+    // Config applied and certificate held: its inbound is an endpoint now.
+    eventually("backend's inbound ready", WAIT, || async {
+        let stored = store.get(&dp_key).await.unwrap()?;
+        (stored.spec["networking"]["inbound"][0]["health"]["ready"] == true).then_some(())
+    })
+    .await;
 
     // A frontend sees backend's inbound as its endpoint.
     let frontend = client(&zone, sidecar("web-1", "web", 20002, Some("backend")));
@@ -319,6 +325,20 @@ async fn bad_registrations_are_refused_with_the_reason() {
     let first = raw_hello(&zone, hello(ProxyKind::Sidecar, "a", dp.clone()))
         .await
         .unwrap();
+    // Registered, but it never ACKed a config nor got a certificate: no endpoint.
+    let stored = store
+        .get(&ResourceKey::in_mesh(
+            ResourceKind::Dataplane,
+            "default",
+            "a",
+        ))
+        .await
+        .unwrap()
+        .expect("registered");
+    assert_eq!(
+        stored.spec["networking"]["inbound"][0]["health"]["ready"],
+        false
+    );
     let Err(second) = raw_hello(&zone, hello(ProxyKind::Sidecar, "a", dp)).await else {
         panic!("a second stream for the same proxy was accepted");
     };

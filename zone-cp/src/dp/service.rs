@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meridian_identity::{DEFAULT_WORKLOAD_VALIDITY, MeshCa, WorkloadId};
 use meridian_model::{
-    DataplaneSpec, ORIGIN_LABEL, ResourceKind, SERVICE_TAG, Spec, ZONE_LABEL, ca_cert_secret_name,
-    ca_key_secret_name, parse_document,
+    DataplaneSpec, Health, ORIGIN_LABEL, ResourceKind, SERVICE_TAG, Spec, ZONE_LABEL,
+    ca_cert_secret_name, ca_key_secret_name, parse_document,
 };
 use meridian_proto::dp::control_message::Message as ToProxy;
 use meridian_proto::dp::dataplane_config_server::DataplaneConfig;
@@ -22,6 +22,7 @@ use meridian_proto::dp::proxy_message::Message as FromProxy;
 use meridian_proto::dp::{
     Certificate, Config, ControlMessage, Error, Hello, ProxyKind, ProxyMessage,
 };
+use meridian_proxy_api::ProxyConfig;
 use meridian_store::{NewResource, Precondition, ResourceKey, Store};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
@@ -67,6 +68,28 @@ struct Registered {
     /// Sidecars: the identity its certificates carry.
     identity: Option<WorkloadId>,
     configs: watch::Receiver<Option<VersionedConfig>>,
+    /// Sidecars: the registered Dataplane and the inbounds registered as not
+    /// ready, which become endpoints once the sidecar can serve them.
+    readiness: Option<PendingReadiness>,
+}
+
+/// A sidecar is not an endpoint until it can serve: it has applied its config
+/// (its listeners exist) and, in an mTLS mesh, holds a certificate. Until then
+/// its inbounds are stored with `health.ready: false`, so no proxy in any zone
+/// sends it traffic (and no ingress advertises it).
+struct PendingReadiness {
+    dataplane: DataplaneSpec,
+    /// Inbounds whose health Meridian set (the document left it out).
+    inbounds: Vec<usize>,
+    acked: bool,
+    mtls: Option<bool>,
+    certified: bool,
+}
+
+impl PendingReadiness {
+    fn can_serve(&self) -> bool {
+        self.acked && (self.mtls == Some(false) || self.certified)
+    }
 }
 
 impl DpService {
@@ -134,8 +157,20 @@ impl DpService {
                         .or_insert_with(|| self.zone.clone());
                 }
                 let identity = sidecar_identity(&mesh, &dp)?;
+                let mut pending = Vec::new();
+                for (i, inbound) in dp.networking.inbound.iter_mut().enumerate() {
+                    if inbound.health.is_none() {
+                        inbound.health = Some(Health { ready: false });
+                        pending.push(i);
+                    }
+                }
                 let key = ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, hello.name);
-                (key, Spec::Dataplane(dp.clone()), Some(dp), Some(identity))
+                (
+                    key,
+                    Spec::Dataplane(dp.clone()),
+                    Some((dp, pending)),
+                    Some(identity),
+                )
             }
             Spec::ZoneIngress(mut ingress) => {
                 ingress.zone = Some(self.zone.clone());
@@ -156,23 +191,17 @@ impl DpService {
         };
         let configs = self
             .registry
-            .claim(kind, key.clone(), dataplane)
+            .claim(
+                kind,
+                key.clone(),
+                dataplane.as_ref().map(|(dp, _)| dp.clone()),
+            )
             .map_err(|e| Status::already_exists(e.to_string()))?;
-        let labels = [
-            (ORIGIN_LABEL, "zone"),
-            (ZONE_LABEL, self.zone.as_str()),
-            (REGISTERED_LABEL, REGISTERED_BY_STREAM),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let new = NewResource {
-            key: key.clone(),
-            labels,
-            spec: spec.to_value(),
-            zone: Some(self.zone.clone()),
-        };
-        if let Err(error) = self.store.put(new, Precondition::Any).await {
+        if let Err(error) = self
+            .store
+            .put(self.registration(&key, &spec), Precondition::Any)
+            .await
+        {
             self.registry.release(&key);
             return Err(match error {
                 meridian_store::StoreError::MeshNotFound { .. } => {
@@ -187,7 +216,59 @@ impl DpService {
             key,
             identity,
             configs,
+            readiness: dataplane.map(|(dataplane, inbounds)| PendingReadiness {
+                dataplane,
+                inbounds,
+                acked: false,
+                mtls: None,
+                certified: false,
+            }),
         })
+    }
+
+    /// The stored form of a proxy's registration.
+    fn registration(&self, key: &ResourceKey, spec: &Spec) -> NewResource {
+        let labels = [
+            (ORIGIN_LABEL, "zone"),
+            (ZONE_LABEL, self.zone.as_str()),
+            (REGISTERED_LABEL, REGISTERED_BY_STREAM),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        NewResource {
+            key: key.clone(),
+            labels,
+            spec: spec.to_value(),
+            zone: Some(self.zone.clone()),
+        }
+    }
+
+    /// Marks a sidecar's pending inbounds ready once it can serve (once).
+    async fn mark_ready_if_serving(&self, reg: &mut Registered) {
+        let Some(pending) = reg.readiness.as_mut() else {
+            return;
+        };
+        if !pending.can_serve() {
+            return;
+        }
+        let mut dp = pending.dataplane.clone();
+        for &i in &pending.inbounds {
+            if let Some(inbound) = dp.networking.inbound.get_mut(i) {
+                inbound.health = Some(Health { ready: true });
+            }
+        }
+        let new = self.registration(&reg.key, &Spec::Dataplane(dp));
+        match self.store.put(new, Precondition::Any).await {
+            Ok(_) => {
+                tracing::info!(proxy = %reg.key, "sidecar serving: its inbounds are endpoints now");
+                reg.readiness = None;
+            }
+            // Retried on the next ACK or certificate.
+            Err(error) => {
+                tracing::warn!(proxy = %reg.key, %error, "marking the sidecar ready failed")
+            }
+        }
     }
 
     /// Signs `csr_pem` for the registered identity with the mesh CA.
@@ -254,6 +335,9 @@ impl DpService {
                 changed = reg.configs.changed() => {
                     if changed.is_err() { break; }
                     let Some(v) = reg.configs.borrow_and_update().clone() else { continue };
+                    if let (Some(pending), ProxyConfig::Sidecar(s)) = (reg.readiness.as_mut(), &*v.config) {
+                        pending.mtls = Some(s.mtls);
+                    }
                     let config = Config {
                         version: v.version,
                         config: serde_json::to_vec(&*v.config).unwrap_or_default(),
@@ -267,6 +351,9 @@ impl DpService {
                             Some(FromProxy::Ack(a)) => {
                                 tracing::debug!(proxy = %reg.key, version = a.version, "config ACKed");
                                 metrics::counter!("meridian_zone_proxy_config_replies_total", "result" => "ack").increment(1);
+                                if let Some(pending) = reg.readiness.as_mut() {
+                                    pending.acked = true;
+                                }
                                 None
                             }
                             Some(FromProxy::Nack(n)) => {
@@ -279,6 +366,9 @@ impl DpService {
                                     Ok(cert) => {
                                         tracing::info!(proxy = %reg.key, "certificate issued");
                                         metrics::counter!("meridian_zone_certificates_issued_total").increment(1);
+                                        if let Some(pending) = reg.readiness.as_mut() {
+                                            pending.certified = true;
+                                        }
                                         ToProxy::Certificate(cert)
                                     }
                                     Err(detail) => {
@@ -297,6 +387,7 @@ impl DpService {
                         {
                             break;
                         }
+                        self.mark_ready_if_serving(&mut reg).await;
                     }
                     Ok(None) => break,
                     Err(status) => {
