@@ -27,6 +27,7 @@ pub mod health;
 pub mod openapi;
 pub mod problem;
 pub mod query;
+pub mod raft;
 pub mod resources;
 pub mod router;
 pub mod server;

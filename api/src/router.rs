@@ -75,6 +75,8 @@ pub struct AppState {
     pub role: Role,
     /// Issues zone tokens; `None` on zones, which do not issue them.
     pub zone_tokens: Option<ZoneTokens>,
+    /// The zone CP's replica group, when it runs several replicas (`/raft`).
+    pub raft: Option<crate::raft::SharedRaftAdmin>,
 }
 
 /// Path parameters, with decoding failures reported as problems.
@@ -127,6 +129,22 @@ pub fn router(state: AppState, auth: AdminAuth) -> Router {
         .route("/zones+insights", get(zones::list_with_insights));
     if state.role == Role::Global {
         guarded = guarded.route("/tokens/zone", axum::routing::post(tokens::issue));
+    }
+    if state.raft.is_some() {
+        guarded = guarded
+            .route("/raft", get(crate::raft::status))
+            .route(
+                "/raft/learners",
+                axum::routing::post(crate::raft::add_learner),
+            )
+            .route(
+                "/raft/voters/{id}",
+                axum::routing::post(crate::raft::promote),
+            )
+            .route(
+                "/raft/members/{id}",
+                axum::routing::delete(crate::raft::remove),
+            );
     }
     for kind in [
         ResourceKind::Zone,

@@ -330,6 +330,7 @@ async fn measure(zone_count: usize, args: &Args, bin: &std::path::Path) -> anyho
             global_ca_pem: Some(ca_pem.clone()),
             token,
             heartbeat: Duration::from_secs(5),
+            leader_term: 0,
         });
         let zone = ZoneCp::start(zone_config, Arc::new(zone_store.clone())).await?;
         wait_for_mesh(&zone_store)

@@ -48,7 +48,18 @@ pub enum EmbeddedStoreError {
     /// The Raft node failed or stopped.
     #[error("raft: {0}")]
     Raft(String),
-    /// The node did not become leader in time.
+    /// The Raft address could not be bound.
+    #[error("binding the Raft address {addr}: {source}")]
+    RaftBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The multi-replica configuration is unusable.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterConfigError),
+    /// The node did not become leader (or learn of one) in time.
     #[error("the Raft node did not become leader within {0:?}")]
     LeaderTimeout(std::time::Duration),
 }

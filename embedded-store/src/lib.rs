@@ -53,17 +53,22 @@
 //! [`EmbeddedStoreOptions::snapshot_logs_since_last`] entries, after which the log is
 //! purged up to [`EmbeddedStoreOptions::max_in_snapshot_log_to_keep`] entries behind it.
 
+pub mod cluster;
 mod error;
+pub mod forward;
+pub mod group_status;
 pub mod log_store;
 pub mod network;
+pub mod raft_service;
 pub mod state_machine;
 pub mod store;
 mod tables;
 pub mod types;
 
+pub use cluster::{RaftCluster, RaftTiming, RaftTls};
 pub use error::EmbeddedStoreError;
+pub use group_status::GroupStatus;
 pub use log_store::LogStore;
-pub use network::SingleNodeNetwork;
 pub use state_machine::StateMachine;
 pub use store::{EmbeddedStore, EmbeddedStoreOptions, LOG_FILE, STATE_FILE};
 pub use types::{Command, CommandResponse, TypeConfig};

@@ -191,7 +191,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
         self.write_meta(META_COMMITTED, &committed)
-            .map_err(|e| storage_error(e, ErrorVerb::Write, ErrorSubject::Store))
+            .map_err(|e| storage_error(e, ErrorVerb::Write, ErrorSubject::Store))?;
+        if let Some(committed) = committed {
+            metrics::gauge!("meridian_raft_commit_index").set(committed.index as f64);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

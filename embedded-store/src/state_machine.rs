@@ -267,7 +267,9 @@ impl StateMachine {
         }
         txn.commit()?;
         publish(&self.revision_tx, payload.counters.revision);
-        tracing::info!(snapshot = %meta.snapshot_id, revision = payload.counters.revision, "installed a Raft snapshot");
+        metrics::counter!("meridian_raft_snapshots_installed_total").increment(1);
+        metrics::gauge!("meridian_raft_snapshot_bytes").set(data.len() as f64);
+        tracing::info!(snapshot = %meta.snapshot_id, revision = payload.counters.revision, bytes = data.len(), "installed a Raft snapshot");
         Ok(())
     }
 }
@@ -356,6 +358,8 @@ impl SnapshotBuilder {
             }
         }
         txn.commit()?;
+        metrics::counter!("meridian_raft_snapshots_built_total").increment(1);
+        metrics::gauge!("meridian_raft_snapshot_bytes").set(data.len() as f64);
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built a Raft snapshot");
         Ok(Snapshot {
             meta,

@@ -1,12 +1,18 @@
-//! [`EmbeddedStore`]: the [`Store`] trait on a single-node openraft group whose log
-//! and state machine live in redb files in one directory.
+//! [`EmbeddedStore`]: the [`Store`] trait on an openraft group (one replica, or
+//! several with [`EmbeddedStoreOptions::cluster`]) whose log and state machine live in
+//! redb files in one directory.
 //!
 //! Writes (`apply`, `compact`, `put_zone_insight`, `setting_or_insert`) are proposed
-//! as [`Command`]s with `client_write` and answered by the state machine once applied.
-//! Reads go straight to the state machine's database in a redb read transaction (one
-//! consistent cut per call). That is linearizable on a single node, which is always the
-//! leader; in the three-node group each read path marked `HA:` below must first call
-//! `raft.ensure_linearizable()` (or forward to the leader).
+//! as [`Command`]s and answered by the state machine once applied. On a follower they
+//! are forwarded to the leader ([`crate::forward`]) and answered once this replica has
+//! applied them too, so a client reads its own writes on the replica it wrote to. A
+//! write that does not commit within [`EmbeddedStoreOptions::write_timeout`] (a
+//! replica cut off from the majority) fails `Unavailable` and is not acknowledged.
+//!
+//! Reads go straight to this replica's state machine in a redb read transaction (one
+//! consistent cut per call): linearizable on a single replica; on several, a follower
+//! serves what it has applied, at most a heartbeat or so behind the leader. Zone CPs
+//! accept that: every consumer (proxies, REST readers) converges on the next change.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,20 +21,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::cluster::RaftCluster;
+use crate::forward::{self, ForwardError, ForwardRequest, ForwardResponse};
+use crate::group_status::{self, GroupStatus};
+use crate::network::Peers;
+use crate::raft_service::{self, RaftServerHandle};
+
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
 use meridian_store::{
     Change, ChangeBatch, ListQuery, Page, ResourceKey, Revision, Snapshot, Store, StoreError,
     StoredResource, WriteOp, WriteOutcome,
 };
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::error::EmbeddedStoreError;
 use crate::log_store::LogStore;
-use crate::network::SingleNodeNetwork;
 use crate::state_machine::StateMachine;
 use crate::tables::{
     CHANGE_LOG, ChangeOp, ChangeRow, InsightRow, LATEST_CHANGE, RESOURCES, ResourceRow, SETTINGS,
@@ -56,8 +67,13 @@ pub struct EmbeddedStoreOptions {
     /// lagging follower catch up from the log instead of a snapshot once the group has
     /// followers). Default 1000, so the log holds at most about 6000 entries.
     pub max_in_snapshot_log_to_keep: u64,
-    /// How long `open` waits for the node to become leader. Default 10 s.
+    /// How long `open` waits for the node to become leader (single replica) or to
+    /// learn of a leader (several). Default 10 s.
     pub leader_timeout: Duration,
+    /// Several replicas: this one's id, address, peers and TLS. `None` runs one.
+    pub cluster: Option<RaftCluster>,
+    /// How long a write may wait to commit before failing `Unavailable`. Default 5 s.
+    pub write_timeout: Duration,
 }
 
 impl Default for EmbeddedStoreOptions {
@@ -66,6 +82,8 @@ impl Default for EmbeddedStoreOptions {
             snapshot_logs_since_last: 5000,
             max_in_snapshot_log_to_keep: 1000,
             leader_timeout: Duration::from_secs(10),
+            cluster: None,
+            write_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -79,6 +97,13 @@ pub struct EmbeddedStore {
 
 struct Inner {
     raft: Raft,
+    node_id: NodeId,
+    /// Peers of a multi-replica group (`None` on a single replica).
+    peers: Option<Peers>,
+    server: Option<RaftServerHandle>,
+    leads: watch::Receiver<Option<u64>>,
+    watcher: JoinHandle<()>,
+    write_timeout: Duration,
     state: Arc<Database>,
     /// The log database, held only to know when openraft has let go of it.
     log: Arc<Database>,
@@ -89,6 +114,10 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.watcher.abort();
+        if let Some(server) = &self.server {
+            server.stop();
+        }
         if self.shut_down.load(Ordering::SeqCst) {
             return;
         }
@@ -139,9 +168,15 @@ impl EmbeddedStore {
     }
 
     /// Opens (or creates) the store in `dir`: the Raft log in [`LOG_FILE`], the state
-    /// machine in [`STATE_FILE`]. Starts Raft node 1, initialises the membership `{1}`
-    /// on first start only, and waits until the node is leader and has applied its
-    /// whole log, so reads see every write acknowledged before.
+    /// machine in [`STATE_FILE`].
+    ///
+    /// With one replica: starts Raft node 1, initialises the membership `{1}` on first
+    /// start only, and waits until the node is leader and has applied its whole log,
+    /// so reads see every write acknowledged before.
+    ///
+    /// With [`EmbeddedStoreOptions::cluster`]: serves Raft to peers, lets the lowest
+    /// id of the peer list initialise the group on its first start, and waits until a
+    /// leader is known.
     pub async fn open_with(
         dir: &Path,
         options: EmbeddedStoreOptions,
@@ -155,11 +190,24 @@ impl EmbeddedStore {
         let state = state_machine.database();
         let log = log_store.database();
 
+        if let Some(cluster) = &options.cluster {
+            cluster.validate()?;
+        }
+        let timing = options.cluster.as_ref().map(|c| c.timing);
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (heartbeat, election_min, election_max) = match timing {
+            Some(t) => (
+                millis(t.heartbeat),
+                millis(t.election_min),
+                millis(t.election_max),
+            ),
+            None => (50, 150, 300),
+        };
         let config = Config {
             cluster_name: "meridian-embedded".to_owned(),
-            heartbeat_interval: 50,
-            election_timeout_min: 150,
-            election_timeout_max: 300,
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election_min,
+            election_timeout_max: election_max,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: options.max_in_snapshot_log_to_keep,
             purge_batch_size: 1,
@@ -168,19 +216,46 @@ impl EmbeddedStore {
         .validate()
         .map_err(|e| EmbeddedStoreError::Config(e.to_string()))?;
 
+        let node_id = options.cluster.as_ref().map_or(SINGLE_NODE_ID, |c| c.id);
+        let peers = Peers::new(
+            options
+                .cluster
+                .as_ref()
+                .map(|c| c.peers.clone())
+                .unwrap_or_default(),
+            options.cluster.as_ref().and_then(|c| c.tls.clone()),
+        );
         let raft = Raft::new(
-            SINGLE_NODE_ID,
+            node_id,
             Arc::new(config),
-            SingleNodeNetwork,
+            peers.clone(),
             log_store,
             state_machine,
         )
         .await
         .map_err(|e| EmbeddedStoreError::Raft(format!("starting the node: {e}")))?;
+        let server = match &options.cluster {
+            Some(cluster) => {
+                Some(raft_service::serve(cluster.listen, raft.clone(), cluster.tls.as_ref()).await?)
+            }
+            None => None,
+        };
+        // A leader unacknowledged for an election timeout may already be deposed.
+        let (leads, watcher) = group_status::watch_group(
+            raft.clone(),
+            Duration::from_millis(heartbeat),
+            Duration::from_millis(election_max),
+        );
 
         let store = EmbeddedStore {
             inner: Arc::new(Inner {
                 raft,
+                node_id,
+                peers: options.cluster.is_some().then_some(peers),
+                server,
+                leads,
+                watcher,
+                write_timeout: options.write_timeout,
                 state,
                 log,
                 revision_tx,
@@ -222,21 +297,56 @@ impl EmbeddedStore {
             .is_initialized()
             .await
             .map_err(|e| EmbeddedStoreError::Raft(e.to_string()))?;
-        if !initialized {
-            let members = BTreeMap::from([(SINGLE_NODE_ID, BasicNode::default())]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| EmbeddedStoreError::Raft(format!("initializing membership: {e}")))?;
-            tracing::info!("embedded store: initialized a single-node Raft group");
+        let id = self.inner.node_id;
+        match (&options.cluster, initialized) {
+            (None, false) => {
+                let members = BTreeMap::from([(SINGLE_NODE_ID, BasicNode::default())]);
+                raft.initialize(members).await.map_err(|e| {
+                    EmbeddedStoreError::Raft(format!("initializing membership: {e}"))
+                })?;
+                tracing::info!("embedded store: initialized a single-node Raft group");
+            }
+            (Some(cluster), false) if cluster.bootstraps() => {
+                let mut members: BTreeMap<NodeId, BasicNode> = cluster
+                    .peers
+                    .iter()
+                    .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                    .collect();
+                members.insert(
+                    id,
+                    BasicNode {
+                        addr: cluster.advertised(),
+                    },
+                );
+                raft.initialize(members).await.map_err(|e| {
+                    EmbeddedStoreError::Raft(format!("initializing membership: {e}"))
+                })?;
+                tracing::info!(
+                    id,
+                    peers = ?cluster.peers,
+                    "embedded store: initialized the Raft group from --raft-peers"
+                );
+            }
+            (Some(cluster), false) => {
+                tracing::info!(
+                    id,
+                    bootstrap = ?cluster.peers.keys().next(),
+                    "embedded store: waiting to be contacted by the group"
+                );
+            }
+            (_, true) => {}
         }
         let mut metrics = raft.metrics();
+        let single = options.cluster.is_none();
         let ready = tokio::time::timeout(
             options.leader_timeout,
             metrics.wait_for(|m| {
                 m.running_state.is_err()
-                    || (m.state == ServerState::Leader
+                    || (single
+                        && m.state == ServerState::Leader
                         && m.current_leader == Some(SINGLE_NODE_ID)
                         && m.last_applied.map(|l| l.index) == m.last_log_index)
+                    || (!single && m.current_leader.is_some())
             }),
         )
         .await;
@@ -262,6 +372,10 @@ impl EmbeddedStore {
         if self.inner.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.inner.watcher.abort();
+        if let Some(server) = &self.inner.server {
+            server.stop();
+        }
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "embedded store: Raft shutdown failed");
         }
@@ -275,9 +389,55 @@ impl EmbeddedStore {
         }
     }
 
-    /// The Raft handle (metrics, snapshots; the multi-node issue adds RPC serving).
+    /// The Raft handle (metrics, snapshots).
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// This replica's node id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// The address peers reach this replica's Raft server at, when it serves one.
+    pub fn raft_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.server.as_ref().map(RaftServerHandle::local_addr)
+    }
+
+    /// `Some(term)` while this replica leads with a majority's recent confirmation:
+    /// what duties that must run once per group (KDS) follow.
+    pub fn leadership(&self) -> watch::Receiver<Option<u64>> {
+        self.inner.leads.clone()
+    }
+
+    /// The group as this replica sees it: members, leader, indexes.
+    pub fn group_status(&self) -> GroupStatus {
+        let leads = self.inner.leads.borrow().is_some();
+        group_status::status(&self.inner.raft.metrics().borrow(), leads)
+    }
+
+    /// Adds `id`, reachable at `addr`, as a learner and waits until it has caught
+    /// up with the log. Answers the log index of the change.
+    pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<u64, StoreError> {
+        let request = ForwardRequest::AddLearner { id, addr };
+        // Catching up may take a snapshot transfer: allow longer than a write.
+        self.submit(request, self.inner.write_timeout * 6)
+            .await
+            .map(|r| r.index)
+    }
+
+    /// Makes the learner `id` a voter.
+    pub async fn promote(&self, id: NodeId) -> Result<u64, StoreError> {
+        self.submit(ForwardRequest::Promote { id }, self.inner.write_timeout)
+            .await
+            .map(|r| r.index)
+    }
+
+    /// Removes the voter or learner `id` from the group.
+    pub async fn remove_member(&self, id: NodeId) -> Result<u64, StoreError> {
+        self.submit(ForwardRequest::Remove { id }, self.inner.write_timeout)
+            .await
+            .map(|r| r.index)
     }
 
     /// The data directory.
@@ -285,14 +445,103 @@ impl EmbeddedStore {
         &self.inner.dir
     }
 
-    /// Proposes `command` and waits until it is applied.
+    /// Proposes `command` and waits until it is applied on this replica.
     async fn write(&self, command: Command) -> Result<CommandResponse, StoreError> {
-        self.inner
-            .raft
-            .client_write(command)
+        self.submit(ForwardRequest::Write(command), self.inner.write_timeout)
             .await
-            .map(|response| response.data)
-            .map_err(write_error)
+            .map(|r| r.response)
+    }
+
+    /// Carries `request` out here if this replica leads, else on the leader, within
+    /// `timeout`. A request that reached no leader, or whose forwarding failed in
+    /// transit, fails `Unavailable`; clients retry (every write is idempotent or
+    /// guarded by a precondition).
+    async fn submit(
+        &self,
+        request: ForwardRequest,
+        timeout: Duration,
+    ) -> Result<ForwardResponse, StoreError> {
+        let raft = &self.inner.raft;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || {
+            StoreError::Unavailable(format!(
+                "embedded store: not committed within {timeout:?}; this replica may be cut off from the Raft majority"
+            ))
+        };
+        loop {
+            let local = tokio::time::timeout_at(deadline, forward::execute(raft, request.clone()))
+                .await
+                .map_err(|_| timed_out())?;
+            let (leader, node) = match local {
+                Ok(done) => return Ok(done),
+                Err(ForwardError::NotLeader { leader, node }) => (leader, node),
+                Err(ForwardError::Failed(reason)) => {
+                    return Err(StoreError::Backend(format!("embedded store: {reason}")));
+                }
+                Err(ForwardError::Stopped(reason)) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "embedded store: the Raft node stopped: {reason}"
+                    )));
+                }
+            };
+            let (Some(peers), Some(leader), Some(node)) = (&self.inner.peers, leader, node) else {
+                // No leader yet (an election is running): wait for one.
+                let mut metrics = raft.metrics();
+                tokio::time::timeout_at(
+                    deadline,
+                    metrics.wait_for(|m| m.current_leader.is_some() || m.running_state.is_err()),
+                )
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|_| {
+                    StoreError::Unavailable("embedded store: the Raft node stopped".to_owned())
+                })?;
+                if self.inner.peers.is_none() {
+                    return Err(StoreError::Unavailable(
+                        "embedded store: this node is not the Raft leader".to_owned(),
+                    ));
+                }
+                continue;
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match peers.forward(leader, &node, &request, remaining).await {
+                Ok(Ok(done)) => {
+                    // Read-your-writes: answer once this replica has applied it too.
+                    let applied = raft
+                        .wait(Some(
+                            deadline.saturating_duration_since(tokio::time::Instant::now()),
+                        ))
+                        .applied_index_at_least(Some(done.index), "a forwarded write")
+                        .await;
+                    if applied.is_err() {
+                        tracing::warn!(
+                            index = done.index,
+                            "a forwarded write committed but this replica has not applied it yet"
+                        );
+                    }
+                    return Ok(done);
+                }
+                // Leadership moved between our look and the leader's: look again.
+                Ok(Err(ForwardError::NotLeader { .. })) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Err(ForwardError::Failed(reason))) => {
+                    return Err(StoreError::Backend(format!(
+                        "embedded store (leader {leader}): {reason}"
+                    )));
+                }
+                Ok(Err(ForwardError::Stopped(reason))) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "embedded store: leader {leader} stopped: {reason}"
+                    )));
+                }
+                Err(error) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "embedded store: forwarding to leader {leader}: {error}"
+                    )));
+                }
+            }
+        }
     }
 
     fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
@@ -300,23 +549,6 @@ impl EmbeddedStore {
             .state
             .begin_read()
             .map_err(|e| StoreError::from(EmbeddedStoreError::from(e)))
-    }
-}
-
-fn write_error(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> StoreError {
-    match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            StoreError::Unavailable(format!(
-                "embedded store: this node is not the Raft leader (leader: {})",
-                forward
-                    .leader_id
-                    .map_or_else(|| "unknown".to_owned(), |id| id.to_string())
-            ))
-        }
-        RaftError::APIError(other) => StoreError::Backend(format!("embedded store: {other}")),
-        RaftError::Fatal(fatal) => {
-            StoreError::Unavailable(format!("embedded store: the Raft node stopped: {fatal}"))
-        }
     }
 }
 
@@ -340,14 +572,12 @@ impl<T, E: Into<EmbeddedStoreError>> Internal<T> for Result<T, E> {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &ResourceKey) -> Result<Option<StoredResource>, StoreError> {
-        // HA: ensure_linearizable before reading.
         let txn = self.read_txn()?;
         let resources = txn.open_table(RESOURCES).internal()?;
         read_resource(&resources, key).internal()
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        // HA: ensure_linearizable before reading.
         let txn = self.read_txn()?;
         let resources = txn.open_table(RESOURCES).internal()?;
         let matching: Vec<StoredResource> =
@@ -385,7 +615,6 @@ impl Store for EmbeddedStore {
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        // HA: ensure_linearizable before reading.
         let txn = self.read_txn()?;
         let meta = txn.open_table(SM_META).internal()?;
         Ok(read_counters(&meta).internal()?.revision)
@@ -396,7 +625,6 @@ impl Store for EmbeddedStore {
         since: Revision,
         limit: usize,
     ) -> Result<ChangeBatch, StoreError> {
-        // HA: ensure_linearizable before reading.
         let txn = self.read_txn()?;
         let counters = read_counters(&txn.open_table(SM_META).internal()?).internal()?;
         if since < counters.horizon {
@@ -451,7 +679,6 @@ impl Store for EmbeddedStore {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        // HA: ensure_linearizable before reading.
         let txn = self.read_txn()?;
         let revision = read_counters(&txn.open_table(SM_META).internal()?)
             .internal()?
@@ -471,7 +698,6 @@ impl Store for EmbeddedStore {
     }
 
     async fn compaction_horizon(&self) -> Result<Revision, StoreError> {
-        // HA: ensure_linearizable before reading.
         let txn = self.read_txn()?;
         let meta = txn.open_table(SM_META).internal()?;
         Ok(read_counters(&meta).internal()?.horizon)
@@ -490,11 +716,17 @@ impl Store for EmbeddedStore {
                     "embedded store: the Raft node stopped: {fatal}"
                 )));
             }
-            if metrics.state != ServerState::Leader {
+            if metrics.current_leader.is_none() {
                 return Err(StoreError::Unavailable(format!(
-                    "embedded store: this node is {:?}, not the Raft leader",
-                    metrics.state
+                    "embedded store: this replica ({:?}, term {}) knows no Raft leader",
+                    metrics.state, metrics.current_term
                 )));
+            }
+            if metrics.current_leader == Some(metrics.id) && self.inner.leads.borrow().is_none() {
+                return Err(StoreError::Unavailable(
+                    "embedded store: this replica leads but a majority has not confirmed it recently"
+                        .to_owned(),
+                ));
             }
         }
         if self.inner.shut_down.load(Ordering::SeqCst) {
@@ -524,7 +756,6 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_zone_insight(&self, zone: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        // HA: ensure_linearizable before reading (or accept a stale insight).
         let txn = self.read_txn()?;
         let insights = txn.open_table(ZONE_INSIGHTS).internal()?;
         let Some(bytes) = insights.get(zone).internal()? else {
@@ -535,7 +766,6 @@ impl Store for EmbeddedStore {
     }
 
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        // HA: ensure_linearizable before reading.
         let txn = self.read_txn()?;
         let settings = txn.open_table(SETTINGS).internal()?;
         Ok(settings.get(key).internal()?.map(|v| v.value().to_owned()))

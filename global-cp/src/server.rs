@@ -116,6 +116,7 @@ impl GlobalCp {
             metrics: telemetry::prometheus(),
             role: Role::Global,
             zone_tokens: Some(zone_tokens.clone()),
+            raft: None,
         };
         let api = meridian_api::serve(config.api_addr, meridian_api::router(state, auth)).await?;
         let mut background = vec![

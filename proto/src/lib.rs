@@ -5,6 +5,7 @@
 //!   resume from the receiver's last applied revision, chunked snapshots).
 //! - [`dp`]: the zone CP → proxy config stream (registration, versioned config
 //!   snapshots with ACK/NACK, CSR signing; see `proto/dp.proto`).
+//! - [`raft`]: Raft RPCs between the replicas of a zone CP (`proto/raft.proto`).
 
 /// KDS v1: the global↔zone sync protocol.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -19,6 +20,12 @@ pub mod dp {
     tonic::include_proto!("meridian.dp.v1");
 }
 
+/// Raft between the replicas of a zone control plane (see `proto/raft.proto`).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod raft {
+    tonic::include_proto!("meridian.raft.v1");
+}
+
 /// gRPC metadata keys of the KDS handshake.
 pub mod metadata {
     /// The zone's name; must match its token.
@@ -27,6 +34,9 @@ pub mod metadata {
     pub const VERSION: &str = "x-meridian-version";
     /// Comma-separated capabilities the zone supports.
     pub const FEATURES: &str = "x-meridian-features";
+    /// The Raft term of the zone CP replica holding the stream (absent: 0). Global
+    /// closes a zone's streams of a lower term when one of a higher term opens.
+    pub const LEADER_TERM: &str = "x-meridian-leader-term";
 }
 
 /// Capabilities exchanged in [`metadata::FEATURES`]: behaviour is negotiated by

@@ -38,6 +38,10 @@ pub struct Cluster {
     pub api: String,
     /// The zones by name.
     pub zones: BTreeMap<String, Zone>,
+    /// Global's KDS URL.
+    pub kds_url: String,
+    /// The CA zones trust for global's KDS certificate (a file).
+    pub kds_ca: String,
     http: reqwest::Client,
     _database: TestDatabase,
 }
@@ -75,6 +79,8 @@ impl Cluster {
             api: global.api_url.clone(),
             global: Some(global),
             zones: BTreeMap::new(),
+            kds_url: kds.clone(),
+            kds_ca: ca.clone(),
             http: reqwest::Client::new(),
             dir,
             _database: database,
@@ -94,7 +100,8 @@ impl Cluster {
         cluster
     }
 
-    async fn start_zone(&mut self, zone: &str, kds: &str, ca: &str) {
+    /// Issues a token for `zone` on global and writes it to a file; answers the path.
+    pub async fn zone_token_file(&self, zone: &str) -> String {
         let issued: Value = self
             .http
             .post(format!("{}/tokens/zone", self.api))
@@ -108,6 +115,11 @@ impl Cluster {
             .expect("zone token JSON");
         let token_file = self.dir.path(&format!("{zone}.token"));
         std::fs::write(&token_file, issued["token"].as_str().expect("token")).expect("write token");
+        token_file
+    }
+
+    async fn start_zone(&mut self, zone: &str, kds: &str, ca: &str) {
+        let token_file = self.zone_token_file(zone).await;
         let dp_addr = free_addr();
         let data_dir = self.dir.path(zone);
         let process = MeridianProcess::start(&[

@@ -17,6 +17,7 @@ pub mod fault_proxy;
 pub mod postgres;
 pub mod process;
 pub mod scratch;
+pub mod zone_replicas;
 
 use std::future::Future;
 use std::time::Duration;

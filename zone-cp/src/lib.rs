@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 pub mod dp;
 pub mod kds;
+pub mod replicas;
 
 /// How a zone control plane runs.
 #[derive(Debug, Clone)]
@@ -41,6 +42,39 @@ pub struct ZoneCpConfig {
     /// The data-plane server's TLS certificate; `None` serves plain HTTP/2
     /// (for loopback addresses).
     pub dp_tls: Option<meridian_identity::serving::ServingIdentity>,
+    /// Running as one of several replicas: this replica's Raft node id, its
+    /// leadership signal (KDS runs only while it leads) and the group's admin.
+    pub replica: Option<Replica>,
+}
+
+/// What a replica of a multi-replica zone CP needs besides its store.
+#[derive(Clone)]
+pub struct Replica {
+    /// Its Raft node id.
+    pub id: u64,
+    /// `Some(term)` while it leads with a quorum.
+    pub leadership: watch::Receiver<Option<u64>>,
+    /// The group, for `/raft`.
+    pub admin: meridian_api::raft::SharedRaftAdmin,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// The replica backed by `store`'s Raft group.
+    pub fn of(store: &meridian_embedded_store::EmbeddedStore) -> Self {
+        Replica {
+            id: store.node_id(),
+            leadership: store.leadership(),
+            admin: std::sync::Arc::new(replicas::EmbeddedRaftAdmin(store.clone())),
+        }
+    }
 }
 
 impl ZoneCpConfig {
@@ -55,6 +89,7 @@ impl ZoneCpConfig {
             kds: None,
             dp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5678))),
             dp_tls: None,
+            replica: None,
         }
     }
 }
@@ -115,22 +150,33 @@ impl ZoneCp {
                 name: config.zone.clone(),
             },
             zone_tokens: None,
+            raft: config.replica.as_ref().map(|r| r.admin.clone()),
         };
         let api = meridian_api::serve(config.api_addr, meridian_api::router(state, auth)).await?;
         tracing::info!(zone = %config.zone, api_addr = %api.local_addr(), "zone control plane REST API listening");
         let dp = match config.dp_addr {
             Some(addr) => {
                 let tls = config.dp_tls.clone();
-                Some(dp::DpServer::start(addr, tls, store.clone(), config.zone.clone()).await?)
+                let replica = config.replica.as_ref().map(|r| r.id);
+                Some(
+                    dp::DpServer::start(addr, tls, store.clone(), config.zone.clone(), replica)
+                        .await?,
+                )
             }
             None => None,
         };
         let (stop_kds, stop_rx) = watch::channel(false);
         // KDS runs beside the API: the zone serves from its store whether or not
         // global is reachable.
-        let kds = config
-            .kds
-            .map(|kds_config| tokio::spawn(kds::run(kds_config, store, stop_rx)));
+        let kds = config.kds.map(|kds_config| match &config.replica {
+            Some(replica) => tokio::spawn(replicas::run_kds_while_leading(
+                kds_config,
+                store,
+                replica.leadership.clone(),
+                stop_rx,
+            )),
+            None => tokio::spawn(kds::run(kds_config, store, stop_rx)),
+        });
         Ok(ZoneCp {
             zone: config.zone,
             token_origin,

@@ -110,6 +110,7 @@ pub(crate) async fn start_zone(
         global_ca_pem: Some(global.ca_pem.clone()),
         token: global.tokens.issue(zone, Duration::from_secs(24 * 3600)).0,
         heartbeat: Duration::from_secs(5),
+        leader_term: 0,
     });
     Ok(ZoneCp::start(config, Arc::new(store.clone())).await?)
 }

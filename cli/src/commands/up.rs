@@ -204,6 +204,7 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
             global_ca_pem: Some(kds_ca.clone()),
             token: tokens.issue(&name, Duration::from_secs(365 * 24 * 3600)).0,
             heartbeat: Duration::from_secs(5),
+            leader_term: 0,
         });
         let zone = ZoneCp::start(config, Arc::new(zone_store.clone()))
             .await

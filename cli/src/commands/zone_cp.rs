@@ -46,6 +46,9 @@ pub struct ZoneCpArgs {
     /// The admin token for the zone API's writes; absent = generated and printed once.
     #[arg(long, env = "MERIDIAN_ZONE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Running as one replica of several.
+    #[command(flatten)]
+    pub raft: super::raft_flags::RaftFlags,
 }
 
 fn read(path: &PathBuf, what: &str) -> anyhow::Result<String> {
@@ -73,6 +76,7 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
                     .transpose()?,
                 token: read(token_file, "zone token")?.trim().to_owned(),
                 heartbeat: Duration::from_secs(5),
+                leader_term: 0,
             })
         }
         None => None,
@@ -82,8 +86,11 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("meridian-data/zone-{}", args.zone)));
     let store_dir = data_dir.join("store");
+    // Before the store opens, so its first Raft metrics (a snapshot installed while
+    // catching up) are recorded too.
+    meridian_global_cp::telemetry::prometheus();
     tracing::info!(dir = %store_dir.display(), "opening the embedded store");
-    let store = EmbeddedStore::open(&store_dir)
+    let store = EmbeddedStore::open_with(&store_dir, args.raft.store_options()?)
         .await
         .with_context(|| format!("opening the embedded store in {}", store_dir.display()))?;
     let mut config = ZoneCpConfig::new(&args.zone);
@@ -91,6 +98,10 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
     config.admin_token = args.admin_token.clone();
     config.kds = kds;
     config.dp_addr = Some(args.dp_addr);
+    config.replica = args
+        .raft
+        .raft_id
+        .map(|_| meridian_zone_cp::Replica::of(&store));
     config.dp_tls = if args.dp_tls_cert.is_some() || !args.dp_addr.ip().is_loopback() {
         Some(meridian_identity::serving::load_or_generate(
             args.dp_tls_cert.as_deref(),
@@ -129,6 +140,9 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
         "meridian zone-cp: store: embedded ({})",
         store_dir.display()
     );
+    if let (Some(id), Some(addr)) = (args.raft.raft_id, store.raft_addr()) {
+        println!("meridian zone-cp: Raft replica {id} serving peers on {addr}");
+    }
     if let TokenOrigin::Generated(token) = zone.token_origin() {
         println!("meridian zone-cp: admin token (printed once, keep it): {token}");
     }

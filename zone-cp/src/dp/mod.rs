@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use registry::Registry;
-pub use service::{DpService, REGISTERED_BY_STREAM, REGISTERED_LABEL};
+pub use service::{DpService, REGISTERED_BY_STREAM, REGISTERED_LABEL, registered_by};
 pub use view::ZoneView;
 
 /// A running data-plane server.
@@ -71,7 +71,11 @@ pub enum DpServerError {
 
 /// Deletes proxy registrations of `zone` left from before a restart: their
 /// streams are gone, and live proxies re-register on reconnect.
-async fn purge_stale(store: &dyn Store, zone: &str) -> Result<usize, StoreError> {
+async fn purge_stale(
+    store: &dyn Store,
+    zone: &str,
+    registered_by: &str,
+) -> Result<usize, StoreError> {
     let mut purged = 0;
     for kind in [
         ResourceKind::Dataplane,
@@ -82,7 +86,7 @@ async fn purge_stale(store: &dyn Store, zone: &str) -> Result<usize, StoreError>
         query.zone = Some(zone.to_owned());
         query
             .labels
-            .insert(REGISTERED_LABEL.to_owned(), REGISTERED_BY_STREAM.to_owned());
+            .insert(REGISTERED_LABEL.to_owned(), registered_by.to_owned());
         for r in list_all(store, query).await? {
             match store.delete(&r.key, Precondition::Version(r.version)).await {
                 Ok(_) => purged += 1,
@@ -95,14 +99,18 @@ async fn purge_stale(store: &dyn Store, zone: &str) -> Result<usize, StoreError>
 }
 
 impl DpServer {
-    /// Binds `addr` and serves the proxies of `zone` from `store`.
+    /// Binds `addr` and serves the proxies of `zone` from `store`. `replica` is this
+    /// zone CP's Raft node id when it runs several replicas: registrations are
+    /// labelled with it, and only its own are purged at start.
     pub async fn start(
         addr: SocketAddr,
         tls: Option<ServingIdentity>,
         store: Arc<dyn Store>,
         zone: String,
+        replica: Option<u64>,
     ) -> Result<DpServer, DpServerError> {
-        let purged = purge_stale(store.as_ref(), &zone).await?;
+        let registered_by = registered_by(replica);
+        let purged = purge_stale(store.as_ref(), &zone, &registered_by).await?;
         if purged > 0 {
             tracing::info!(
                 purged,
@@ -125,7 +133,7 @@ impl DpServer {
             views_tx,
             stop_rx.clone(),
         ));
-        let service = DpService::new(store, zone, registry, views);
+        let service = DpService::new(store, zone, registry, views, registered_by);
         let grpc = DataplaneConfigServer::new(service.clone());
         let mut stop_server = stop_rx;
         let mut builder = tonic::transport::Server::builder();

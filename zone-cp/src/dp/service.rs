@@ -38,8 +38,17 @@ use super::view::ZoneView;
 /// Label on resources registered by a config stream: they live as long as
 /// the stream, and are purged at start (no stream survives a restart).
 pub const REGISTERED_LABEL: &str = "meridian.io/registered-by";
-/// Its value.
+/// Its value on a single-replica zone CP.
 pub const REGISTERED_BY_STREAM: &str = "dp-stream";
+
+/// The [`REGISTERED_LABEL`] value of registrations made by `replica` of a
+/// multi-replica zone CP, so a restarting replica purges only its own.
+pub fn registered_by(replica: Option<u64>) -> String {
+    match replica {
+        None => REGISTERED_BY_STREAM.to_owned(),
+        Some(id) => format!("{REGISTERED_BY_STREAM}.replica-{id}"),
+    }
+}
 
 /// Messages queued per stream before the session waits for the proxy.
 const QUEUE: usize = 16;
@@ -55,6 +64,8 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> 
 pub struct DpService {
     store: Arc<dyn Store>,
     zone: String,
+    /// The [`REGISTERED_LABEL`] value this replica stamps.
+    registered_by: String,
     registry: Registry,
     views: watch::Receiver<Arc<ZoneView>>,
     sessions: TaskTracker,
@@ -99,10 +110,12 @@ impl DpService {
         zone: String,
         registry: Registry,
         views: watch::Receiver<Arc<ZoneView>>,
+        registered_by: String,
     ) -> Self {
         DpService {
             store,
             zone,
+            registered_by,
             registry,
             views,
             sessions: TaskTracker::new(),
@@ -231,7 +244,7 @@ impl DpService {
         let labels = [
             (ORIGIN_LABEL, "zone"),
             (ZONE_LABEL, self.zone.as_str()),
-            (REGISTERED_LABEL, REGISTERED_BY_STREAM),
+            (REGISTERED_LABEL, self.registered_by.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -23,6 +23,9 @@ pub struct KdsClientConfig {
     pub token: String,
     /// How often the zone→global stream sends a heartbeat when idle.
     pub heartbeat: Duration,
+    /// The Raft term this replica leads in (0 for a single replica): a fencing
+    /// token global uses to close the stream of a replica that no longer leads.
+    pub leader_term: u64,
 }
 
 impl std::fmt::Debug for KdsClientConfig {
@@ -32,6 +35,7 @@ impl std::fmt::Debug for KdsClientConfig {
             .field("zone", &self.zone)
             .field("global_url", &self.global_url)
             .field("heartbeat", &self.heartbeat)
+            .field("leader_term", &self.leader_term)
             .finish_non_exhaustive()
     }
 }

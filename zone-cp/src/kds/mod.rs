@@ -7,7 +7,7 @@
 //!  zone store ──Outbound(ZoneToGlobal scope)──▶ ZoneToGlobal deltas (+ heartbeats) ──▶ global
 //! ```
 
-mod client;
+pub(crate) mod client;
 mod session;
 
 pub use client::{KdsClientConfig, run};

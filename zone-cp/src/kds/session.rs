@@ -53,6 +53,12 @@ fn with_metadata<T>(message: T, config: &KdsClientConfig) -> Result<Request<T>, 
         metadata::VERSION,
         value(env!("CARGO_PKG_VERSION").to_owned())?,
     );
+    if config.leader_term > 0 {
+        headers.insert(
+            metadata::LEADER_TERM,
+            value(config.leader_term.to_string())?,
+        );
+    }
     headers.insert(
         metadata::FEATURES,
         value(format!(
