@@ -326,7 +326,7 @@ async fn measure(zone_count: usize, args: &Args, bin: &std::path::Path) -> anyho
         zone_config.admin_token = Some(ADMIN.to_owned());
         zone_config.kds = Some(KdsClientConfig {
             zone: name.clone(),
-            global_url: kds_url.clone(),
+            global_urls: vec![kds_url.clone()],
             global_ca_pem: Some(ca_pem.clone()),
             token,
             heartbeat: Duration::from_secs(5),

@@ -1,5 +1,6 @@
 //! Starting and stopping the global control plane: bind the API, set up the admin
-//! token, spawn the background duties, shut down gracefully.
+//! token, run the background duties while this replica is elected
+//! ([`crate::duty_election`]), shut down gracefully.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::compaction;
+use crate::duty_election::{self, DutyElection};
+use crate::insight_expiry;
 use crate::kds::{self, insight::Insights, service::KdsService, tls::KdsIdentity};
 use crate::mesh_ca;
 
@@ -35,6 +38,16 @@ pub struct GlobalCpConfig {
     pub create_default_mesh: bool,
     /// Serve KDS to zones; `None` runs without it (API only).
     pub kds: Option<KdsSettings>,
+    /// How this replica is elected to run the background duties (compaction, mesh
+    /// CAs, insight expiry). [`DutyElection::Sole`] (the default) always runs them:
+    /// right for one replica. Replicas sharing a PostgreSQL database need
+    /// [`DutyElection::Postgres`], so exactly one of them runs the duties.
+    pub duty_election: DutyElection,
+    /// A zone insight still `online` whose zone has not been heard from for this long
+    /// is marked offline by the elected replica (its global replica died). Default
+    /// [`insight_expiry::DEFAULT_AFTER`] (60 s); keep it well above the zones'
+    /// heartbeat interval (5 s).
+    pub insight_expiry: Duration,
 }
 
 /// Where and how KDS is served.
@@ -65,6 +78,8 @@ impl Default for GlobalCpConfig {
             compaction_interval: Duration::from_secs(60),
             create_default_mesh: true,
             kds: None,
+            duty_election: DutyElection::Sole,
+            insight_expiry: insight_expiry::DEFAULT_AFTER,
         }
     }
 }
@@ -91,6 +106,7 @@ pub enum StartError {
 /// A running global control plane.
 pub struct GlobalCp {
     token_origin: TokenOrigin,
+    leadership: duty_election::Leadership,
     api: ApiServer,
     kds_addr: Option<SocketAddr>,
     kds_service: Option<KdsService>,
@@ -119,14 +135,24 @@ impl GlobalCp {
             raft: None,
         };
         let api = meridian_api::serve(config.api_addr, meridian_api::router(state, auth)).await?;
-        let mut background = vec![
-            tokio::spawn(compaction::run(
-                store.clone(),
+        let (leadership, election) = duty_election::start(config.duty_election.clone());
+        let duties = {
+            let store = store.clone();
+            let (retention, interval, expiry) = (
                 config.changelog_retention,
                 config.compaction_interval,
-            )),
+                config.insight_expiry,
+            );
+            duty_election::run_while_elected(leadership.clone(), move |duties| {
+                duties.spawn(compaction::run(store.clone(), retention, interval));
+                duties.spawn(mesh_ca::run(store.clone()));
+                duties.spawn(insight_expiry::run(store.clone(), expiry));
+            })
+        };
+        let mut background = vec![
+            tokio::spawn(election),
+            tokio::spawn(duties),
             tokio::spawn(export_revision(store.watch())),
-            tokio::spawn(mesh_ca::run(store.clone())),
         ];
         tracing::info!(api_addr = %api.local_addr(), "global control plane REST API listening");
         let mut kds_addr = None;
@@ -169,6 +195,7 @@ impl GlobalCp {
         }
         Ok(GlobalCp {
             token_origin,
+            leadership,
             api,
             kds_addr,
             kds_service,
@@ -185,6 +212,12 @@ impl GlobalCp {
     /// The address KDS is bound to, when served.
     pub fn kds_addr(&self) -> Option<SocketAddr> {
         self.kds_addr
+    }
+
+    /// Whether this replica is elected to run the background duties, and a way to
+    /// wait for it.
+    pub fn leadership(&self) -> duty_election::Leadership {
+        self.leadership.clone()
     }
 
     /// How the admin token was set up; `Generated` carries the token to show once.

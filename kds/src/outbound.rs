@@ -132,9 +132,15 @@ impl<S: Scope> Outbound<S> {
     /// was compacted past `since`, or when `since` is ahead of this store (the store
     /// was replaced).
     pub async fn catch_up(&self, since: Revision) -> Result<CatchUp, KdsError> {
-        // The watched revision is never ahead of the store, so a stale value can only
-        // cost an unneeded snapshot; it saves a query per wake-up per zone.
-        let known = *self.store.watch().borrow();
+        // The watched revision is never ahead of the store; it saves a query per
+        // wake-up per zone. It can be behind, though: on a global replica whose
+        // LISTEN has not yet caught up with commits made through another replica, to
+        // which the receiver was connected before. Ask the store before calling
+        // `since` "ahead of this store", so such a receiver still resumes.
+        let mut known = *self.store.watch().borrow();
+        if since > known {
+            known = self.store.current_revision().await?;
+        }
         if since <= 0 || since > known {
             return self.snapshot().await;
         }

@@ -34,8 +34,10 @@ pub mod metadata {
     pub const VERSION: &str = "x-meridian-version";
     /// Comma-separated capabilities the zone supports.
     pub const FEATURES: &str = "x-meridian-features";
-    /// The Raft term of the zone CP replica holding the stream (absent: 0). Global
-    /// closes a zone's streams of a lower term when one of a higher term opens.
+    /// The Raft term of the zone CP replica that opened the stream, in decimal
+    /// (absent = 0, a zone without Raft). Global ends a zone's streams of a lower
+    /// term when one of a higher term opens, and refuses streams of a lower term than
+    /// the highest it has seen for that zone (`FAILED_PRECONDITION`).
     pub const LEADER_TERM: &str = "x-meridian-leader-term";
 }
 

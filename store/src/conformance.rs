@@ -56,7 +56,8 @@ macro_rules! conformance_tests {
             settings_keep_their_first_value,
             settings_are_written_atomically_with_a_batch,
             snapshot_is_every_resource_at_one_revision,
-            zone_insights_are_status_not_config
+            zone_insights_are_status_not_config,
+            zone_insight_replace_is_compare_and_set
         );
     };
     (@cases $new_store:expr; $($case:ident),* $(,)?) => {
@@ -669,6 +670,42 @@ pub async fn zone_insights_are_status_not_config(store: &dyn Store) {
         .put_zone_insight("z", json!({"online": false}))
         .await
         .unwrap();
+    assert_eq!(
+        store.get_zone_insight("z").await.unwrap(),
+        Some(json!({"online": false}))
+    );
+    assert_eq!(store.current_revision().await.unwrap(), 0);
+}
+
+/// Replacing an insight only succeeds while it is still the one the caller read.
+pub async fn zone_insight_replace_is_compare_and_set(store: &dyn Store) {
+    let seen = json!({"online": true, "lastSeen": "2026-01-01T00:00:00Z", "lagSeconds": 0.0});
+    assert!(
+        !store
+            .replace_zone_insight("z", &seen, json!({"online": false}))
+            .await
+            .unwrap(),
+        "there is nothing to replace yet"
+    );
+    store.put_zone_insight("z", seen.clone()).await.unwrap();
+    let read = store.get_zone_insight("z").await.unwrap().unwrap();
+    assert!(
+        store
+            .replace_zone_insight("z", &read, json!({"online": false}))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_zone_insight("z").await.unwrap(),
+        Some(json!({"online": false}))
+    );
+    // Someone else's newer write is not overwritten by a change based on `read`.
+    assert!(
+        !store
+            .replace_zone_insight("z", &read, json!({"online": true}))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.get_zone_insight("z").await.unwrap(),
         Some(json!({"online": false}))

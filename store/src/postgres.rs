@@ -95,7 +95,9 @@ impl PostgresStore {
 }
 
 /// Keeps a LISTEN connection up for as long as the store lives, reconnecting with
-/// backoff when PostgreSQL goes away.
+/// backoff when PostgreSQL goes away. The backoff stays short (at most 1 s): while
+/// LISTEN is down this process's KDS sessions miss other replicas' commits, and an
+/// attempt already waits for the pool's acquire timeout while PostgreSQL is down.
 async fn listen_for_commits(pool: PgPool, revision_tx: Arc<watch::Sender<Revision>>) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -103,7 +105,7 @@ async fn listen_for_commits(pool: PgPool, revision_tx: Arc<watch::Sender<Revisio
         let Err(error) = listen_once(&pool, &revision_tx, &mut backoff).await;
         tracing::warn!(%error, retry_in = ?backoff, "LISTEN connection to PostgreSQL lost");
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -729,6 +731,28 @@ impl Store for PostgresStore {
                 .await
                 .db()?;
         Ok(row.map(|json| json.0))
+    }
+
+    async fn replace_zone_insight(
+        &self,
+        zone: &str,
+        expected: &serde_json::Value,
+        insight: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        // One statement: the row lock makes the comparison and the write atomic, and a
+        // concurrent writer's newer insight no longer equals `expected`.
+        let replaced = sqlx::query(
+            "UPDATE zone_insights SET insight = $3, updated_at = now()
+             WHERE zone = $1 AND insight = $2",
+        )
+        .bind(zone)
+        .bind(Json(expected))
+        .bind(Json(insight))
+        .execute(&self.inner.pool)
+        .await
+        .db()?
+        .rows_affected();
+        Ok(replaced == 1)
     }
 
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {

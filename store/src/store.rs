@@ -73,6 +73,26 @@ pub trait Store: Send + Sync + 'static {
     /// Reads a zone's insight.
     async fn get_zone_insight(&self, zone: &str) -> Result<Option<serde_json::Value>, StoreError>;
 
+    /// Replaces a zone's insight only if it is still exactly `expected`
+    /// (compare-and-set); returns whether it was replaced. Several processes writing
+    /// one zone's insight (global replicas on one database) use it to change an
+    /// insight they have read without overwriting a newer one.
+    ///
+    /// The default reads then writes, which is atomic only when one process writes
+    /// the store; backends shared by several processes override it.
+    async fn replace_zone_insight(
+        &self,
+        zone: &str,
+        expected: &serde_json::Value,
+        insight: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        if self.get_zone_insight(zone).await?.as_ref() != Some(expected) {
+            return Ok(false);
+        }
+        self.put_zone_insight(zone, insight).await?;
+        Ok(true)
+    }
+
     /// Reads a setting.
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 

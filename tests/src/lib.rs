@@ -7,6 +7,10 @@
 //! - [`process::MeridianProcess`]: the real `meridian` binary, started and read like an
 //!   operator would.
 //! - [`fault_proxy::FaultProxy`]: a loopback TCP relay that can be cut and restored.
+//! - [`pg_instance::PgInstance`]: a private PostgreSQL server a test may stop and
+//!   start again.
+//! - [`global_replicas`]: several global replicas on one database, and zone CPs that
+//!   know all their KDS addresses.
 //! - [`cluster::Cluster`]: global, zones, ingresses, sidecars and echo services as
 //!   real processes, for end-to-end tests of the data path.
 //! - [`scratch`]: free ports and temporary directories.
@@ -14,6 +18,8 @@
 
 pub mod cluster;
 pub mod fault_proxy;
+pub mod global_replicas;
+pub mod pg_instance;
 pub mod postgres;
 pub mod process;
 pub mod scratch;

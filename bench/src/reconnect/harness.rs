@@ -106,7 +106,7 @@ pub(crate) async fn start_zone(
     config.admin_token = Some(ADMIN.to_owned());
     config.kds = Some(KdsClientConfig {
         zone: zone.to_owned(),
-        global_url: format!("https://{kds_addr}"),
+        global_urls: vec![format!("https://{kds_addr}")],
         global_ca_pem: Some(global.ca_pem.clone()),
         token: global.tokens.issue(zone, Duration::from_secs(24 * 3600)).0,
         heartbeat: Duration::from_secs(5),

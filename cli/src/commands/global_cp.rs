@@ -9,7 +9,7 @@ use anyhow::Context;
 use meridian_embedded_store::EmbeddedStore;
 use meridian_global_cp::auth::TokenOrigin;
 use meridian_global_cp::kds::tls;
-use meridian_global_cp::{GlobalCp, GlobalCpConfig, KdsSettings};
+use meridian_global_cp::{DutyElection, GlobalCp, GlobalCpConfig, KdsSettings};
 use meridian_store::{Store, StoreError, postgres::PostgresStore};
 
 /// Arguments of `meridian global-cp`.
@@ -67,23 +67,29 @@ async fn connect_postgres(url: &str) -> anyhow::Result<PostgresStore> {
 
 /// Runs `meridian global-cp`.
 pub async fn run(args: GlobalCpArgs) -> anyhow::Result<()> {
-    let (store, store_description): (Arc<dyn Store>, String) = match args.database_url.as_deref() {
-        Some(url) => {
-            tracing::info!("connecting to PostgreSQL");
-            (
-                Arc::new(connect_postgres(url).await?),
-                "PostgreSQL".to_owned(),
-            )
-        }
-        None => {
-            let dir = args.data_dir.join("store");
-            tracing::info!(dir = %dir.display(), "opening the embedded store");
-            let store = EmbeddedStore::open(&dir)
-                .await
-                .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
-            (Arc::new(store), format!("embedded ({})", dir.display()))
-        }
-    };
+    // On PostgreSQL several replicas may share the database: they elect the one that
+    // runs the background duties with an advisory lock.
+    let (store, store_description, duty_election): (Arc<dyn Store>, String, DutyElection) =
+        match args.database_url.as_deref() {
+            Some(url) => {
+                tracing::info!("connecting to PostgreSQL");
+                let store = connect_postgres(url).await?;
+                let election = DutyElection::Postgres(store.pool().clone());
+                (Arc::new(store), "PostgreSQL".to_owned(), election)
+            }
+            None => {
+                let dir = args.data_dir.join("store");
+                tracing::info!(dir = %dir.display(), "opening the embedded store");
+                let store = EmbeddedStore::open(&dir)
+                    .await
+                    .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
+                (
+                    Arc::new(store),
+                    format!("embedded ({})", dir.display()),
+                    DutyElection::Sole,
+                )
+            }
+        };
     let identity = tls::load_or_generate(
         args.kds_tls_cert.as_deref(),
         args.kds_tls_key.as_deref(),
@@ -102,6 +108,7 @@ pub async fn run(args: GlobalCpArgs) -> anyhow::Result<()> {
             addr: args.kds_addr,
             identity,
         }),
+        duty_election,
         ..GlobalCpConfig::default()
     };
     let global = GlobalCp::start(config, store).await?;

@@ -18,9 +18,12 @@ pub struct ZoneCpArgs {
     /// This zone's name (a DNS label).
     #[arg(long)]
     pub zone: String,
-    /// Global's KDS URL, e.g. https://127.0.0.1:5685; absent = run standalone.
-    #[arg(long, requires = "zone_token")]
-    pub global_kds: Option<String>,
+    /// Global's KDS URL, e.g. https://127.0.0.1:5685; absent = run standalone. For
+    /// several global replicas give each one's URL, comma-separated or by repeating
+    /// the flag: the zone dials them in order and moves to the next after a failed
+    /// connect or an ended session.
+    #[arg(long, requires = "zone_token", value_delimiter = ',')]
+    pub global_kds: Vec<String>,
     /// CA certificate (PEM) that signed global's KDS certificate.
     #[arg(long)]
     pub global_kds_ca: Option<PathBuf>,
@@ -57,29 +60,34 @@ fn read(path: &PathBuf, what: &str) -> anyhow::Result<String> {
 
 /// Runs `meridian zone-cp`.
 pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
-    let kds = match &args.global_kds {
-        Some(url) => {
-            let token_file = args
-                .zone_token
-                .as_ref()
-                .context("--global-kds needs --zone-token")?;
-            if url.starts_with("http://") {
-                bail!("KDS is served over TLS: use an https:// URL for --global-kds");
-            }
-            Some(KdsClientConfig {
-                zone: args.zone.clone(),
-                global_url: url.clone(),
-                global_ca_pem: args
-                    .global_kds_ca
-                    .as_ref()
-                    .map(|p| read(p, "KDS CA"))
-                    .transpose()?,
-                token: read(token_file, "zone token")?.trim().to_owned(),
-                heartbeat: Duration::from_secs(5),
-                leader_term: 0,
-            })
+    let global_urls: Vec<String> = args
+        .global_kds
+        .iter()
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+        .collect();
+    let kds = if global_urls.is_empty() {
+        None
+    } else {
+        let token_file = args
+            .zone_token
+            .as_ref()
+            .context("--global-kds needs --zone-token")?;
+        if global_urls.iter().any(|url| url.starts_with("http://")) {
+            bail!("KDS is served over TLS: use an https:// URL for --global-kds");
         }
-        None => None,
+        Some(KdsClientConfig {
+            zone: args.zone.clone(),
+            global_urls: global_urls.clone(),
+            global_ca_pem: args
+                .global_kds_ca
+                .as_ref()
+                .map(|p| read(p, "KDS CA"))
+                .transpose()?,
+            token: read(token_file, "zone token")?.trim().to_owned(),
+            heartbeat: Duration::from_secs(5),
+            leader_term: 0,
+        })
     };
     let data_dir = args
         .data_dir
@@ -132,9 +140,13 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
         ),
         (None, _) => {}
     }
-    match &args.global_kds {
-        Some(url) => println!("meridian zone-cp: syncing with global at {url}"),
-        None => println!("meridian zone-cp: running standalone (no --global-kds)"),
+    if global_urls.is_empty() {
+        println!("meridian zone-cp: running standalone (no --global-kds)");
+    } else {
+        println!(
+            "meridian zone-cp: syncing with global at {}",
+            global_urls.join(", ")
+        );
     }
     println!(
         "meridian zone-cp: store: embedded ({})",

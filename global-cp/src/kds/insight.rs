@@ -4,14 +4,23 @@
 //! reports offline once `lastSeen` is stale (`meridian_api::zones::STALE_AFTER`) even
 //! if a crashed global never wrote `online: false`. Insights are kept in memory and flushed to the
 //! store (status, not config: no revisions) by [`Insights::run_flusher`].
+//!
+//! Several global replicas may share the store; each flushes the zones whose streams
+//! it serves, and the live sessions' flushes (every second, `lastSeen` moving with
+//! every heartbeat) keep their insights current. When a replica's last stream of a
+//! zone ends it writes `online: false`, unless the stored insight shows a newer
+//! session of that zone, on another replica, is online: a zone that moved on is not
+//! marked offline by the replica it left. Insights of a replica that died are
+//! expired by the elected replica ([`crate::insight_expiry`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use meridian_store::{Revision, Store};
+use meridian_store::{Revision, Store, StoreError};
 use serde::Serialize;
+use serde_json::Value;
 
 /// Per-type counters of one direction.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -170,12 +179,69 @@ impl Insights {
                 .collect()
         };
         for (zone, insight) in pending {
-            if let Err(error) = store.put_zone_insight(&zone, insight).await {
+            let written = if insight.get("online") == Some(&Value::Bool(false)) {
+                write_offline(store, &zone, insight).await
+            } else {
+                store.put_zone_insight(&zone, insight).await
+            };
+            if let Err(error) = written {
                 tracing::warn!(%zone, %error, "could not store the zone insight; will retry");
                 if let Ok(mut state) = self.inner.lock() {
                     state.dirty.insert(zone);
                 }
             }
         }
+    }
+}
+
+/// Writes an insight saying this replica's sessions of `zone` ended, unless the stored
+/// insight shows a newer session, on another replica, holds the zone.
+async fn write_offline(store: &dyn Store, zone: &str, insight: Value) -> Result<(), StoreError> {
+    // Compare-and-set, retried while other writers get in between.
+    for _ in 0..3 {
+        let Some(stored) = store.get_zone_insight(zone).await? else {
+            return store.put_zone_insight(zone, insight).await;
+        };
+        if held_by_newer_session(&stored, &insight) {
+            tracing::debug!(%zone, "not marking the zone offline: a newer session on another replica holds it");
+            return Ok(());
+        }
+        if store
+            .replace_zone_insight(zone, &stored, insight.clone())
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    // Someone kept writing it: a live session elsewhere, whose word stands.
+    Ok(())
+}
+
+/// Whether `stored` is an online insight of a session that started after `ours`.
+fn held_by_newer_session(stored: &Value, ours: &Value) -> bool {
+    let connected_at = |insight: &Value| {
+        insight
+            .get("connectedAt")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+    };
+    stored.get("online") == Some(&Value::Bool(true)) && connected_at(stored) > connected_at(ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_a_newer_online_session_keeps_its_insight() {
+        let ours = json!({"online": false, "connectedAt": "2026-11-22T10:00:00Z"});
+        let newer_online = json!({"online": true, "connectedAt": "2026-11-22T10:00:05Z"});
+        let newer_offline = json!({"online": false, "connectedAt": "2026-11-22T10:00:05Z"});
+        let ours_online = json!({"online": true, "connectedAt": "2026-11-22T10:00:00Z"});
+        assert!(held_by_newer_session(&newer_online, &ours));
+        assert!(!held_by_newer_session(&newer_offline, &ours));
+        assert!(!held_by_newer_session(&ours_online, &ours));
     }
 }

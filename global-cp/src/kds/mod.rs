@@ -2,11 +2,13 @@
 //!
 //! ```text
 //!  zone ──TLS──▶ KdsService::admit (token ↔ zone name, Zone enabled)
+//!                ──▶ fencing (leader term: refuse older, supersede lower)
 //!         GlobalToZone: Subscribe{since} ──▶ Outbound(GlobalToZone scope) ──▶ deltas, on every commit
 //!         ZoneToGlobal: Resume{since} ◀── ; deltas ──▶ Inbound(FromZone) ──▶ store (one txn each)
 //!                                     └──▶ Insights ──▶ zone_insights (status)
 //! ```
 
+pub mod fencing;
 pub mod insight;
 pub mod service;
 pub mod tls;

@@ -1,6 +1,10 @@
 //! The KDS gRPC service on global: authenticates each zone, then runs one task per
 //! stream with separate send and receive loops, bounded queues and send timeouts, so
 //! a slow zone never blocks another and never deadlocks its own stream.
+//!
+//! Each stream is admitted by leader term first ([`super::fencing`]): a stream whose
+//! term is lower than the highest this replica has seen for its zone is refused with
+//! `FAILED_PRECONDITION`, and one with a higher term ends the zone's older streams.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -26,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::fencing::{self, Direction, ZoneStreams};
 use super::insight::Insights;
 
 /// Messages queued per stream before the sender waits for the zone to read.
@@ -43,6 +48,8 @@ pub struct KdsService {
     store: Arc<dyn Store>,
     tokens: ZoneTokens,
     insights: Insights,
+    /// Each zone's live streams and highest leader term on this replica.
+    streams: ZoneStreams,
     /// Every live stream's task, so shutdown can end and await them.
     sessions: TaskTracker,
     stop: CancellationToken,
@@ -53,6 +60,8 @@ struct Peer {
     zone: String,
     version: String,
     features: Vec<String>,
+    /// The zone replica's leader term (0 when it sent none).
+    term: u64,
 }
 
 fn header<'a>(request_metadata: &'a tonic::metadata::MetadataMap, key: &str) -> Option<&'a str> {
@@ -66,6 +75,7 @@ impl KdsService {
             store,
             tokens,
             insights,
+            streams: ZoneStreams::default(),
             sessions: TaskTracker::new(),
             stop: CancellationToken::new(),
         }
@@ -79,12 +89,25 @@ impl KdsService {
         self.sessions.wait().await;
     }
 
-    /// Runs one stream's session as a tracked task: insight bookkeeping around it, and
-    /// an end on shutdown.
-    fn spawn_session(
+    /// Admits a stream of `peer` by its leader term (see [`fencing`]).
+    fn fence(&self, peer: &Peer, direction: Direction) -> Result<fencing::Stream, Status> {
+        self.streams
+            .open(&peer.zone, peer.term, direction)
+            .map_err(|stale| {
+                tracing::warn!(zone = %peer.zone, %stale, "refused a stream of an older zone leader");
+                Status::failed_precondition(stale.to_string())
+            })
+    }
+
+    /// Runs one stream's session as a tracked task: insight bookkeeping around it, an
+    /// end when a stream of a newer zone leader supersedes it (told to the zone on
+    /// `tx`), and an end on shutdown.
+    fn spawn_session<T: Send + 'static>(
         &self,
         peer: Peer,
+        mut fence: fencing::Stream,
         stream: &'static str,
+        tx: mpsc::Sender<Result<T, Status>>,
         session: impl Future<Output = String> + Send + 'static,
     ) {
         let service = self.clone();
@@ -95,9 +118,16 @@ impl KdsService {
                 .stream_opened(&zone, &peer.version, peer.features);
             let reason = tokio::select! {
                 reason = session => reason,
+                term = fence.superseded() => {
+                    let reason = format!("superseded by a stream with leader term {term}");
+                    let _ = tx.try_send(Err(Status::failed_precondition(reason.clone())));
+                    reason
+                }
                 _ = service.stop.cancelled() => "global is shutting down".to_owned(),
             };
-            tracing::info!(%zone, %reason, "{stream} stream ended");
+            // The stream ends with the last sender; the fence is released with it.
+            drop((tx, fence));
+            tracing::info!(%zone, term = peer.term, %reason, "{stream} stream ended");
             service.insights.stream_closed(&zone);
             service.insights.flush(service.store.as_ref()).await;
         });
@@ -162,6 +192,7 @@ impl KdsService {
                         .collect()
                 })
                 .unwrap_or_default(),
+            term: leader_term(request_metadata)?,
         })
     }
 
@@ -176,6 +207,23 @@ impl KdsService {
             // A store outage is not a reason to drop zones; the send path notices it.
             Err(_) => true,
         }
+    }
+}
+
+/// The zone replica's leader term from [`metadata::LEADER_TERM`]; absent = 0.
+fn leader_term(request_metadata: &tonic::metadata::MetadataMap) -> Result<u64, Status> {
+    match request_metadata.get(metadata::LEADER_TERM) {
+        None => Ok(0),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "{} must be a non-negative integer",
+                    metadata::LEADER_TERM
+                ))
+            }),
     }
 }
 
@@ -236,6 +284,7 @@ impl Kds for KdsService {
         request: Request<Streaming<ZoneToGlobalAck>>,
     ) -> Result<Response<Self::GlobalToZoneStream>, Status> {
         let peer = self.admit(request.metadata()).await?;
+        let fence = self.fence(&peer, Direction::GlobalToZone)?;
         let mut acks = request.into_inner();
         let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, acks.message())
             .await
@@ -249,10 +298,12 @@ impl Kds for KdsService {
             }
         };
         let (tx, rx) = mpsc::channel(QUEUE);
-        tracing::info!(zone = %peer.zone, since, "zone subscribed (global→zone)");
-        let (service, zone) = (self.clone(), peer.zone.clone());
-        self.spawn_session(peer, "global→zone", async move {
-            service.run_global_to_zone(&zone, since, acks, &tx).await
+        tracing::info!(zone = %peer.zone, term = peer.term, since, "zone subscribed (global→zone)");
+        let (service, zone, session_tx) = (self.clone(), peer.zone.clone(), tx.clone());
+        self.spawn_session(peer, fence, "global→zone", tx, async move {
+            service
+                .run_global_to_zone(&zone, since, acks, &session_tx)
+                .await
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -262,11 +313,12 @@ impl Kds for KdsService {
         request: Request<Streaming<ZoneDelta>>,
     ) -> Result<Response<Self::ZoneToGlobalStream>, Status> {
         let peer = self.admit(request.metadata()).await?;
+        let fence = self.fence(&peer, Direction::ZoneToGlobal)?;
         let deltas = request.into_inner();
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (service, zone) = (self.clone(), peer.zone.clone());
-        self.spawn_session(peer, "zone→global", async move {
-            service.run_zone_to_global(&zone, deltas, &tx).await
+        let (service, zone, session_tx) = (self.clone(), peer.zone.clone(), tx.clone());
+        self.spawn_session(peer, fence, "zone→global", tx, async move {
+            service.run_zone_to_global(&zone, deltas, &session_tx).await
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

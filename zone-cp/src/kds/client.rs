@@ -1,4 +1,11 @@
 //! Connecting to global and staying connected.
+//!
+//! Global may run as several replicas on one database; the zone knows their
+//! addresses ([`KdsClientConfig::global_urls`]) and dials one at a time, starting with
+//! the first. After a failed connect or an ended session it moves on to the next, so
+//! a dead replica costs one attempt. Every replica resumes the zone from the same
+//! positions: the zone keeps the global revision it applied in its store, global
+//! keeps the zone revision it applied in the shared database.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +22,9 @@ use super::session;
 pub struct KdsClientConfig {
     /// This zone's name.
     pub zone: String,
-    /// Global's KDS URL (`https://host:5685`).
-    pub global_url: String,
+    /// Global's KDS URLs (`https://host:5685`), one per global replica, tried in
+    /// order (at least one).
+    pub global_urls: Vec<String>,
     /// The CA that signed global's KDS certificate (PEM); `None` uses the system roots.
     pub global_ca_pem: Option<String>,
     /// The zone token issued by global.
@@ -33,7 +41,7 @@ impl std::fmt::Debug for KdsClientConfig {
         // The token is a credential: never in logs.
         f.debug_struct("KdsClientConfig")
             .field("zone", &self.zone)
-            .field("global_url", &self.global_url)
+            .field("global_urls", &self.global_urls)
             .field("heartbeat", &self.heartbeat)
             .field("leader_term", &self.leader_term)
             .finish_non_exhaustive()
@@ -67,18 +75,13 @@ pub enum ClientError {
     Sync(#[from] meridian_kds::KdsError),
 }
 
-async fn connect(config: &KdsClientConfig) -> Result<KdsClient<Channel>, ClientError> {
-    let mut endpoint = Endpoint::from_shared(config.global_url.clone())
-        .map_err(|e| {
-            ClientError::Config(format!(
-                "invalid --global-kds URL {:?}: {e}",
-                config.global_url
-            ))
-        })?
+async fn connect(config: &KdsClientConfig, url: &str) -> Result<KdsClient<Channel>, ClientError> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| ClientError::Config(format!("invalid --global-kds URL {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20));
-    if config.global_url.starts_with("https://") {
+    if url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new();
         tls = match &config.global_ca_pem {
             Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
@@ -92,7 +95,7 @@ async fn connect(config: &KdsClientConfig) -> Result<KdsClient<Channel>, ClientE
         .connect()
         .await
         .map_err(|source| ClientError::Connect {
-            url: config.global_url.clone(),
+            url: url.to_owned(),
             source,
         })?;
     Ok(KdsClient::new(channel)
@@ -101,19 +104,26 @@ async fn connect(config: &KdsClientConfig) -> Result<KdsClient<Channel>, ClientE
 }
 
 /// Keeps KDS running until `shutdown` turns true: connect, run both streams, and on
-/// any failure wait (exponential backoff from 100 ms to 10 s, with full jitter so a
-/// restarted global is not hit by every zone at once) and try again.
+/// any failure move to the next global URL, wait (exponential backoff from 100 ms to
+/// 10 s, growing once per round of every URL, with full jitter so a restarted global
+/// is not hit by every zone at once) and try again.
 pub async fn run(
     config: KdsClientConfig,
     store: Arc<dyn Store>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if config.global_urls.is_empty() {
+        tracing::error!("KDS client started without a global URL; not syncing");
+        return;
+    }
     let mut backoff = Duration::from_millis(100);
     let connected = session::Connected::default();
+    let (mut next, mut failed_in_round) = (0, 0);
     loop {
+        let url = &config.global_urls[next];
         let attempt = async {
-            let client = connect(&config).await?;
-            tracing::info!(url = %config.global_url, "connected to global KDS");
+            let client = connect(&config, url).await?;
+            tracing::info!(%url, "connected to global KDS");
             session::run_both(client, &config, store.clone(), &connected).await
         };
         let outcome = tokio::select! {
@@ -137,13 +147,19 @@ pub async fn run(
         }
         if connected.take() {
             backoff = Duration::from_millis(100);
+            failed_in_round = 0;
         }
+        next = (next + 1) % config.global_urls.len();
         let jittered = backoff.mul_f64(rand::random::<f64>().max(0.1));
-        tracing::info!(retry_in = ?jittered, "reconnecting to global");
+        tracing::info!(retry_in = ?jittered, url = %config.global_urls[next], "reconnecting to global");
         tokio::select! {
             _ = tokio::time::sleep(jittered) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        failed_in_round += 1;
+        if failed_in_round >= config.global_urls.len() {
+            failed_in_round = 0;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
     }
 }
