@@ -63,13 +63,15 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 async fn writes_through_any_replica_and_membership_by_api() {
     let dirs: Vec<TempDir> = (0..4).map(|_| TempDir::new().expect("dir")).collect();
     let addrs: BTreeMap<u64, _> = (1..=4).map(|id| (id, free_addr())).collect();
-    let opened = futures_join(
+    // The group elects a leader only once a majority is up: open them together.
+    let opened = futures::future::join_all(
         (1..=3)
-            .map(|id| EmbeddedStore::open_with(dirs[id as usize - 1].path(), options(id, &addrs)))
-            .collect(),
+            .map(|id| EmbeddedStore::open_with(dirs[id as usize - 1].path(), options(id, &addrs))),
     )
     .await;
-    let stores: BTreeMap<u64, EmbeddedStore> = (1..=3).zip(opened).collect();
+    let stores: BTreeMap<u64, EmbeddedStore> = (1..=3)
+        .zip(opened.into_iter().map(|s| s.expect("replica opens")))
+        .collect();
 
     // A write on a follower is forwarded and readable there at once.
     let follower = stores
@@ -81,15 +83,28 @@ async fn writes_through_any_replica_and_membership_by_api() {
         .await
         .expect("a follower's write is forwarded");
     let key = ResourceKey::global(ResourceKind::Mesh, "from-follower");
-    assert!(follower.get(&key).await.expect("read").is_some(), "read-your-writes");
+    assert!(
+        follower.get(&key).await.expect("read").is_some(),
+        "read-your-writes"
+    );
 
     // Add replica 4 as a learner through a follower, then promote it.
     let fourth = EmbeddedStore::open_with(dirs[3].path(), options(4, &addrs));
     let add = follower.add_learner(4, addrs[&4].to_string());
     let (fourth, added) = tokio::join!(fourth, add);
     let fourth = fourth.expect("replica 4 joins");
-    added.expect("learner added");
-    assert!(fourth.get(&key).await.expect("read").is_some(), "the learner caught up");
+    let index = added.expect("learner added");
+    // The learner holds the log up to the change; its state machine applies it next.
+    fourth
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .applied_index_at_least(Some(index), "the learner applies the log")
+        .await
+        .expect("the learner caught up");
+    assert!(
+        fourth.get(&key).await.expect("read").is_some(),
+        "the learner has the write"
+    );
     follower.promote(4).await.expect("promoted");
     let status = follower.group_status();
     let roles: BTreeMap<u64, &str> = status.members.iter().map(|m| (m.id, m.role)).collect();
@@ -121,57 +136,15 @@ async fn writes_through_any_replica_and_membership_by_api() {
         .put(mesh("after-removal"), Precondition::Absent)
         .await
         .expect("the group takes writes without the removed replica");
-    let members: Vec<u64> = survivor.group_status().members.iter().map(|m| m.id).collect();
+    let members: Vec<u64> = survivor
+        .group_status()
+        .members
+        .iter()
+        .map(|m| m.id)
+        .collect();
     assert!(!members.contains(&leader_id), "{members:?}");
 
     for store in stores.values().chain(std::iter::once(&fourth)) {
         store.shutdown().await;
     }
-}
-
-async fn futures_join<F: std::future::Future<Output = Result<EmbeddedStore, E>>, E: std::fmt::Debug>(
-    futures: Vec<F>,
-) -> Vec<EmbeddedStore> {
-    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut out = Vec::new();
-    // The group elects a leader only once a majority is up: open them together.
-    let results = join_all(handles).await;
-    for result in results {
-        out.push(result.expect("replica opens"));
-    }
-    out
-}
-
-async fn join_all<F: std::future::Future + Unpin>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(f);
-    }
-    let mut outputs = Vec::new();
-    let mut pending: Vec<Option<F>> = set.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match std::pin::Pin::new(f).poll(cx) {
-                    std::task::Poll::Ready(out) => {
-                        results[i] = Some(out);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    for r in results {
-        outputs.extend(r);
-    }
-    outputs
 }

@@ -115,6 +115,7 @@ async fn the_zone_leader_killed_under_registrations_loses_and_duplicates_nothing
     const TOTAL: usize = 60;
     let mut acknowledged = Vec::new();
     let mut killed_at = None;
+    let mut first_ack_after_kill = None;
     let mut next = 0usize;
     let deadline = Instant::now() + Duration::from_secs(60);
     while acknowledged.len() < TOTAL {
@@ -139,6 +140,9 @@ async fn the_zone_leader_killed_under_registrations_loses_and_duplicates_nothing
             .await;
         if status == 201 || status == 200 {
             acknowledged.push(name);
+            if let (Some(at), None) = (killed_at, first_ack_after_kill) {
+                first_ack_after_kill = Some(at.elapsed());
+            }
         }
     }
     let killed_at = killed_at.expect("the leader was killed");
@@ -146,7 +150,7 @@ async fn the_zone_leader_killed_under_registrations_loses_and_duplicates_nothing
     let new_leader = group
         .leader_except(&[leader], Duration::from_secs(10))
         .await;
-    let elected_after = killed_at.elapsed();
+    let writes_back_after = first_ack_after_kill.expect("a write was acknowledged after the kill");
     assert_ne!(new_leader, leader);
 
     // Every acknowledged registration is on every surviving replica, once.
@@ -223,8 +227,9 @@ async fn the_zone_leader_killed_under_registrations_loses_and_duplicates_nothing
         "the new leader received {received} resources: a full resync, not a resume"
     );
     eprintln!(
-        "zone HA: leader {leader} killed; replica {new_leader} led (seen by the test) after {elected_after:?}; \
-         global had all {TOTAL} registrations after {synced_after:?}; the new leader's KDS received {received} resources"
+        "zone HA: leader {leader} killed; the first write after it was acknowledged after {writes_back_after:?} \
+         (replica {new_leader} leads); global had all {TOTAL} registrations after {synced_after:?}; \
+         the new leader's KDS received {received} resources"
     );
 }
 
