@@ -50,7 +50,8 @@ pub struct Registration {
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     /// The zone CP's data-plane URL (`--zone-cp`): `https://…`, or `http://`
-    /// for loopback addresses only.
+    /// for loopback addresses only. Several, comma-separated, for the replicas of
+    /// a zone CP: the client moves to the next when a connection fails or ends.
     pub zone_cp: String,
     /// PEM trust for the zone CP's certificate (`--zone-cp-ca`).
     pub zone_cp_ca_pem: Option<String>,
@@ -106,7 +107,13 @@ impl ProxyClient {
     /// [`ClientError::Settings`] for a URL that is not `https://`, or not
     /// `http://` to a loopback address.
     pub fn spawn(settings: ClientSettings) -> Result<ProxyClient, ClientError> {
-        check_url(&settings.zone_cp)?;
+        let urls = zone_cp_urls(&settings.zone_cp);
+        if urls.is_empty() {
+            return Err(ClientError::Settings("--zone-cp: no URL given".to_owned()));
+        }
+        for url in &urls {
+            check_url(url)?;
+        }
         let (config_tx, config) = watch::channel(None);
         let (identity_tx, identity) = watch::channel(None);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -136,6 +143,15 @@ impl ProxyClient {
     }
 }
 
+/// The URLs of `--zone-cp` (comma-separated).
+fn zone_cp_urls(zone_cp: &str) -> Vec<&str> {
+    zone_cp
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 fn check_url(url: &str) -> Result<(), ClientError> {
     let bad = |why: &str| ClientError::Settings(format!("--zone-cp {url:?}: {why}"));
     if url.starts_with("https://") {
@@ -163,9 +179,11 @@ fn check_url(url: &str) -> Result<(), ClientError> {
     }
 }
 
-async fn connect(settings: &ClientSettings) -> Result<DataplaneConfigClient<Channel>, ClientError> {
-    let url = &settings.zone_cp;
-    let mut endpoint = Endpoint::from_shared(url.clone())
+async fn connect(
+    settings: &ClientSettings,
+    url: &str,
+) -> Result<DataplaneConfigClient<Channel>, ClientError> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| ClientError::Settings(format!("invalid --zone-cp URL {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
@@ -184,7 +202,7 @@ async fn connect(settings: &ClientSettings) -> Result<DataplaneConfigClient<Chan
         .connect()
         .await
         .map_err(|source| ClientError::Connect {
-            url: url.clone(),
+            url: url.to_owned(),
             source,
         })?;
     Ok(DataplaneConfigClient::new(channel))
@@ -197,9 +215,14 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let urls = zone_cp_urls(&settings.zone_cp);
+    let mut attempt = 0usize;
     loop {
+        let url = urls[attempt % urls.len()];
+        attempt += 1;
         let mut session = Session {
             settings: &settings,
+            url,
             config_tx: &config_tx,
             identity_tx: &identity_tx,
             pending_key: None,
@@ -210,11 +233,15 @@ async fn run(
             Ok(()) => return,
             Err(e) => {
                 metrics::gauge!("meridian_proxy_cp_connected").set(0.0);
-                tracing::warn!(error = %e, zone_cp = %settings.zone_cp, "config stream ended");
+                tracing::warn!(error = %e, zone_cp = %url, "config stream ended");
             }
         }
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(100);
+        }
+        // Another replica is tried at once; the backoff applies once per round.
+        if attempt % urls.len() != 0 {
+            continue;
         }
         let jittered = backoff.mul_f64(rand::random::<f64>().max(0.1));
         tracing::info!(retry_in = ?jittered, "reconnecting to the zone CP");
@@ -229,6 +256,8 @@ async fn run(
 /// One connection's worth of state.
 struct Session<'a> {
     settings: &'a ClientSettings,
+    /// The zone CP replica this session dials.
+    url: &'a str,
     config_tx: &'a watch::Sender<Option<Arc<ProxyConfig>>>,
     identity_tx: &'a watch::Sender<Option<Arc<WorkloadIdentity>>>,
     /// The key of the CSR in flight, with the identity it asked for.
@@ -239,7 +268,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ClientError> {
-        let mut client = connect(self.settings).await?;
+        let mut client = connect(self.settings, self.url).await?;
         let (tx, rx) = mpsc::channel::<ProxyMessage>(16);
         let reg = &self.settings.registration;
         let hello = Hello {
@@ -253,7 +282,7 @@ impl Session<'_> {
         let _ = tx.try_send(message(ToCp::Hello(hello)));
         let mut inbound = client.stream(ReceiverStream::new(rx)).await?.into_inner();
         metrics::gauge!("meridian_proxy_cp_connected").set(1.0);
-        tracing::info!(zone_cp = %self.settings.zone_cp, name = %reg.name, "registered with the zone CP");
+        tracing::info!(zone_cp = %self.url, name = %reg.name, "registered with the zone CP");
         // A reconnect re-requests the certificate if one is due or in use.
         if self.identity_tx.borrow().is_some() {
             self.renew_at = Some(SystemTime::now());

@@ -42,6 +42,8 @@ pub struct Replica {
     pub process: Option<MeridianProcess>,
     /// Its REST API base URL.
     pub api: String,
+    /// The URL its proxies dial.
+    pub dp_url: String,
     args: Vec<String>,
 }
 
@@ -120,6 +122,7 @@ impl ZoneGroup {
                 })
                 .collect();
             let api_port = free_port();
+            let dp_port = free_port();
             let mut args: Vec<String> = [
                 "zone-cp",
                 "--zone",
@@ -127,7 +130,7 @@ impl ZoneGroup {
                 "--api-addr",
                 &format!("127.0.0.1:{api_port}"),
                 "--dp-addr",
-                &format!("127.0.0.1:{}", free_port()),
+                &format!("127.0.0.1:{dp_port}"),
                 "--data-dir",
                 &dir.path(&format!("replica-{id}")),
                 "--admin-token",
@@ -173,6 +176,7 @@ impl ZoneGroup {
                 Replica {
                     process: None,
                     api: format!("http://127.0.0.1:{api_port}"),
+                    dp_url: format!("http://127.0.0.1:{dp_port}"),
                     args,
                 },
             );
@@ -236,6 +240,33 @@ impl ZoneGroup {
             let leader = leader?;
             views.iter().all(|v| *v == Some(leader)).then_some(leader)
         })
+        .await
+    }
+
+    /// Starts a sidecar `name` for service `web` that knows the replicas in
+    /// `order` (it dials the first, and the next when a connection fails).
+    pub async fn sidecar(&self, name: &str, order: &[u64]) -> MeridianProcess {
+        let urls: Vec<&str> = order
+            .iter()
+            .map(|id| self.replicas[id].dp_url.as_str())
+            .collect();
+        let inbound = format!("127.0.0.1:{}=127.0.0.1:{}", free_port(), free_port());
+        MeridianProcess::start_until(
+            &[
+                "dp",
+                "--zone-cp",
+                &urls.join(","),
+                "--mesh",
+                "default",
+                "--name",
+                name,
+                "--service",
+                "web",
+                "--inbound",
+                &inbound,
+            ],
+            "meridian dp",
+        )
         .await
     }
 

@@ -44,6 +44,27 @@ async fn global_names(cluster: &Cluster, path: &str) -> Option<Vec<String>> {
     )
 }
 
+/// The test's registrations (`dp-N`), without the sidecar's.
+fn registrations(names: Vec<String>) -> Vec<String> {
+    names.into_iter().filter(|n| n.starts_with("dp-")).collect()
+}
+
+/// Which replica registered `sidecar-1`, as global has it.
+async fn sidecar_registered_by(cluster: &Cluster) -> Option<String> {
+    let doc: Value = reqwest::get(format!(
+        "{}/meshes/default/dataplanes/sidecar-1.east",
+        cluster.api
+    ))
+    .await
+    .ok()?
+    .json()
+    .await
+    .ok()?;
+    doc["labels"]["meridian.io/registered-by"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 async fn global_zone_streams(cluster: &Cluster, zone: &str) -> Option<f64> {
     let text = reqwest::get(format!("{}/metrics", cluster.api))
         .await
@@ -109,6 +130,15 @@ async fn the_zone_leader_killed_under_registrations_loses_and_duplicates_nothing
         || async { (global_zone_streams(&cluster, "east").await? == 1.0).then_some(()) },
     )
     .await;
+    // A sidecar connected to the leader, knowing every replica.
+    let mut order = vec![leader];
+    order.extend(group.running().into_iter().filter(|id| *id != leader));
+    let _sidecar = group.sidecar("sidecar-1", &order).await;
+    let by = eventually("global has the sidecar", Duration::from_secs(15), || {
+        sidecar_registered_by(&cluster)
+    })
+    .await;
+    assert_eq!(by, format!("dp-stream.replica-{leader}"));
 
     // Registrations go round-robin to every running replica (followers forward to
     // the leader); a refused one is retried on the next replica until acknowledged.
@@ -161,7 +191,7 @@ async fn the_zone_leader_killed_under_registrations_loses_and_duplicates_nothing
             "a survivor has every registration",
             Duration::from_secs(10),
             || async {
-                let names = group.names(id, "/meshes/default/dataplanes").await?;
+                let names = registrations(group.names(id, "/meshes/default/dataplanes").await?);
                 (names.len() >= TOTAL).then_some(names)
             },
         )
@@ -183,7 +213,7 @@ async fn the_zone_leader_killed_under_registrations_loses_and_duplicates_nothing
         "global has every registration",
         Duration::from_secs(30),
         || async {
-            let names = global_names(&cluster, "/meshes/default/dataplanes").await?;
+            let names = registrations(global_names(&cluster, "/meshes/default/dataplanes").await?);
             (names.len() == TOTAL).then_some(names)
         },
     )
@@ -218,6 +248,17 @@ async fn the_zone_leader_killed_under_registrations_loses_and_duplicates_nothing
         },
     )
     .await;
+    // The sidecar moved to a surviving replica, which registered it again.
+    eventually(
+        "the sidecar re-registered through a survivor",
+        Duration::from_secs(15),
+        || async {
+            let by = sidecar_registered_by(&cluster).await?;
+            (by != format!("dp-stream.replica-{leader}")).then_some(())
+        },
+    )
+    .await;
+
     let received = group
         .metric(new_leader, "meridian_kds_resources_received_total")
         .await

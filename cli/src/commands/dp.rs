@@ -16,6 +16,7 @@ use meridian_dataplane::{
 #[derive(clap::Args, Debug)]
 pub struct DpArgs {
     /// The zone CP's data-plane URL (its `--dp-addr`); `http://` only for loopback.
+    /// Several, comma-separated, for a zone CP's replicas (tried in turn).
     #[arg(long, env = "MERIDIAN_ZONE_CP", default_value = DEFAULT_ZONE_CP)]
     pub zone_cp: String,
     /// CA certificate (PEM) that signed the zone CP's certificate (https).

@@ -10,7 +10,8 @@ use anyhow::Context;
 /// `meridian zone-egress`.
 #[derive(clap::Args, Debug)]
 pub struct ZoneCpLink {
-    /// The zone control plane's data-plane URL (http:// only to loopback).
+    /// The zone control plane's data-plane URL (http:// only to loopback); several,
+    /// comma-separated, for a zone CP's replicas (tried in turn).
     #[arg(
         long,
         env = "MERIDIAN_ZONE_CP",
