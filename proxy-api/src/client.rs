@@ -240,7 +240,7 @@ async fn run(
             backoff = Duration::from_millis(100);
         }
         // Another replica is tried at once; the backoff applies once per round.
-        if attempt % urls.len() != 0 {
+        if !attempt.is_multiple_of(urls.len()) {
             continue;
         }
         let jittered = backoff.mul_f64(rand::random::<f64>().max(0.1));
