@@ -366,6 +366,107 @@ fn zone_token_path() -> utoipa::openapi::PathItem {
         .build()
 }
 
+/// `/raft…` on a zone CP: its replica group (404 when it runs as one replica).
+fn raft_paths(paths: PathsBuilder) -> PathsBuilder {
+    let free_object = || ObjectBuilder::new().schema_type(Type::Object).build();
+    let admin = || SecurityRequirement::new("adminToken", Vec::<String>::new());
+    let change = |id: &str, summary: &str, method: HttpMethod, body: bool| {
+        let mut op = OperationBuilder::new()
+            .operation_id(Some(id))
+            .summary(Some(summary))
+            .tag("Raft")
+            .response(
+                "200",
+                json_response("The log index the change committed at.", free_object()),
+            )
+            .security(admin());
+        if body {
+            let learner = ObjectBuilder::new()
+                .property(
+                    "id",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1)),
+                )
+                .required("id")
+                .property(
+                    "addr",
+                    string().description(Some("HOST:PORT of its Raft server")),
+                )
+                .required("addr")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                .build();
+            op = op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(learner)).build(),
+                    )
+                    .build(),
+            ));
+        } else {
+            op = op.parameter(path_param("id", "The replica's Raft node id."));
+        }
+        let op = with_errors(
+            op,
+            &[
+                ("400", "Invalid request."),
+                ("401", "Missing or wrong admin token."),
+                ("404", "This zone CP runs as one replica."),
+                ("409", "The group refused the change."),
+                ("503", "No leader could commit the change in time."),
+            ],
+        );
+        PathItemBuilder::new().operation(method, op.build()).build()
+    };
+    paths
+        .path(
+            "/raft",
+            PathItemBuilder::new()
+                .operation(
+                    HttpMethod::Get,
+                    with_errors(
+                        OperationBuilder::new()
+                            .operation_id(Some("getRaftGroup"))
+                            .summary(Some("The replica group: members, leader, term, indexes"))
+                            .tag("Raft")
+                            .response("200", json_response("The group.", free_object())),
+                        &[("404", "This zone CP runs as one replica.")],
+                    )
+                    .build(),
+                )
+                .build(),
+        )
+        .path(
+            "/raft/learners",
+            change(
+                "addRaftLearner",
+                "Add a replica as a learner",
+                HttpMethod::Post,
+                true,
+            ),
+        )
+        .path(
+            "/raft/voters/{id}",
+            change(
+                "promoteRaftLearner",
+                "Make a learner a voter",
+                HttpMethod::Post,
+                false,
+            ),
+        )
+        .path(
+            "/raft/members/{id}",
+            change(
+                "removeRaftMember",
+                "Remove a replica from the group",
+                HttpMethod::Delete,
+                false,
+            ),
+        )
+}
+
 /// Builds the OpenAPI document of the API a server in `role` serves.
 pub fn document(role: &Role) -> OpenApi {
     let mut components = ComponentsBuilder::new()
@@ -394,6 +495,9 @@ pub fn document(role: &Role) -> OpenApi {
             .schema_from::<crate::tokens::ZoneTokenRequest>()
             .schema_from::<crate::tokens::ZoneTokenResponse>();
         paths = paths.path("/tokens/zone", zone_token_path());
+    }
+    if matches!(role, Role::Zone { .. }) {
+        paths = raft_paths(paths);
     }
     let free_object = || ObjectBuilder::new().schema_type(Type::Object).build();
     let zone_param = path_param("name", "The zone.");
@@ -543,6 +647,7 @@ mod tests {
             assert_eq!(item.delete.is_some(), kind.is_zone_owned(), "{kind} DELETE");
         }
         assert!(!paths.contains_key("/tokens/zone"));
+        assert!(paths.contains_key("/raft/learners"));
         assert!(doc.info.title.contains("east"));
     }
 }

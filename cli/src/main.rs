@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use commands::{
-    apply, delete, demo_echo, dp, get, global_cp, probe, up, zone_cp, zone_egress, zone_ingress,
+    apply, delete, demo_echo, dp, get, global_cp, probe, raft, up, zone_cp, zone_egress,
+    zone_ingress,
 };
 
 /// Meridian: a multi-zone service-mesh control plane.
@@ -64,6 +65,14 @@ enum Command {
         api: ApiArgs,
         #[command(flatten)]
         args: delete::DeleteArgs,
+    },
+    /// A zone CP's replica group: members and leader, membership changes
+    /// (--api is any replica's API).
+    Raft {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: raft::RaftCommand,
     },
 }
 
@@ -169,6 +178,13 @@ async fn main() -> std::process::ExitCode {
             init_tracing("warn");
             match api.client() {
                 Ok(client) => get::run(&client, &args).await,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Raft { api, command } => {
+            init_tracing("warn");
+            match api.client() {
+                Ok(client) => raft::run(&client, &command).await,
                 Err(e) => Err(e),
             }
         }

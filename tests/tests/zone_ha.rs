@@ -338,6 +338,17 @@ async fn a_follower_restarted_after_compaction_catches_up_by_snapshot() {
     )
     .await;
     let caught_up = restarted.elapsed();
+
+    // `meridian raft status` on any replica: a table of the three, the leader marked.
+    let output = meridian_tests::process::run_cli(
+        &["raft", "--api", group.api(follower), "status"],
+        &[],
+    )
+    .await;
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{table}");
+    assert!(table.contains(&format!("leader: {leader}")), "{table}");
+    assert_eq!(table.lines().filter(|l| l.contains("voter")).count(), 3, "{table}");
     let installed = group
         .metric(follower, "meridian_raft_snapshots_installed_total")
         .await

@@ -7,6 +7,7 @@ pub mod dp;
 pub mod get;
 pub mod global_cp;
 pub mod probe;
+pub mod raft;
 pub mod raft_flags;
 pub mod up;
 pub mod zone_cp;
