@@ -86,15 +86,7 @@ impl GlobalReplica {
 
     /// The value of the sample `series` (`name` or `name{labels}`) on `/metrics`.
     pub async fn metric(&self, http: &reqwest::Client, series: &str) -> Option<f64> {
-        let text = http
-            .get(format!("{}/metrics", self.api))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metric_value(&text, series)
+        crate::scrape::metric(http, &self.api, series).await
     }
 
     /// The status `/readyz` answers (`None` if the request failed).
@@ -122,15 +114,6 @@ impl GlobalReplica {
             .expect("zone token JSON");
         issued["token"].as_str().expect("token").to_owned()
     }
-}
-
-/// The value of one sample in Prometheus text, e.g. `metric_value(text,
-/// "meridian_kds_live_streams{zone=\"a\"}")`.
-pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(series)?;
-        rest.strip_prefix(' ')?.trim().parse().ok()
-    })
 }
 
 /// Starts `meridian zone-cp --zone <zone>` dialling `global_urls` (given to
@@ -167,21 +150,4 @@ pub async fn start_zone(
         ADMIN,
     ])
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::metric_value;
-
-    #[test]
-    fn samples_are_found_by_their_exact_series() {
-        let text = "# TYPE x gauge\nmeridian_global_duty_leader 1\n\
-                    meridian_kds_live_streams{zone=\"a\"} 2\nmeridian_kds_live_streams{zone=\"ab\"} 5\n";
-        assert_eq!(metric_value(text, "meridian_global_duty_leader"), Some(1.0));
-        assert_eq!(
-            metric_value(text, "meridian_kds_live_streams{zone=\"a\"}"),
-            Some(2.0)
-        );
-        assert_eq!(metric_value(text, "meridian_kds_live"), None);
-    }
 }

@@ -22,6 +22,7 @@ pub mod global_replicas;
 pub mod pg_instance;
 pub mod postgres;
 pub mod process;
+pub mod scrape;
 pub mod scratch;
 pub mod zone_replicas;
 

@@ -328,48 +328,11 @@ impl ZoneGroup {
 
     /// The names in a collection listed on replica `id`.
     pub async fn names(&self, id: u64, path: &str) -> Option<Vec<String>> {
-        let list: Value = self
-            .http
-            .get(format!("{}{path}?size=1000", self.api(id)))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        Some(
-            list["items"]
-                .as_array()?
-                .iter()
-                .filter_map(|i| i["name"].as_str().map(str::to_owned))
-                .collect(),
-        )
+        crate::scrape::names(&self.http, &format!("{}{path}", self.api(id))).await
     }
 
-    /// One metric's value on replica `id` (the first sample whose line starts
-    /// with `name`).
-    pub async fn metric(&self, id: u64, name: &str) -> Option<f64> {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.api(id)))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metric_value(&text, name)
+    /// The sample `series` of replica `id`'s metrics.
+    pub async fn metric(&self, id: u64, series: &str) -> Option<f64> {
+        crate::scrape::metric(&self.http, self.api(id), series).await
     }
-}
-
-/// The value of the first sample in Prometheus `text` whose name (with labels)
-/// starts with `name`.
-pub fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }

@@ -24,7 +24,7 @@ use meridian_proto::kds::{self, GlobalAck, GlobalDelta, ZoneDelta, ZoneToGlobalA
 use meridian_proto::metadata;
 use meridian_store::{NewResource, Precondition, ResourceKey, Store};
 use meridian_tests::eventually;
-use meridian_tests::global_replicas::{ADMIN, GlobalReplica, metric_value, start_zone};
+use meridian_tests::global_replicas::{ADMIN, GlobalReplica, start_zone};
 use meridian_tests::pg_instance::PgInstance;
 use meridian_tests::postgres::TestDatabase;
 use meridian_tests::scratch::Dir;
@@ -526,18 +526,8 @@ async fn ended_with<T>(stream: &mut Streaming<T>) -> tonic::Status {
 }
 
 async fn live_streams(http: &reqwest::Client, global: &GlobalCp, zone: &str) -> Option<f64> {
-    let text = http
-        .get(format!("http://{}/metrics", global.api_addr()))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metric_value(
-        &text,
-        &format!("meridian_kds_live_streams{{zone=\"{zone}\"}}"),
-    )
+    let series = format!("meridian_kds_live_streams{{zone=\"{zone}\"}}");
+    meridian_tests::scrape::metric(http, &format!("http://{}", global.api_addr()), &series).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

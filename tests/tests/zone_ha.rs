@@ -29,19 +29,7 @@ fn dataplane(name: &str) -> Value {
 }
 
 async fn global_names(cluster: &Cluster, path: &str) -> Option<Vec<String>> {
-    let list: Value = reqwest::get(format!("{}{path}?size=1000", cluster.api))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    Some(
-        list["items"]
-            .as_array()?
-            .iter()
-            .filter_map(|i| i["name"].as_str().map(str::to_owned))
-            .collect(),
-    )
+    meridian_tests::scrape::names(&reqwest::Client::new(), &format!("{}{path}", cluster.api)).await
 }
 
 /// The test's registrations (`dp-N`), without the sidecar's.
@@ -66,16 +54,8 @@ async fn sidecar_registered_by(cluster: &Cluster) -> Option<String> {
 }
 
 async fn global_zone_streams(cluster: &Cluster, zone: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", cluster.api))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    meridian_tests::zone_replicas::metric_value(
-        &text,
-        &format!("meridian_kds_live_streams{{zone=\"{zone}\"}}"),
-    )
+    let series = format!("meridian_kds_live_streams{{zone=\"{zone}\"}}");
+    meridian_tests::scrape::metric(&reqwest::Client::new(), &cluster.api, &series).await
 }
 
 /// Global on PostgreSQL with `policies` MeshTimeouts, and a 3-replica zone synced
@@ -340,15 +320,17 @@ async fn a_follower_restarted_after_compaction_catches_up_by_snapshot() {
     let caught_up = restarted.elapsed();
 
     // `meridian raft status` on any replica: a table of the three, the leader marked.
-    let output = meridian_tests::process::run_cli(
-        &["raft", "--api", group.api(follower), "status"],
-        &[],
-    )
-    .await;
+    let output =
+        meridian_tests::process::run_cli(&["raft", "--api", group.api(follower), "status"], &[])
+            .await;
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{table}");
     assert!(table.contains(&format!("leader: {leader}")), "{table}");
-    assert_eq!(table.lines().filter(|l| l.contains("voter")).count(), 3, "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains("voter")).count(),
+        3,
+        "{table}"
+    );
     let installed = group
         .metric(follower, "meridian_raft_snapshots_installed_total")
         .await
