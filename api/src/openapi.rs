@@ -152,13 +152,18 @@ fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter
         .build()
 }
 
-fn query_param(name: &str, description: &str, integer: bool) -> utoipa::openapi::path::Parameter {
-    let schema = if integer {
-        ObjectBuilder::new()
+/// A query parameter: a string, or an integer within `range`.
+fn query_param(
+    name: &str,
+    description: &str,
+    range: Option<(u64, u64)>,
+) -> utoipa::openapi::path::Parameter {
+    let schema = match range {
+        Some((min, max)) => ObjectBuilder::new()
             .schema_type(Type::Integer)
-            .minimum(Some(0))
-    } else {
-        string()
+            .minimum(Some(min as f64))
+            .maximum(Some(max as f64)),
+        None => string(),
     };
     ParameterBuilder::new()
         .name(name)
@@ -220,8 +225,16 @@ fn kind_paths(paths: PathsBuilder, kind: ResourceKind, role: &Role) -> PathsBuil
         .summary(Some(format!("List {type_name} resources")))
         .tag(type_name)
         .parameters(Some(params.iter().cloned().chain([
-            query_param("size", "Items per page (1 to 1000, default 100).", true),
-            query_param("offset", "Items to skip.", true),
+            query_param(
+                "size",
+                "Items per page (1 to 1000, default 100).",
+                Some((1, crate::query::MAX_PAGE_SIZE)),
+            ),
+            query_param(
+                "offset",
+                "Items to skip.",
+                Some((0, crate::query::MAX_OFFSET)),
+            ),
         ])))
         .response(
             "200",

@@ -22,6 +22,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<InvalidParameter>)]
     pub invalid_parameters: Vec<FieldViolation>,
+    /// For 405s: the methods the resource does allow (the `Allow` header).
+    #[serde(skip)]
+    pub allow: Option<&'static str>,
 }
 
 /// One invalid field of a request (schema for [`FieldViolation`]).
@@ -41,6 +44,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             invalid_parameters: Vec::new(),
+            allow: None,
         }
     }
 
@@ -74,6 +78,14 @@ impl Problem {
     /// 405: e.g. writing a resource that only zones may write.
     pub fn method_not_allowed(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", detail)
+    }
+
+    /// 405 on a resource this server only serves for reading (`Allow: GET, HEAD`).
+    pub fn read_only(detail: impl Into<String>) -> Self {
+        Problem {
+            allow: Some("GET, HEAD"),
+            ..Problem::method_not_allowed(detail)
+        }
     }
 
     /// 409: a version conflict or a create over an existing resource.
@@ -133,6 +145,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

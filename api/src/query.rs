@@ -11,6 +11,8 @@ use crate::problem::Problem;
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
 /// The largest page a client may ask for.
 pub const MAX_PAGE_SIZE: u64 = 1000;
+/// Largest accepted offset (far beyond any real listing, and exact in JSON).
+pub const MAX_OFFSET: u64 = 1_000_000_000;
 
 /// A parsed list query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +44,10 @@ impl ListParams {
                     )),
                 },
                 "offset" => match value.parse::<u64>() {
-                    Ok(offset) => params.offset = offset,
-                    Err(_) => violations.push(violation(
+                    Ok(offset) if offset <= MAX_OFFSET => params.offset = offset,
+                    _ => violations.push(violation(
                         "offset",
-                        format!("must be a non-negative integer, got {value:?}"),
+                        format!("must be an integer from 0 to {MAX_OFFSET}, got {value:?}"),
                     )),
                 },
                 other => match other
@@ -76,7 +78,10 @@ impl ListParams {
     /// The query string of the page after this one.
     pub fn next_page_query(&self) -> String {
         let mut pairs: Vec<(String, String)> = vec![
-            ("offset".into(), (self.offset + self.size).to_string()),
+            (
+                "offset".into(),
+                self.offset.saturating_add(self.size).to_string(),
+            ),
             ("size".into(), self.size.to_string()),
         ];
         pairs.extend(
@@ -112,6 +117,21 @@ mod tests {
         assert_eq!(params.size, DEFAULT_PAGE_SIZE);
         assert_eq!(params.offset, 0);
         assert_eq!(params.labels["kuma.io/zone"], "z1");
+    }
+
+    #[test]
+    fn the_next_page_of_the_last_offset_does_not_overflow() {
+        let params = ListParams::parse(&pairs(&[
+            ("offset", &MAX_OFFSET.to_string()),
+            ("size", "1000"),
+        ]))
+        .expect("valid");
+        assert!(
+            params
+                .next_page_query()
+                .contains(&format!("offset={}", MAX_OFFSET + 1000))
+        );
+        assert!(ListParams::parse(&pairs(&[("offset", &u64::MAX.to_string())])).is_err());
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn ensure_writable(role: &Role, key: &ResourceKey, on_global: &str) -> Result<()
     if role.writes(key.kind) {
         return Ok(());
     }
-    Err(Problem::method_not_allowed(match role {
+    Err(Problem::read_only(match role {
         Role::Global => format!(
             "{} resources are read-only on the global control plane: {on_global}",
             key.kind
@@ -154,7 +154,7 @@ async fn ensure_own(store: &dyn Store, role: &Role, key: &ResourceKey) -> Result
     };
     match store.get(key).await? {
         Some(stored) if stored.zone.as_deref().is_some_and(|owner| owner != zone) => {
-            Err(Problem::method_not_allowed(format!(
+            Err(Problem::read_only(format!(
                 "{key} belongs to zone {:?}; this is zone {zone}'s control plane",
                 stored.zone.as_deref().unwrap_or_default()
             )))

@@ -130,7 +130,8 @@ pub fn router(state: AppState, auth: AdminAuth) -> Router {
     if state.role == Role::Global {
         guarded = guarded.route("/tokens/zone", axum::routing::post(tokens::issue));
     }
-    if state.raft.is_some() {
+    // Zones always route `/raft` (as documented); a single replica answers 404.
+    if state.raft.is_some() || state.role.zone().is_some() {
         guarded = guarded
             .route("/raft", get(crate::raft::status))
             .route(
@@ -185,8 +186,28 @@ async fn not_found(OriginalUri(uri): OriginalUri) -> Problem {
     Problem::not_found(format!("no API path {}", uri.path()))
 }
 
-async fn method_not_allowed(OriginalUri(uri): OriginalUri) -> Problem {
-    Problem::method_not_allowed(format!("this method is not supported on {}", uri.path()))
+async fn method_not_allowed(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> Problem {
+    let detail = format!("this method is not supported on {}", uri.path());
+    // The item routes are shared by every kind; `Allow` must name what this kind
+    // allows on this server, not every method the shared route has.
+    match item_kind(uri.path()) {
+        Some(kind) if !state.role.writes(kind) => Problem::read_only(detail),
+        _ => Problem::method_not_allowed(detail),
+    }
+}
+
+/// The kind of a resource item path: `/meshes/{mesh}/{plural}/{name}` or
+/// `/{plural}/{name}`.
+fn item_kind(path: &str) -> Option<ResourceKind> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let plural = match segments.as_slice() {
+        ["meshes", _, plural, _] | [plural, _] => *plural,
+        _ => return None,
+    };
+    ResourceKind::from_plural(plural).filter(|k| !k.is_internal())
 }
 
 /// `/{plural}` and `/{plural}/{name}` for a global kind; [`resources`] decides with
