@@ -24,6 +24,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod health;
+pub mod load_shed;
 pub mod openapi;
 pub mod problem;
 pub mod query;

@@ -154,7 +154,12 @@ pub fn router(state: AppState, auth: AdminAuth) -> Router {
     ] {
         guarded = global_kind_routes(guarded, kind);
     }
-    let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(auth, require_token));
+    let guarded = guarded
+        .route_layer(axum::middleware::from_fn_with_state(auth, require_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            crate::load_shed::InFlight::default(),
+            crate::load_shed::shed,
+        ));
 
     Router::new()
         .route("/", get(health::index))

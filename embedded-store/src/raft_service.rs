@@ -114,7 +114,10 @@ pub async fn serve(
     let bind_error = |source: std::io::Error| EmbeddedStoreError::RaftBind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;
-    let mut builder = Server::builder().tcp_nodelay(true);
+    let mut builder = Server::builder()
+        .tcp_nodelay(true)
+        // Peers send at most a few RPCs at once (replication, votes, forwards).
+        .max_concurrent_streams(Some(64));
     if let Some(tls) = tls {
         let config = ServerTlsConfig::new()
             .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))

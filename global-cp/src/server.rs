@@ -48,6 +48,10 @@ pub struct GlobalCpConfig {
     /// [`insight_expiry::DEFAULT_AFTER`] (60 s); keep it well above the zones'
     /// heartbeat interval (5 s).
     pub insight_expiry: Duration,
+    /// How many zones may read a full snapshot at once (admission control when every
+    /// zone reconnects together); others wait their turn. Default
+    /// [`kds::service::DEFAULT_FULL_SYNCS`].
+    pub max_concurrent_full_syncs: usize,
 }
 
 /// Where and how KDS is served.
@@ -80,6 +84,7 @@ impl Default for GlobalCpConfig {
             kds: None,
             duty_election: DutyElection::Sole,
             insight_expiry: insight_expiry::DEFAULT_AFTER,
+            max_concurrent_full_syncs: kds::service::DEFAULT_FULL_SYNCS,
         }
     }
 }
@@ -173,7 +178,8 @@ impl GlobalCp {
                     source,
                 })?;
             let insights = Insights::default();
-            let service = KdsService::new(store.clone(), zone_tokens, insights.clone());
+            let service = KdsService::new(store.clone(), zone_tokens, insights.clone())
+                .with_full_sync_limit(config.max_concurrent_full_syncs);
             kds_service = Some(service.clone());
             kds_server = Some(tokio::spawn(async move {
                 if let Err(error) = kds::serve(

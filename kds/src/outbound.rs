@@ -5,6 +5,7 @@ use std::sync::Arc;
 use meridian_proto::kds;
 use meridian_store::{Change, Revision, Store, StoreError};
 use prost::Message;
+use tokio::sync::Semaphore;
 
 use crate::convert::{key_to_proto, to_proto};
 use crate::{KdsError, Scope, nonce};
@@ -20,6 +21,9 @@ pub struct Outbound<S> {
     store: Arc<dyn Store>,
     scope: S,
     max_message_bytes: usize,
+    /// Shared by every session of a server: bounds how many full snapshots are read
+    /// at once (each holds the whole store in memory while it is chunked).
+    snapshot_permits: Option<Arc<Semaphore>>,
 }
 
 /// Messages bringing a receiver from its revision to `through`.
@@ -118,7 +122,15 @@ impl<S: Scope> Outbound<S> {
             store,
             scope,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            snapshot_permits: None,
         }
+    }
+
+    /// Reads a full snapshot only with a permit of `permits` (admission control
+    /// when many receivers need one at once, e.g. every zone after a restore).
+    pub fn with_snapshot_permits(mut self, permits: Arc<Semaphore>) -> Self {
+        self.snapshot_permits = Some(permits);
+        self
     }
 
     /// Overrides the message size limit (tests use a small one to force chunking).
@@ -187,6 +199,20 @@ impl<S: Scope> Outbound<S> {
     }
 
     async fn snapshot(&self) -> Result<CatchUp, KdsError> {
+        // Held until the store's copy is dropped, at the end of this function.
+        let _permit = match &self.snapshot_permits {
+            Some(permits) => {
+                metrics::gauge!("meridian_kds_full_syncs_waiting").increment(1.0);
+                let permit = permits.clone().acquire_owned().await;
+                metrics::gauge!("meridian_kds_full_syncs_waiting").decrement(1.0);
+                Some(permit.map_err(|_| {
+                    KdsError::Store(StoreError::Unavailable(
+                        "full syncs are closed: the server is shutting down".to_owned(),
+                    ))
+                })?)
+            }
+            None => None,
+        };
         let snapshot = self.store.snapshot().await?;
         let mut chunker = Chunker::new(self.max_message_bytes);
         for resource in &snapshot.resources {

@@ -380,3 +380,122 @@ async fn zones_without_a_valid_token_for_their_name_are_refused() {
         tonic::Code::PermissionDenied
     );
 }
+
+/// Bytes in, bytes out: lets a test put any frame on a KDS stream.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Opens `GlobalToZone` as `zone`, sends `frame` as its first message, and answers
+/// the status the stream ends with.
+async fn send_raw_frame(global: &Global, zone: &str, token: &str, frame: Vec<u8>) -> tonic::Status {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&global.ca).unwrap()));
+    let channel = Endpoint::from_shared(global.kds.clone())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![frame]));
+    request
+        .metadata_mut()
+        .insert(meridian_proto::metadata::ZONE, zone.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/meridian.kds.v1.Kds/GlobalToZone");
+    let mut responses = match grpc.streaming(request, path, RawCodec).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return status,
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match responses.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return tonic::Status::ok("the stream ended cleanly"),
+                Err(status) => return status,
+            }
+        }
+    });
+    ended.await.expect("global ends a stream it cannot read")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_frames_end_only_their_stream() {
+    meridian_tests::init();
+    let dir = Dir::new("kds-frames");
+    let http = reqwest::Client::new();
+    let global = start_global(None, &dir, free_port(), free_port()).await;
+    let token = zone_token(&http, &global.api, "zone-a").await;
+
+    // Not protobuf at all: a field tag with wire type 7, then truncated varints.
+    let garbage = send_raw_frame(&global, "zone-a", &token, vec![0xff; 64]).await;
+    assert_ne!(garbage.code(), tonic::Code::Ok, "{garbage:?}");
+    assert!(
+        garbage.message().contains("decode"),
+        "the status says the frame did not decode: {garbage:?}"
+    );
+
+    // Over the 8 MiB message limit.
+    let oversized = send_raw_frame(&global, "zone-a", &token, vec![0; 9 * 1024 * 1024]).await;
+    assert_eq!(oversized.code(), tonic::Code::OutOfRange, "{oversized:?}");
+
+    // Global is unharmed: ready, and a well-formed subscription is served.
+    let ready = http
+        .get(format!("{}/readyz", global.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(
+        subscribe_status(&global.kds, &global.ca, "zone-a", Some(&token)).await,
+        tonic::Code::Ok
+    );
+}

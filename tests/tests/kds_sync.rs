@@ -521,3 +521,39 @@ async fn a_zone_can_only_touch_its_own_resources_on_global() {
     global_dps.sort();
     assert_eq!(global_dps, ["dp.zone-b", "web-1.zone-a"]);
 }
+
+#[tokio::test]
+async fn full_snapshots_wait_for_a_permit_and_deltas_do_not() {
+    let pair = pair().await;
+    seed_global(pair.global.as_ref()).await;
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let scope = GlobalToZone {
+        zone: "zone-a".into(),
+    };
+    let outbound = Outbound::new(pair.global.clone(), scope).with_snapshot_permits(permits.clone());
+    // Another zone's full sync holds the only permit.
+    let held = permits.clone().acquire_owned().await.unwrap();
+    let snapshot = tokio::spawn(async move { outbound.catch_up(0).await.map(|c| c.snapshot) });
+    // A delta needs no permit, even while the snapshot waits.
+    let delta = Outbound::new(
+        pair.global.clone(),
+        GlobalToZone {
+            zone: "zone-b".into(),
+        },
+    )
+    .with_snapshot_permits(permits.clone());
+    let revision = pair.global.current_revision().await.unwrap();
+    let caught_up = delta.catch_up(revision).await.unwrap();
+    assert!(!caught_up.snapshot);
+    assert!(
+        !snapshot.is_finished(),
+        "the snapshot started without a permit"
+    );
+    assert_eq!(permits.available_permits(), 0);
+    drop(held);
+    assert!(
+        snapshot.await.unwrap().unwrap(),
+        "a full snapshot once admitted"
+    );
+    assert_eq!(permits.available_permits(), 1, "the permit is returned");
+}

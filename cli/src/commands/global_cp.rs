@@ -43,6 +43,10 @@ pub struct GlobalCpArgs {
     /// How many revisions the change log keeps so reconnecting zones get a delta.
     #[arg(long, default_value_t = 100_000)]
     pub changelog_retention: i64,
+    /// How many zones may receive a full snapshot at once; the rest wait their turn
+    /// (bounds memory when every zone reconnects together).
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent_full_syncs: usize,
     /// Do not create the `default` mesh at the first start.
     #[arg(long)]
     pub skip_default_mesh: bool,
@@ -103,6 +107,7 @@ pub async fn run(args: GlobalCpArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token,
         reads_need_token: args.reads_need_token,
         changelog_retention: args.changelog_retention,
+        max_concurrent_full_syncs: args.max_concurrent_full_syncs,
         create_default_mesh: !args.skip_default_mesh,
         kds: Some(KdsSettings {
             addr: args.kds_addr,

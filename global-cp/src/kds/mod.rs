@@ -20,6 +20,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+/// Streams one connection may have open at once (a zone uses two).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 8;
+
 /// Largest KDS message accepted; senders chunk well below it.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -34,6 +37,8 @@ pub async fn serve(
         ServerTlsConfig::new().identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem));
     Server::builder()
         .tls_config(tls)?
+        // A zone needs two streams per connection; anything beyond a few is abuse.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .add_service(

@@ -23,7 +23,7 @@ use meridian_proto::kds::{
 };
 use meridian_proto::metadata;
 use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,9 @@ use super::insight::Insights;
 const QUEUE: usize = 16;
 /// A zone that does not take a queued message within this time is disconnected.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Full snapshots read at once unless [`KdsService::with_full_sync_limit`] says.
+pub const DEFAULT_FULL_SYNCS: usize = 4;
+
 /// The zone must subscribe within this time of opening the stream.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,6 +55,9 @@ pub struct KdsService {
     streams: ZoneStreams,
     /// Every live stream's task, so shutdown can end and await them.
     sessions: TaskTracker,
+    /// Full snapshots read at once, across every zone (admission control after
+    /// a restart, when every zone may need one).
+    full_syncs: Arc<Semaphore>,
     stop: CancellationToken,
 }
 
@@ -77,8 +83,15 @@ impl KdsService {
             insights,
             streams: ZoneStreams::default(),
             sessions: TaskTracker::new(),
+            full_syncs: Arc::new(Semaphore::new(DEFAULT_FULL_SYNCS)),
             stop: CancellationToken::new(),
         }
+    }
+
+    /// Lets at most `limit` zones read a full snapshot at once (at least 1).
+    pub fn with_full_sync_limit(mut self, limit: usize) -> Self {
+        self.full_syncs = Arc::new(Semaphore::new(limit.max(1)));
+        self
     }
 
     /// Ends every stream and waits until each has recorded its zone's last insight,
@@ -339,7 +352,8 @@ impl KdsService {
             GlobalToZone {
                 zone: zone.to_owned(),
             },
-        );
+        )
+        .with_snapshot_permits(self.full_syncs.clone());
         let pending: Pending = Arc::default();
         // Aborted when the session ends, whichever way it ends.
         let mut acks_task = AbortOnDropHandle::new(tokio::spawn(self.clone().read_acks(

@@ -144,6 +144,8 @@ impl DpServer {
         }
         let server = tokio::spawn(async move {
             let result = builder
+                // A proxy holds one config stream per connection.
+                .max_concurrent_streams(Some(8))
                 .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
                 .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
                 .add_service(grpc)
