@@ -42,6 +42,8 @@ pub struct Cluster {
     pub kds_url: String,
     /// The CA zones trust for global's KDS certificate (a file).
     pub kds_ca: String,
+    /// Global's command line, to restart it on the same ports and data.
+    global_args: Vec<String>,
     http: reqwest::Client,
     _database: TestDatabase,
 }
@@ -53,21 +55,26 @@ impl Cluster {
         let database = TestDatabase::create().await;
         let dir = Dir::new(name);
         let global_dir = dir.path("global");
-        let mut global = MeridianProcess::start(&[
+        // Fixed ports, so a restarted global is where the zones look for it.
+        let global_args: Vec<String> = [
             "global-cp",
             "--database-url",
             &database.url,
             "--data-dir",
             &global_dir,
             "--api-addr",
-            "127.0.0.1:0",
+            &free_addr(),
             "--kds-addr",
-            "127.0.0.1:0",
+            &free_addr(),
             "--admin-token",
             ADMIN,
             "--skip-default-mesh",
-        ])
-        .await;
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        let args: Vec<&str> = global_args.iter().map(String::as_str).collect();
+        let mut global = MeridianProcess::start(&args).await;
         let (kds, ca) = global
             .wait_for_line(|line| {
                 let rest = line.split("KDS on ").nth(1)?;
@@ -81,6 +88,7 @@ impl Cluster {
             zones: BTreeMap::new(),
             kds_url: kds.clone(),
             kds_ca: ca.clone(),
+            global_args,
             http: reqwest::Client::new(),
             dir,
             _database: database,
@@ -309,6 +317,12 @@ impl Cluster {
         if let Some(global) = self.global.take() {
             global.kill().await;
         }
+    }
+
+    /// Starts global again on its ports, database and data directory.
+    pub async fn restart_global(&mut self) {
+        let args: Vec<&str> = self.global_args.iter().map(String::as_str).collect();
+        self.global = Some(MeridianProcess::start(&args).await);
     }
 }
 

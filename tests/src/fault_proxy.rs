@@ -1,19 +1,29 @@
 //! A loopback TCP relay between a component and its dependency that a test can cut
-//! (refusing new connections and closing live ones) and restore — a real network
-//! outage without touching the shared PostgreSQL server.
+//! (refusing new connections and closing live ones) and restore, or slow down (the
+//! upstream→client direction delivered at a few bytes per second) — real network
+//! faults without touching the shared PostgreSQL server or needing root.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// How the link behaves now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Link {
+    up: bool,
+    /// Bytes per second upstream→client; `None` for full speed.
+    downstream_rate: Option<u64>,
+}
+
 /// A running relay from [`FaultProxy::addr`] to an upstream address.
 pub struct FaultProxy {
     addr: SocketAddr,
-    up: Arc<watch::Sender<bool>>,
+    link: Arc<watch::Sender<Link>>,
     accept_loop: JoinHandle<()>,
 }
 
@@ -24,31 +34,37 @@ impl FaultProxy {
             .await
             .expect("bind fault proxy");
         let addr = listener.local_addr().expect("fault proxy address");
-        let up = Arc::new(watch::channel(true).0);
-        let accept_up = up.clone();
+        let link = Arc::new(
+            watch::channel(Link {
+                up: true,
+                downstream_rate: None,
+            })
+            .0,
+        );
+        let accept_link = link.clone();
         let accept_loop = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if !*accept_up.borrow() {
+                if !accept_link.borrow().up {
                     drop(client);
                     continue;
                 }
-                let mut cut = accept_up.subscribe();
+                let mut cut = accept_link.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
                         return;
                     };
-                    let mut client = client;
+                    let relay = relay(client, server, cut.clone());
                     // On a cut both sockets are dropped, closing the relayed connection.
                     tokio::select! {
-                        _ = copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.wait_for(|up| !*up) => {}
+                        _ = relay => {}
+                        _ = cut.wait_for(|link| !link.up) => {}
                     }
                 });
             }
         });
         FaultProxy {
             addr,
-            up,
+            link,
             accept_loop,
         }
     }
@@ -60,13 +76,61 @@ impl FaultProxy {
 
     /// Cuts the link: live connections are closed, new ones refused.
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.link.send_modify(|link| link.up = false);
     }
 
     /// Restores the link.
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.link.send_modify(|link| link.up = true);
     }
+
+    /// Delivers upstream→client bytes at `bytes_per_second` (`None`: full speed) on
+    /// connections made from now on; the rate of a throttled connection follows
+    /// later changes.
+    pub fn throttle_downstream(&self, bytes_per_second: Option<u64>) {
+        self.link
+            .send_modify(|link| link.downstream_rate = bytes_per_second);
+    }
+}
+
+/// Relays both ways; the upstream→client direction honours the link's rate.
+async fn relay(mut client: TcpStream, mut server: TcpStream, link: watch::Receiver<Link>) {
+    // A connection keeps the speed it started with: switching would drop the bytes
+    // buffered inside the copy.
+    if link.borrow().downstream_rate.is_none() {
+        let _ = copy_bidirectional(&mut client, &mut server).await;
+        return;
+    }
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upward = async {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let _ = server_write.shutdown().await;
+    };
+    let downward = async {
+        // Ten slices a second, each at most a tenth of the rate.
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let rate = link.borrow().downstream_rate;
+            if !link.borrow().up {
+                break;
+            }
+            let slice = rate.map_or(buf.len(), |r| usize::try_from(r / 10).unwrap_or(1).max(1));
+            let slice = slice.min(buf.len());
+            let n = match server_read.read(&mut buf[..slice]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            if rate.is_some() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(upward, downward);
 }
 
 impl Drop for FaultProxy {

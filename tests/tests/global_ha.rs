@@ -346,6 +346,32 @@ async fn replicas_recover_by_themselves_when_postgres_restarts() {
         no_leader,
     );
 
+    // While it is down (3 s, or MERIDIAN_SOAK_SECS): the zone keeps serving its
+    // copy, and a REST write on global fails fast with an error instead of hanging.
+    let outage = std::env::var("MERIDIAN_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(3), Duration::from_secs);
+    while stopped.elapsed() < outage {
+        let zone_mesh = http
+            .get(format!("{zone_api}/meshes/default"))
+            .send()
+            .await
+            .expect("the zone answers while PostgreSQL is down");
+        assert_eq!(zone_mesh.status(), StatusCode::OK);
+        let write = put(
+            &http,
+            &format!(
+                "{}/meshes/default/meshtimeouts/during-outage",
+                replica_1.api
+            ),
+            &timeout_policy("during-outage", "1h"),
+        )
+        .await;
+        assert!(write.is_err(), "a write succeeded without PostgreSQL");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // It comes back on the same port: everything recovers without help.
     let restarted = Instant::now();
     postgres.start_again().await;
