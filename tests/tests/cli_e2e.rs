@@ -163,3 +163,36 @@ async fn clear_messages_for_bad_tokens_and_invalid_documents() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn kds_without_tls_is_refused_at_start() {
+    meridian_tests::init();
+    let dir = meridian_tests::scratch::Dir::new("cli-kds-plain");
+    let token = dir.path("zone.token");
+    std::fs::write(&token, "mrdz_x.y").unwrap();
+    let refused = run_cli(
+        &[
+            "zone-cp",
+            "--zone",
+            "plain",
+            "--global-kds",
+            "http://127.0.0.1:5685",
+            "--zone-token",
+            &token,
+            "--data-dir",
+            &dir.path("zone"),
+            "--api-addr",
+            "127.0.0.1:0",
+            "--dp-addr",
+            "127.0.0.1:0",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        !refused.status.success(),
+        "a plain-text KDS URL was accepted"
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("https://"), "the error says to use TLS: {err}");
+}
