@@ -10,7 +10,9 @@
 //!
 //! - [`Role::Global`]: the source of truth. Meshes, policies and zones are written
 //!   here; zone-owned kinds (Dataplane, ZoneIngress, ZoneEgress) are read-only
-//!   because zones report them. `POST /tokens/zone` issues zone tokens.
+//!   because zones report them. `POST /tokens/zone` issues zone tokens,
+//!   `/tokens/zone/revoke` and `/tokens/zone/rotate-key` take them back
+//!   ([`tokens`], [`zone_token`]).
 //! - [`Role::Zone`]: a zone's copy. Reads are the same paths and shapes as global;
 //!   only zone-owned kinds may be written, and are stamped with the zone's name and
 //!   `kuma.io/origin: zone`; everything else answers 405.
@@ -18,7 +20,8 @@
 //! Paths follow CONTRACT.md: `/meshes`, `/meshes/{mesh}`, `/meshes/{mesh}/{plural}`,
 //! `/meshes/{mesh}/{plural}/{name}`, `/zones…`, `/zoneingresses…`, `/zoneegresses…`,
 //! plus `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, which need no token.
-//! [`serve`] binds a router and runs it until shut down.
+//! [`serve`] binds a router and runs it until shut down. [`auth`] decides who may
+//! do what: the admin token everything, read-only tokens GET and HEAD.
 
 pub mod admin;
 pub mod auth;

@@ -285,6 +285,7 @@ fn kind_paths(paths: PathsBuilder, kind: ResourceKind, role: &Role) -> PathsBuil
         let mut put_errors = vec![
             ("400", "Invalid document: every invalid field is listed."),
             ("401", "Missing or wrong admin token."),
+            ("403", "A read-only token: it may only read."),
             ("404", "The mesh (or, on a zone, the zone) does not exist."),
             ("409", "Version conflict."),
             ("413", "Body too large."),
@@ -308,6 +309,7 @@ fn kind_paths(paths: PathsBuilder, kind: ResourceKind, role: &Role) -> PathsBuil
             delete,
             &[
                 ("401", "Missing or wrong admin token."),
+                ("403", "A read-only token: it may only read."),
                 ("404", "Not found."),
                 ("405", "On a zone: the resource belongs to another zone."),
                 ("409", "Version conflict."),
@@ -346,36 +348,50 @@ fn plain_get(
         .build()
 }
 
-/// `POST /tokens/zone` (global only).
-fn zone_token_path() -> utoipa::openapi::PathItem {
-    let body = Ref::from_schema_name("ZoneTokenRequest");
-    let op = OperationBuilder::new()
-        .operation_id(Some("issueZoneToken"))
-        .summary(Some("Issue a zone token"))
+/// An admin-only `POST` operation of the zone token paths (global only).
+fn token_operation(
+    id: &str,
+    summary: &str,
+    description: &str,
+    body: Option<&str>,
+    answer: (&str, &str),
+) -> utoipa::openapi::PathItem {
+    let mut op = OperationBuilder::new()
+        .operation_id(Some(id))
+        .summary(Some(summary))
+        .description(Some(description))
         .tag("Zone")
-        .request_body(Some(
+        .response(
+            "200",
+            json_response(answer.1, Ref::from_schema_name(answer.0)),
+        )
+        .security(SecurityRequirement::new("adminToken", Vec::<String>::new()));
+    if let Some(body) = body {
+        op = op.request_body(Some(
             RequestBodyBuilder::new()
                 .required(Some(Required::True))
                 .content(
                     "application/json",
-                    ContentBuilder::new().schema(Some(body)).build(),
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(body)))
+                        .build(),
                 )
                 .build(),
-        ))
-        .response(
-            "200",
-            json_response("The token.", Ref::from_schema_name("ZoneTokenResponse")),
-        )
-        .security(SecurityRequirement::new("adminToken", Vec::<String>::new()));
-    let op = with_errors(
-        op,
-        &[
+        ));
+    }
+    let mut errors = vec![
+        ("401", "Missing or wrong admin token."),
+        ("403", "A read-only token: it may only read."),
+        ("503", "Store unavailable."),
+    ];
+    if body.is_some() {
+        errors.insert(
+            0,
             ("400", "Invalid request: every invalid field is listed."),
-            ("401", "Missing or wrong admin token."),
-        ],
-    );
+        );
+    }
     PathItemBuilder::new()
-        .operation(HttpMethod::Post, op.build())
+        .operation(HttpMethod::Post, with_errors(op, &errors).build())
         .build()
 }
 
@@ -480,6 +496,46 @@ fn raft_paths(paths: PathsBuilder) -> PathsBuilder {
         )
 }
 
+/// `POST /tokens/zone`, `/tokens/zone/revoke` and `/tokens/zone/rotate-key`.
+fn zone_token_paths(paths: PathsBuilder) -> PathsBuilder {
+    paths
+        .path(
+            "/tokens/zone",
+            token_operation(
+                "issueZoneToken",
+                "Issue a zone token",
+                "The answer carries the token (give it to `meridian zone-cp --zone-token`) \
+                 and its `id`, by which it can be revoked.",
+                Some("ZoneTokenRequest"),
+                ("ZoneTokenResponse", "The token and its id."),
+            ),
+        )
+        .path(
+            "/tokens/zone/revoke",
+            token_operation(
+                "revokeZoneToken",
+                "Revoke a zone token",
+                "Every global replica refuses the token from now on: the zone's live KDS \
+                 streams that authenticated with it end within seconds, and its reconnects \
+                 are refused with UNAUTHENTICATED \"zone token revoked\".",
+                Some("RevokeZoneTokenRequest"),
+                ("RevokeZoneTokenResponse", "The token is revoked."),
+            ),
+        )
+        .path(
+            "/tokens/zone/rotate-key",
+            token_operation(
+                "rotateZoneTokenKey",
+                "Rotate the zone token signing key",
+                "Replaces the key that signs zone tokens, on every global replica. This \
+                 invalidates EVERY zone token issued before (their zones are disconnected): \
+                 issue new tokens afterwards. The key itself is never returned.",
+                None,
+                ("RotateKeyResponse", "A new key is in use."),
+            ),
+        )
+}
+
 /// Builds the OpenAPI document of the API a server in `role` serves.
 pub fn document(role: &Role) -> OpenApi {
     let mut components = ComponentsBuilder::new()
@@ -490,7 +546,17 @@ pub fn document(role: &Role) -> OpenApi {
         .schema_from::<DeletedResource>()
         .security_scheme(
             "adminToken",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token for writes. Reads are open unless the server runs \
+                         with --reads-need-token; then the admin token or a read-only token \
+                         (--read-token-file) is needed for GET and HEAD. A read-only token \
+                         on a write gets 403.",
+                    ))
+                    .build(),
+            ),
         );
     let mut paths = PathsBuilder::new();
     for kind in ResourceKind::ALL.into_iter().filter(|k| !k.is_internal()) {
@@ -506,8 +572,11 @@ pub fn document(role: &Role) -> OpenApi {
     if *role == Role::Global {
         components = components
             .schema_from::<crate::tokens::ZoneTokenRequest>()
-            .schema_from::<crate::tokens::ZoneTokenResponse>();
-        paths = paths.path("/tokens/zone", zone_token_path());
+            .schema_from::<crate::tokens::ZoneTokenResponse>()
+            .schema_from::<crate::tokens::RevokeZoneTokenRequest>()
+            .schema_from::<crate::tokens::RevokeZoneTokenResponse>()
+            .schema_from::<crate::tokens::RotateKeyResponse>();
+        paths = zone_token_paths(paths);
     }
     if matches!(role, Role::Zone { .. }) {
         paths = raft_paths(paths);
@@ -639,7 +708,26 @@ mod tests {
         // Dataplanes are read-only on global: no PUT documented.
         let dataplane = &doc.paths.paths["/meshes/{mesh}/dataplanes/{name}"];
         assert!(dataplane.put.is_none() && dataplane.get.is_some());
-        assert!(doc.paths.paths.contains_key("/tokens/zone"));
+        for path in [
+            "/tokens/zone",
+            "/tokens/zone/revoke",
+            "/tokens/zone/rotate-key",
+        ] {
+            let post = doc.paths.paths[path].post.as_ref().expect(path);
+            assert!(post.security.is_some(), "{path} needs the admin token");
+            assert!(post.responses.responses.contains_key("403"), "{path}");
+        }
+        for schema in [
+            "RevokeZoneTokenRequest",
+            "RevokeZoneTokenResponse",
+            "RotateKeyResponse",
+        ] {
+            assert!(components.schemas.contains_key(schema), "{schema}");
+        }
+        let RefOr::T(Schema::Object(issued)) = &components.schemas["ZoneTokenResponse"] else {
+            panic!("ZoneTokenResponse is an object schema");
+        };
+        assert!(issued.properties.contains_key("id"));
     }
 
     #[test]
@@ -659,7 +747,7 @@ mod tests {
             assert_eq!(item.put.is_some(), kind.is_zone_owned(), "{kind} PUT");
             assert_eq!(item.delete.is_some(), kind.is_zone_owned(), "{kind} DELETE");
         }
-        assert!(!paths.contains_key("/tokens/zone"));
+        assert!(!paths.keys().any(|p| p.starts_with("/tokens")));
         assert!(paths.contains_key("/raft/learners"));
         assert!(doc.info.title.contains("east"));
     }

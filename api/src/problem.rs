@@ -70,6 +70,12 @@ impl Problem {
         Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
     }
 
+    /// 403: the credentials are valid but do not allow this request (a read-only
+    /// token on a write).
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, "Forbidden", detail)
+    }
+
     /// 404.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::NOT_FOUND, "Not Found", detail)

@@ -128,7 +128,13 @@ pub fn router(state: AppState, auth: AdminAuth) -> Router {
         .route("/zones/{name}/insight", get(zones::insight))
         .route("/zones+insights", get(zones::list_with_insights));
     if state.role == Role::Global {
-        guarded = guarded.route("/tokens/zone", axum::routing::post(tokens::issue));
+        guarded = guarded
+            .route("/tokens/zone", axum::routing::post(tokens::issue))
+            .route("/tokens/zone/revoke", axum::routing::post(tokens::revoke))
+            .route(
+                "/tokens/zone/rotate-key",
+                axum::routing::post(tokens::rotate_key),
+            );
     }
     // Zones always route `/raft` (as documented); a single replica answers 404.
     if state.raft.is_some() || state.role.zone().is_some() {

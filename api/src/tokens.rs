@@ -1,4 +1,13 @@
-//! `POST /tokens/zone`: issues a zone token (admin only).
+//! Zone tokens on global's REST API, all admin only:
+//!
+//! - `POST /tokens/zone` issues one (answering its `id`);
+//! - `POST /tokens/zone/revoke` `{"id"}` revokes one, for every global replica; the
+//!   zone's live KDS streams end and its reconnects are refused;
+//! - `POST /tokens/zone/rotate-key` replaces the signing key, which invalidates
+//!   **every** zone token: issue new ones afterwards.
+//!
+//! See [`crate::zone_token`] for the token format and how replicas learn of changes.
+//! Neither tokens nor the key are logged; the key is never answered.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -11,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::body;
 use crate::problem::Problem;
+use crate::zone_token::{RevokeError, ZoneTokens};
 
 /// Tokens live a year unless asked otherwise.
 const DEFAULT_VALID_FOR: &str = "8760h";
@@ -35,6 +45,41 @@ pub struct ZoneTokenResponse {
     pub token: String,
     /// Expiry, RFC 3339.
     pub expires_at: String,
+    /// The token's id (32 hex digits): what `POST /tokens/zone/revoke` takes.
+    pub id: String,
+}
+
+/// The body of `POST /tokens/zone/revoke`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeZoneTokenRequest {
+    /// The id of the token to revoke, as `POST /tokens/zone` answered it.
+    pub id: String,
+}
+
+/// The answer of `POST /tokens/zone/revoke`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RevokeZoneTokenResponse {
+    /// The revoked token's id.
+    pub id: String,
+    /// Always true: the token is refused from now on (revoking twice is harmless).
+    pub revoked: bool,
+}
+
+/// The answer of `POST /tokens/zone/rotate-key`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RotateKeyResponse {
+    /// Always true: a new signing key is in use.
+    pub rotated: bool,
+    /// What the operator must do next.
+    pub note: String,
+}
+
+fn zone_tokens(state: &AppState) -> Result<&ZoneTokens, Problem> {
+    state
+        .zone_tokens
+        .as_ref()
+        .ok_or_else(|| Problem::not_found("zone tokens are issued by the global control plane"))
 }
 
 /// `POST /tokens/zone`.
@@ -43,11 +88,7 @@ pub async fn issue(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ZoneTokenResponse>, Problem> {
-    let Some(zone_tokens) = &state.zone_tokens else {
-        return Err(Problem::not_found(
-            "zone tokens are issued by the global control plane",
-        ));
-    };
+    let zone_tokens = zone_tokens(&state)?;
     let document = body::parse_document(&headers, body)?;
     let request: ZoneTokenRequest = serde_json::from_value(document)
         .map_err(|e| Problem::bad_request(format!("invalid zone token request: {e}")))?;
@@ -79,8 +120,10 @@ pub async fn issue(
     let Some(valid_for) = valid_for.filter(|_| violations.is_empty()) else {
         return Err(Problem::invalid(violations));
     };
+    // Sign with the current key even if another replica rotated it a moment ago.
+    zone_tokens.refresh(state.store.as_ref()).await?;
     let (token, claims) = zone_tokens.issue(&request.zone, valid_for);
-    tracing::info!(zone = %claims.zone, exp = claims.exp, "zone token issued");
+    tracing::info!(zone = %claims.zone, id = %claims.jti, exp = claims.exp, "zone token issued");
     let expires_at =
         chrono::DateTime::from_timestamp(i64::try_from(claims.exp).unwrap_or(i64::MAX), 0)
             .map(|t| t.to_rfc3339())
@@ -89,5 +132,47 @@ pub async fn issue(
         zone: claims.zone,
         token,
         expires_at,
+        id: claims.jti,
+    }))
+}
+
+/// `POST /tokens/zone/revoke`.
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RevokeZoneTokenResponse>, Problem> {
+    let zone_tokens = zone_tokens(&state)?;
+    let document = body::parse_document(&headers, body)?;
+    let request: RevokeZoneTokenRequest = serde_json::from_value(document)
+        .map_err(|e| Problem::bad_request(format!("invalid revocation request: {e}")))?;
+    match zone_tokens.revoke(state.store.as_ref(), &request.id).await {
+        Ok(()) => {}
+        Err(RevokeError::InvalidId(error)) => {
+            return Err(Problem::invalid(vec![FieldViolation {
+                field: "id".into(),
+                reason: error.to_string(),
+            }]));
+        }
+        Err(RevokeError::Store(error)) => return Err(error.into()),
+    }
+    tracing::warn!(id = %request.id, "zone token revoked");
+    Ok(Json(RevokeZoneTokenResponse {
+        id: request.id,
+        revoked: true,
+    }))
+}
+
+/// `POST /tokens/zone/rotate-key` (no body).
+pub async fn rotate_key(State(state): State<AppState>) -> Result<Json<RotateKeyResponse>, Problem> {
+    zone_tokens(&state)?
+        .rotate_key(state.store.as_ref())
+        .await?;
+    tracing::warn!("zone token signing key rotated: every zone token issued before is refused");
+    Ok(Json(RotateKeyResponse {
+        rotated: true,
+        note: "every zone token issued before is now refused and the zones using one are \
+               disconnected: issue new tokens with POST /tokens/zone"
+            .to_owned(),
     }))
 }

@@ -329,6 +329,7 @@ async fn measure(zone_count: usize, args: &Args, bin: &std::path::Path) -> anyho
             global_urls: vec![kds_url.clone()],
             global_ca_pem: Some(ca_pem.clone()),
             token,
+            token_file: None,
             heartbeat: Duration::from_secs(5),
             leader_term: 0,
         });

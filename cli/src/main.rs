@@ -33,7 +33,7 @@ enum Command {
     /// Run the global control plane (REST API and KDS on the resource store).
     GlobalCp(global_cp::GlobalCpArgs),
     /// Run a zone control plane (embedded store, syncing with global over KDS).
-    ZoneCp(zone_cp::ZoneCpArgs),
+    ZoneCp(Box<zone_cp::ZoneCpArgs>),
     /// Run a sidecar data plane in front of an app (config and certificate from the zone CP).
     Dp(dp::DpArgs),
     /// Run a zone ingress: SNI-routed passthrough of other zones' mTLS into this zone.
@@ -141,7 +141,7 @@ async fn main() -> std::process::ExitCode {
         }
         Command::ZoneCp(args) => {
             init_tracing("info");
-            zone_cp::run(args).await
+            zone_cp::run(*args).await
         }
         Command::Up(args) => {
             init_tracing("warn");

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_api::auth::{AdminAuth, TokenOrigin};
-use meridian_api::zone_token::ZoneTokens;
+use meridian_api::auth::{AdminAuth, ReadTokens, TokenOrigin};
+use meridian_api::zone_token::{self, ZoneTokens};
 use meridian_api::{ApiServer, AppState, BindError, Role, telemetry};
 use meridian_model::ResourceKind;
 use meridian_store::{NewResource, Precondition, ResourceKey, Revision, Store, StoreError};
@@ -28,8 +28,16 @@ pub struct GlobalCpConfig {
     pub api_addr: SocketAddr,
     /// The admin token; `None` uses the one generated at first start.
     pub admin_token: Option<String>,
-    /// Whether reads need the admin token too (by default only writes do).
+    /// Whether reads need a token too (by default only writes do).
     pub reads_need_token: bool,
+    /// Read-only tokens (`--read-token-file`): accepted for GET and HEAD, refused
+    /// with 403 on writes.
+    pub read_tokens: ReadTokens,
+    /// How often this replica looks for zone token revocations and key rotations
+    /// made through other replicas (one settings read each time). Those made through
+    /// this replica take effect at once. Default
+    /// [`zone_token::DEFAULT_REFRESH_INTERVAL`] (1 s).
+    pub zone_token_refresh: Duration,
     /// How many revisions the change log keeps for resuming zones.
     pub changelog_retention: Revision,
     /// How often compaction runs.
@@ -78,6 +86,8 @@ impl Default for GlobalCpConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 5681)),
             admin_token: None,
             reads_need_token: false,
+            read_tokens: ReadTokens::default(),
+            zone_token_refresh: zone_token::DEFAULT_REFRESH_INTERVAL,
             changelog_retention: 100_000,
             compaction_interval: Duration::from_secs(60),
             create_default_mesh: true,
@@ -128,6 +138,7 @@ impl GlobalCp {
             config.reads_need_token,
         )
         .await?;
+        let auth = auth.with_read_tokens(config.read_tokens.clone());
         if config.create_default_mesh {
             ensure_default_mesh(store.as_ref()).await?;
         }
@@ -178,6 +189,11 @@ impl GlobalCp {
                     source,
                 })?;
             let insights = Insights::default();
+            background.push(tokio::spawn(
+                zone_tokens
+                    .clone()
+                    .run_refresher(store.clone(), config.zone_token_refresh),
+            ));
             let service = KdsService::new(store.clone(), zone_tokens, insights.clone())
                 .with_full_sync_limit(config.max_concurrent_full_syncs);
             kds_service = Some(service.clone());

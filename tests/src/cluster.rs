@@ -28,6 +28,25 @@ pub struct Zone {
     pub dp_url: String,
 }
 
+/// Which zone proxy [`Cluster::zone_proxy`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneProxyKind {
+    /// `meridian zone-ingress`.
+    Ingress,
+    /// `meridian zone-egress`.
+    Egress,
+}
+
+/// A zone ingress or egress started by [`Cluster::zone_proxy`].
+pub struct ZoneProxy {
+    /// The process.
+    pub process: MeridianProcess,
+    /// Where it accepts connections.
+    pub listen: SocketAddr,
+    /// Its admin server's base URL (`/metrics`, `/readyz`).
+    pub admin: String,
+}
+
 /// Global plus zones.
 pub struct Cluster {
     /// Scratch space for data dirs and token files.
@@ -241,23 +260,37 @@ impl Cluster {
     /// Starts a zone egress in `zone` with its admin server; returns it and
     /// the admin base URL.
     pub async fn egress(&self, zone: &str) -> (MeridianProcess, String) {
-        let admin = free_addr();
+        let proxy = self.zone_proxy(ZoneProxyKind::Egress, zone).await;
+        (proxy.process, proxy.admin)
+    }
+
+    /// Starts a zone ingress or egress in `zone` with its admin server.
+    pub async fn zone_proxy(&self, kind: ZoneProxyKind, zone: &str) -> ZoneProxy {
+        let (listen, admin) = (free_addr(), free_addr());
+        let (command, name) = match kind {
+            ZoneProxyKind::Ingress => ("zone-ingress", format!("ingress-{zone}")),
+            ZoneProxyKind::Egress => ("zone-egress", format!("egress-{zone}")),
+        };
         let process = MeridianProcess::start_until(
             &[
-                "zone-egress",
+                command,
                 "--zone-cp",
                 &self.zone(zone).dp_url,
                 "--name",
-                &format!("egress-{zone}"),
+                &name,
                 "--listen",
-                &free_addr(),
+                &listen,
                 "--admin-addr",
                 &admin,
             ],
             "listening on",
         )
         .await;
-        (process, format!("http://{admin}"))
+        ZoneProxy {
+            process,
+            listen: listen.parse().expect("zone proxy address"),
+            admin: format!("http://{admin}"),
+        }
     }
 
     /// Starts a sidecar in `zone` for `service`, with an inbound in front of

@@ -434,3 +434,175 @@ async fn a_real_postgres_client_through_the_mesh() {
         );
     }
 }
+
+/// The bytes of a TLS ClientHello whose server_name extension carries `name`
+/// verbatim, whatever it is (an IP literal or `host:port` included, which TLS
+/// clients never send): rustls writes a hello for a placeholder DNS name of the
+/// same length, whose bytes are then replaced.
+fn client_hello(name: &str) -> Vec<u8> {
+    use std::sync::Arc;
+    let placeholder: String = name
+        .char_indices()
+        .map(|(i, _)| if i % 60 == 59 { '.' } else { 'q' })
+        .collect();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let server_name = rustls::pki_types::ServerName::try_from(placeholder.clone()).unwrap();
+    let mut connection = rustls::ClientConnection::new(Arc::new(config), server_name).unwrap();
+    let mut hello = Vec::new();
+    connection.write_tls(&mut hello).unwrap();
+    let at: Vec<usize> = hello
+        .windows(placeholder.len())
+        .enumerate()
+        .filter(|(_, w)| *w == placeholder.as_bytes())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "the placeholder appears once in the hello");
+    hello[at[0]..at[0] + name.len()].copy_from_slice(name.as_bytes());
+    hello
+}
+
+/// Sends `hello` to `proxy` and reads until the proxy closes; answers what came back.
+async fn probe(proxy: std::net::SocketAddr, hello: &[u8]) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(proxy)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.write_all(hello).await.map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        // A reset counts as closed, like an orderly close.
+        let _ = stream.read_to_end(&mut answer).await;
+        Ok(answer)
+    };
+    tokio::time::timeout(WAIT, attempt)
+        .await
+        .map_err(|_| "the proxy kept the connection open".to_owned())?
+}
+
+async fn proxy_metric(admin: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    meridian_tests::scrape::metric_value(&text, series).unwrap_or(0.0)
+}
+
+/// Every connection a zone proxy refused, whatever the reason.
+async fn rejected_total(admin: &str) -> f64 {
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("meridian_zone_proxy_rejected_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A zone ingress or egress is not an open relay: a ClientHello naming anything
+/// but a service of the mesh it routes (an IP, the address of a listener next to
+/// it, a public name, a name shaped like a mesh service but unknown) gets the
+/// connection closed, and not one connection reaches the listener the name points
+/// at.
+#[tokio::test]
+async fn ingress_and_egress_are_not_open_relays() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use meridian_tests::cluster::ZoneProxyKind;
+
+    const FORWARDED: &str = "meridian_zone_proxy_connections_forwarded_total";
+
+    let cluster = Cluster::start("open-relay", &["zone-a", "zone-b"]).await;
+    cluster.apply(allow_all()).await;
+    let mesh = json!({"type": "Mesh", "name": "default",
+        "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]},
+        "routing": {"zoneEgress": true}});
+    cluster.apply(mesh).await;
+    let ingress = cluster.zone_proxy(ZoneProxyKind::Ingress, "zone-b").await;
+    let egress = cluster.zone_proxy(ZoneProxyKind::Egress, "zone-a").await;
+    let (_app, app) = cluster.echo("zone-b/backend").await;
+    let _backend = cluster
+        .sidecar("zone-b", "backend-1", "backend", Some(app), &[], &[])
+        .await;
+
+    // "The attacker's target": a listener that counts the connections it accepts.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = target.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let _target_task = tokio::spawn(async move {
+        while let Ok((_stream, _)) = target.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+
+    // Both proxies route the mesh's real service: a hello naming it is forwarded
+    // (to the backend's sidecar, or to zone-b's ingress), so each proxy holds a
+    // configured, non-empty route table before it is probed.
+    let known = meridian_sni::SniTarget::new("default", "backend").to_sni();
+    for (what, proxy) in [("ingress", &ingress), ("egress", &egress)] {
+        eventually(&format!("the {what} routes {known}"), WAIT, || async {
+            // The upstream answers the hello and then waits for the rest of the
+            // handshake: look at the answer only briefly.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                probe(proxy.listen, &client_hello(&known)),
+            )
+            .await;
+            (proxy_metric(&proxy.admin, FORWARDED).await >= 1.0).then_some(())
+        })
+        .await;
+    }
+
+    let shaped_unknown = format!("backend-{}.default.mesh.meridian", "0".repeat(16));
+    let names = [
+        "127.0.0.1".to_owned(),
+        target_addr.to_string(),
+        format!("localhost:{}", target_addr.port()),
+        "localhost".to_owned(),
+        "example.com".to_owned(),
+        shaped_unknown,
+        meridian_sni::SniTarget::new("default", "attacker").to_sni(),
+        meridian_sni::SniTarget::new("other-mesh", "backend").to_sni(),
+        format!("{known}.example.com"),
+    ];
+    for (what, proxy) in [("ingress", &ingress), ("egress", &egress)] {
+        let forwarded_before = proxy_metric(&proxy.admin, FORWARDED).await;
+        let rejected_before = rejected_total(&proxy.admin).await;
+        for name in &names {
+            let answer = probe(proxy.listen, &client_hello(name))
+                .await
+                .unwrap_or_else(|e| panic!("{what}, SNI {name:?}: {e}"));
+            assert!(
+                answer.is_empty(),
+                "{what} answered a hello for {name:?}: {answer:?}"
+            );
+        }
+        // Plain bytes aimed at the target, no TLS at all.
+        let raw = format!("CONNECT {target_addr} HTTP/1.1\r\nHost: {target_addr}\r\n\r\n");
+        let answer = probe(proxy.listen, raw.as_bytes()).await.unwrap();
+        assert!(answer.is_empty(), "{what} answered a CONNECT: {answer:?}");
+        assert_eq!(
+            proxy_metric(&proxy.admin, FORWARDED).await,
+            forwarded_before,
+            "the {what} forwarded none of them"
+        );
+        assert_eq!(
+            rejected_total(&proxy.admin).await - rejected_before,
+            (names.len() + 1) as f64,
+            "the {what} counted every refused connection"
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "no connection reached the attacker's target"
+    );
+}

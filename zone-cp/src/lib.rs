@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use meridian_api::auth::{AdminAuth, TokenOrigin};
+use meridian_api::auth::{AdminAuth, ReadTokens, TokenOrigin};
 use meridian_api::{ApiServer, AppState, BindError, Role, telemetry};
 use meridian_model::ResourceKind;
 use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
@@ -33,8 +33,11 @@ pub struct ZoneCpConfig {
     pub api_addr: SocketAddr,
     /// The admin token; `None` uses the one generated at first start.
     pub admin_token: Option<String>,
-    /// Whether reads need the admin token too (by default only writes do).
+    /// Whether reads need a token too (by default only writes do).
     pub reads_need_token: bool,
+    /// Read-only tokens (`--read-token-file`): accepted for GET and HEAD, refused
+    /// with 403 on writes.
+    pub read_tokens: ReadTokens,
     /// How to reach global; `None` runs the zone on its own (no KDS).
     pub kds: Option<kds::KdsClientConfig>,
     /// Where proxies get their config (`--dp-addr`); `None` serves no proxies.
@@ -86,6 +89,7 @@ impl ZoneCpConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 5682)),
             admin_token: None,
             reads_need_token: false,
+            read_tokens: ReadTokens::default(),
             kds: None,
             dp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5678))),
             dp_tls: None,
@@ -143,6 +147,7 @@ impl ZoneCp {
             config.reads_need_token,
         )
         .await?;
+        let auth = auth.with_read_tokens(config.read_tokens.clone());
         let state = AppState {
             store: store.clone(),
             metrics: telemetry::prometheus(),

@@ -109,6 +109,7 @@ pub(crate) async fn start_zone(
         global_urls: vec![format!("https://{kds_addr}")],
         global_ca_pem: Some(global.ca_pem.clone()),
         token: global.tokens.issue(zone, Duration::from_secs(24 * 3600)).0,
+        token_file: None,
         heartbeat: Duration::from_secs(5),
         leader_term: 0,
     });

@@ -37,9 +37,14 @@ pub struct GlobalCpArgs {
     /// The admin token for writes; absent = generated at first start and printed once.
     #[arg(long, env = "MERIDIAN_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Require the admin token for reads too (by default only writes need it).
+    /// Require a token for reads too (by default only writes need one): the admin
+    /// token or a read-only token.
     #[arg(long, env = "MERIDIAN_READS_NEED_TOKEN")]
     pub reads_need_token: bool,
+    /// File of read-only tokens, one per line (blank lines and `#` comments
+    /// ignored): accepted for GET and HEAD, refused with 403 on writes.
+    #[arg(long)]
+    pub read_token_file: Option<PathBuf>,
     /// How many revisions the change log keeps so reconnecting zones get a delta.
     #[arg(long, default_value_t = 100_000)]
     pub changelog_retention: i64,
@@ -102,10 +107,12 @@ pub async fn run(args: GlobalCpArgs) -> anyhow::Result<()> {
     )
     .context("setting up KDS TLS")?;
     let ca = identity.generated_ca.clone();
+    let read_tokens = super::read_token_file(args.read_token_file.as_deref())?;
     let config = GlobalCpConfig {
         api_addr: args.api_addr,
         admin_token: args.admin_token,
         reads_need_token: args.reads_need_token,
+        read_tokens,
         changelog_retention: args.changelog_retention,
         max_concurrent_full_syncs: args.max_concurrent_full_syncs,
         create_default_mesh: !args.skip_default_mesh,

@@ -203,6 +203,7 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Re
             global_urls: vec!["https://127.0.0.1:5685".to_owned()],
             global_ca_pem: Some(kds_ca.clone()),
             token: tokens.issue(&name, Duration::from_secs(365 * 24 * 3600)).0,
+            token_file: None,
             heartbeat: Duration::from_secs(5),
             leader_term: 0,
         });

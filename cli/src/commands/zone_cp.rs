@@ -49,6 +49,14 @@ pub struct ZoneCpArgs {
     /// The admin token for the zone API's writes; absent = generated and printed once.
     #[arg(long, env = "MERIDIAN_ZONE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Require a token for reads too (by default only writes need one): the admin
+    /// token or a read-only token.
+    #[arg(long, env = "MERIDIAN_ZONE_READS_NEED_TOKEN")]
+    pub reads_need_token: bool,
+    /// File of read-only tokens, one per line (blank lines and `#` comments
+    /// ignored): accepted for GET and HEAD, refused with 403 on writes.
+    #[arg(long)]
+    pub read_token_file: Option<PathBuf>,
     /// Running as one replica of several.
     #[command(flatten)]
     pub raft: super::raft_flags::RaftFlags,
@@ -85,6 +93,7 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
                 .map(|p| read(p, "KDS CA"))
                 .transpose()?,
             token: read(token_file, "zone token")?.trim().to_owned(),
+            token_file: Some(token_file.clone()),
             heartbeat: Duration::from_secs(5),
             leader_term: 0,
         })
@@ -104,6 +113,8 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
     let mut config = ZoneCpConfig::new(&args.zone);
     config.api_addr = args.api_addr;
     config.admin_token = args.admin_token.clone();
+    config.reads_need_token = args.reads_need_token;
+    config.read_tokens = super::read_token_file(args.read_token_file.as_deref())?;
     config.kds = kds;
     config.dp_addr = Some(args.dp_addr);
     config.replica = args

@@ -5,6 +5,13 @@
 //! Each stream is admitted by leader term first ([`super::fencing`]): a stream whose
 //! term is lower than the highest this replica has seen for its zone is refused with
 //! `FAILED_PRECONDITION`, and one with a higher term ends the zone's older streams.
+//!
+//! A session also ends, with `UNAUTHENTICATED`, when the zone token it was admitted
+//! with is taken back: revoked, or signed with a key since rotated. Sessions re-check
+//! their token whenever [`ZoneTokens::changes`] wakes them, which happens at once for
+//! a change made through this replica and within the refresh interval for one made
+//! through another. Refused admissions are counted in
+//! `meridian_kds_zone_refused_total{reason}`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -12,7 +19,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meridian_api::zone_token::{TokenError, ZoneTokens};
+use meridian_api::zone_token::{CheckError, TokenError, ZoneTokens};
 use meridian_kds::scope::{GlobalToZone, ZoneToGlobal};
 use meridian_kds::transform::FromZone;
 use meridian_kds::{Inbound, KdsError, Outbound};
@@ -23,7 +30,7 @@ use meridian_proto::kds::{
 };
 use meridian_proto::metadata;
 use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -61,9 +68,13 @@ pub struct KdsService {
     stop: CancellationToken,
 }
 
-/// Who is at the other end of a stream.
+/// Who is at the other end of a stream. Holds its token: never log or print it.
 struct Peer {
     zone: String,
+    /// The zone token the stream was admitted with, re-checked on token changes.
+    token: String,
+    /// Token changes since just before the admission check, so none is missed.
+    token_changes: watch::Receiver<u64>,
     version: String,
     features: Vec<String>,
     /// The zone replica's leader term (0 when it sent none).
@@ -136,6 +147,12 @@ impl KdsService {
                     let _ = tx.try_send(Err(Status::failed_precondition(reason.clone())));
                     reason
                 }
+                refused = service.token_withdrawn(&peer.token, &zone, peer.token_changes) => {
+                    let reason = refused.to_string();
+                    tracing::warn!(%zone, reason = refused.label(), "ending a KDS stream: its zone token is no longer valid");
+                    let _ = tx.try_send(Err(Status::unauthenticated(reason.clone())));
+                    reason
+                }
                 _ = service.stop.cancelled() => "global is shutting down".to_owned(),
             };
             // The stream ends with the last sender; the fence is released with it.
@@ -155,19 +172,32 @@ impl KdsService {
         let token = header(request_metadata, "authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| {
+                metrics::counter!("meridian_kds_zone_refused_total", "reason" => "missing_token")
+                    .increment(1);
                 Status::unauthenticated("missing zone token (authorization: Bearer <token>)")
             })?;
-        self.tokens
-            .verify(token.trim(), zone)
-            .map_err(|error| match error {
-                TokenError::WrongZone { .. } => Status::permission_denied(error.to_string()),
-                _ => Status::unauthenticated(error.to_string()),
-            })?;
+        let token = token.trim();
+        let token_changes = self.tokens.changes();
+        match self.tokens.check(self.store.as_ref(), token, zone).await {
+            Ok(_) => {}
+            Err(CheckError::Refused(error)) => {
+                metrics::counter!("meridian_kds_zone_refused_total", "reason" => error.label())
+                    .increment(1);
+                tracing::info!(%zone, reason = error.label(), "refused a zone's KDS stream");
+                return Err(match error {
+                    TokenError::WrongZone { .. } => Status::permission_denied(error.to_string()),
+                    _ => Status::unauthenticated(error.to_string()),
+                });
+            }
+            Err(CheckError::Store(error)) => return Err(store_status(error)),
+        }
         let key = ResourceKey::global(ResourceKind::Zone, zone);
         match self.store.get(&key).await.map_err(store_status)? {
             Some(existing)
                 if existing.spec.get("enabled") == Some(&serde_json::Value::Bool(false)) =>
             {
+                metrics::counter!("meridian_kds_zone_refused_total", "reason" => "disabled")
+                    .increment(1);
                 return Err(Status::permission_denied(format!(
                     "zone {zone} is disabled (Zone.enabled = false)"
                 )));
@@ -193,6 +223,8 @@ impl KdsService {
         }
         Ok(Peer {
             zone: zone.to_owned(),
+            token: token.to_owned(),
+            token_changes,
             version: header(request_metadata, metadata::VERSION)
                 .unwrap_or("")
                 .to_owned(),
@@ -207,6 +239,36 @@ impl KdsService {
                 .unwrap_or_default(),
             term: leader_term(request_metadata)?,
         })
+    }
+
+    /// Resolves once `token`, with which a session of `zone` was admitted, is no
+    /// longer valid: revoked, or signed with a key since rotated. Re-checks whenever
+    /// the zone tokens change; expiry alone does not end a session (it is checked at
+    /// admission). A re-check the store cannot answer is retried every second.
+    async fn token_withdrawn(
+        &self,
+        token: &str,
+        zone: &str,
+        mut changes: watch::Receiver<u64>,
+    ) -> TokenError {
+        let mut retry = false;
+        loop {
+            if retry {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            } else if changes.changed().await.is_err() {
+                // The tokens outlive every session; without them nothing can change.
+                std::future::pending::<()>().await;
+            }
+            retry = false;
+            match self.tokens.check(self.store.as_ref(), token, zone).await {
+                Ok(_) | Err(CheckError::Refused(TokenError::Expired { .. })) => {}
+                Err(CheckError::Refused(error)) => return error,
+                Err(CheckError::Store(error)) => {
+                    tracing::warn!(%zone, %error, "could not re-check a zone token; retrying");
+                    retry = true;
+                }
+            }
+        }
     }
 
     async fn zone_enabled(&self, zone: &str) -> bool {

@@ -7,6 +7,7 @@
 //! positions: the zone keeps the global revision it applied in its store, global
 //! keeps the zone revision it applied in the shared database.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,11 @@ pub struct KdsClientConfig {
     pub global_ca_pem: Option<String>,
     /// The zone token issued by global.
     pub token: String,
+    /// The file the token came from (`--zone-token`), read again before every
+    /// connection attempt: replacing the file replaces the token (after a
+    /// revocation or a key rotation) without restarting the zone. `None` keeps
+    /// [`KdsClientConfig::token`].
+    pub token_file: Option<PathBuf>,
     /// How often the zone→global stream sends a heartbeat when idle.
     pub heartbeat: Duration,
     /// The Raft term this replica leads in (0 for a single replica): a fencing
@@ -42,6 +48,7 @@ impl std::fmt::Debug for KdsClientConfig {
         f.debug_struct("KdsClientConfig")
             .field("zone", &self.zone)
             .field("global_urls", &self.global_urls)
+            .field("token_file", &self.token_file)
             .field("heartbeat", &self.heartbeat)
             .field("leader_term", &self.leader_term)
             .finish_non_exhaustive()
@@ -103,12 +110,36 @@ async fn connect(config: &KdsClientConfig, url: &str) -> Result<KdsClient<Channe
         .max_encoding_message_size(8 * 1024 * 1024))
 }
 
+/// Reads the token again from [`KdsClientConfig::token_file`], if any, keeping the
+/// previous one when the file cannot be read or is empty.
+async fn reload_token(config: &mut KdsClientConfig) {
+    let Some(path) = &config.token_file else {
+        return;
+    };
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) if !text.trim().is_empty() => {
+            let token = text.trim();
+            if token != config.token {
+                tracing::info!(file = %path.display(), "using the zone token now in the token file");
+                config.token = token.to_owned();
+            }
+        }
+        Ok(_) => {
+            tracing::warn!(file = %path.display(), "the zone token file is empty; keeping the previous token")
+        }
+        Err(error) => {
+            tracing::warn!(file = %path.display(), %error, "cannot read the zone token file; keeping the previous token")
+        }
+    }
+}
+
 /// Keeps KDS running until `shutdown` turns true: connect, run both streams, and on
 /// any failure move to the next global URL, wait (exponential backoff from 100 ms to
 /// 10 s, growing once per round of every URL, with full jitter so a restarted global
-/// is not hit by every zone at once) and try again.
+/// is not hit by every zone at once) and try again. The token is read again from its
+/// file before every attempt.
 pub async fn run(
-    config: KdsClientConfig,
+    mut config: KdsClientConfig,
     store: Arc<dyn Store>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -120,6 +151,7 @@ pub async fn run(
     let connected = session::Connected::default();
     let (mut next, mut failed_in_round) = (0, 0);
     loop {
+        reload_token(&mut config).await;
         let url = &config.global_urls[next];
         let attempt = async {
             let client = connect(&config, url).await?;
