@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_model::{ResourceKind, Spec};
+use meridian_model::{ResourceKind, Spec, validate_mesh_name, validate_name};
 use meridian_proto::kds;
 use meridian_store::{ResourceKey, StoredResource};
 
@@ -30,12 +30,29 @@ pub fn key_to_proto(key: &ResourceKey) -> kds::ResourceKey {
     }
 }
 
-/// A received key, or why it is not one.
+/// A received key, or why it is not one. The name and mesh follow the rules of a
+/// REST write: a Zone's name is a DNS label ([`validate_mesh_name`]), other names
+/// [`validate_name`]; mesh-scoped kinds need a valid mesh and other kinds none.
 pub fn key_from_proto(key: &kds::ResourceKey) -> Result<ResourceKey, String> {
     let kind = ResourceKind::from_type_name(&key.r#type)
         .ok_or_else(|| format!("unknown resource type {:?}", key.r#type))?;
     if key.name.is_empty() {
         return Err("the resource has no name".to_owned());
+    }
+    let name = if kind == ResourceKind::Zone {
+        validate_mesh_name(&key.name)
+    } else {
+        validate_name(&key.name)
+    };
+    name.map_err(|e| format!("the name {:?} is invalid: {e}", key.name))?;
+    if kind.is_mesh_scoped() {
+        validate_mesh_name(&key.mesh)
+            .map_err(|e| format!("the mesh {:?} is invalid: {e}", key.mesh))?;
+    } else if !key.mesh.is_empty() {
+        return Err(format!(
+            "{kind} is not mesh-scoped, but the key names mesh {:?}",
+            key.mesh
+        ));
     }
     Ok(ResourceKey {
         kind,
@@ -109,6 +126,47 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown resource type")
         );
+    }
+
+    /// Found by the `kds_decode` fuzz target: a `kds::Resource` (these 19 bytes)
+    /// naming a Zone `"\0\0\0\0\0\0\x07"` passed validation, so a peer could store
+    /// names that a REST write refuses.
+    #[test]
+    fn fuzz_kds_decode_invalid_names_are_refused() {
+        const CRASH: &[u8] = &[
+            10, 4, 90, 111, 110, 101, 42, 2, 123, 125, 26, 7, 0, 0, 0, 0, 0, 0, 7,
+        ];
+        let resource = <kds::Resource as prost::Message>::decode(CRASH).unwrap();
+        assert_eq!(resource.r#type, "Zone");
+        let reason = from_proto(&resource).unwrap_err();
+        assert!(reason.contains("the name"), "{reason}");
+
+        let key = |kind: &str, mesh: &str, name: &str| kds::ResourceKey {
+            r#type: kind.into(),
+            mesh: mesh.into(),
+            name: name.into(),
+        };
+        for bad in [
+            key("Zone", "", "zone.1"),
+            key("Zone", "", "Zone-1"),
+            key("Mesh", "", "a b"),
+            key("Mesh", "default", "default"),
+            key("MeshTimeout", "", "t"),
+            key("MeshTimeout", "Default", "t"),
+            key("MeshTimeout", "default", "../t"),
+            key("Dataplane", "default", &"a".repeat(254)),
+        ] {
+            assert!(key_from_proto(&bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            key("Zone", "", "zone-1"),
+            key("Mesh", "", "default"),
+            key("MeshTimeout", "default", "t"),
+            key("Dataplane", "default", "web-1.zone-1"),
+            key("ZoneIngress", "", "ingress-1.zone-2"),
+        ] {
+            assert!(key_from_proto(&good).is_ok(), "{good:?}");
+        }
     }
 
     #[test]

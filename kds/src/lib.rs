@@ -37,3 +37,25 @@ pub use transform::Transform;
 pub fn nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
+
+/// How many revisions a receiver that applied everything through `applied` is behind
+/// a sender at revision `sender`: never negative, and no overflow whatever revisions
+/// a peer reports (both come off the wire).
+pub fn lag_revisions(sender: meridian_store::Revision, applied: meridian_store::Revision) -> i64 {
+    sender.saturating_sub(applied).max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_never_overflows() {
+        assert_eq!(lag_revisions(10, 7), 3);
+        assert_eq!(lag_revisions(7, 10), 0);
+        // `global_revision - through` overflowed (a panic in debug builds) on these.
+        assert_eq!(lag_revisions(i64::MIN, 1), 0);
+        assert_eq!(lag_revisions(i64::MAX, -1), i64::MAX);
+        assert_eq!(lag_revisions(i64::MAX, i64::MIN), i64::MAX);
+    }
+}

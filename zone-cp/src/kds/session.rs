@@ -130,7 +130,7 @@ async fn global_to_zone(
         if let Some(through) = applied.through {
             metrics::gauge!("meridian_kds_global_revision_applied").set(through as f64);
             metrics::gauge!("meridian_kds_lag_revisions")
-                .set((delta.global_revision - through).max(0) as f64);
+                .set(meridian_kds::lag_revisions(delta.global_revision, through) as f64);
         }
         for nack in &applied.nacks {
             let key = nack.key.clone().unwrap_or_default();
