@@ -4,6 +4,7 @@
 #   scripts/fuzz.sh                   30 s per target
 #   scripts/fuzz.sh --seconds 120     longer
 #   scripts/fuzz.sh --targets sni_peek,kds_apply --seconds 60
+#   scripts/fuzz.sh --dev --seconds 10  unoptimised build (CI: builds faster)
 #
 # Stable Rust: cargo-fuzz needs nightly-only flags (-Z sanitizer coverage options),
 # which stable rustc accepts with RUSTC_BOOTSTRAP=1. No sanitizer (--sanitizer none):
@@ -22,6 +23,7 @@ cd "$(dirname "$0")/.."
 CARGO_FUZZ_VERSION=0.13.2
 seconds=30
 targets=()
+profile=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds)
@@ -30,6 +32,11 @@ while [ $# -gt 0 ]; do
       ;;
     --seconds=*)
       seconds="${1#*=}"
+      shift
+      ;;
+    --dev)
+      # Unoptimised build: compiles in about half the time, fuzzes slower (for CI).
+      profile=(--dev)
       shift
       ;;
     --targets)
@@ -72,7 +79,7 @@ else
   target_dir="$PWD/fuzz/target"
 fi
 fuzz=(env RUSTC_BOOTSTRAP=1 cargo fuzz)
-common=(--sanitizer none --target-dir "$target_dir")
+common=(--sanitizer none --target-dir "$target_dir" "${profile[@]}")
 
 echo "==> building the fuzz targets (${targets[*]})"
 start=$SECONDS
