@@ -19,6 +19,7 @@
 pub mod cluster;
 pub mod fault_proxy;
 pub mod global_replicas;
+pub mod kds_client;
 pub mod pg_instance;
 pub mod postgres;
 pub mod process;

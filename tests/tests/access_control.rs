@@ -18,12 +18,10 @@ use meridian_tests::eventually;
 use meridian_tests::global_replicas::{ADMIN, GlobalReplica, start_zone};
 use meridian_tests::postgres::TestDatabase;
 use meridian_tests::process::MeridianProcess;
-use meridian_tests::scrape::metric_value;
 use meridian_tests::scratch::Dir;
 use meridian_zone_cp::{ZoneCp, ZoneCpConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const READ_TOKEN_FILE: &str = "# dashboards\n\nreader-one\n  reader-two  \n# reader-three\n";
@@ -494,27 +492,14 @@ async fn issue(http: &reqwest::Client, api: &str, zone: &str) -> (String, String
 
 /// Opens a global→zone stream as `zone` with `token`; answers how global answered.
 async fn subscribe(kds_url: &str, ca: &str, zone: &str, token: &str) -> Result<(), tonic::Status> {
-    let tls =
-        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()));
-    let channel = Endpoint::from_shared(kds_url.to_owned())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = meridian_tests::kds_client::channel(kds_url, &std::fs::read(ca).unwrap()).await;
     let subscribe = ZoneToGlobalAck {
         kind: Some(zone_to_global_ack::Kind::Subscribe(kds::Subscribe {
             since_revision: 0,
         })),
     };
     let mut request = tonic::Request::new(tokio_stream::iter(vec![subscribe]));
-    request
-        .metadata_mut()
-        .insert(meridian_proto::metadata::ZONE, zone.parse().unwrap());
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    meridian_tests::kds_client::as_zone(&mut request, zone, Some(token));
     KdsClient::new(channel)
         .global_to_zone(request)
         .await
@@ -522,15 +507,7 @@ async fn subscribe(kds_url: &str, ca: &str, zone: &str, token: &str) -> Result<(
 }
 
 async fn metric(http: &reqwest::Client, api: &str, series: &str) -> Option<f64> {
-    let text = http
-        .get(format!("{api}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metric_value(&text, series)
+    meridian_tests::scrape::metric(http, api, series).await
 }
 
 fn online_series(zone: &str) -> String {

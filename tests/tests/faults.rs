@@ -143,6 +143,22 @@ impl ProxiedZone {
         Some(names.into_iter().collect())
     }
 
+    /// Waits until the zone's KDS session is up while its full sync of the
+    /// [`POLICIES`] is not done yet (a throttled link keeps it in flight).
+    async fn wait_until_syncing(&self) {
+        let http = reqwest::Client::new();
+        eventually("the zone's sync is under way", WAIT, || async {
+            let connected =
+                meridian_tests::scrape::metric(&http, &self.api, "meridian_kds_connected").await?;
+            (connected == 1.0).then_some(())
+        })
+        .await;
+        assert!(
+            self.timeouts().await.unwrap_or_default().len() < POLICIES,
+            "the full sync finished before the fault"
+        );
+    }
+
     /// Waits until the zone lists exactly `expected` MeshTimeouts; answers how long.
     async fn converge(&self, expected: &BTreeSet<String>) -> Duration {
         let started = Instant::now();
@@ -205,17 +221,7 @@ async fn global_killed_mid_sync_then_the_zone_converges_exactly() {
 
     // 4 KB/s: the zone's full sync takes several seconds, and global dies within it.
     let zone = ProxiedZone::start(&mut cluster, &dir, "east", Some(4 * 1024)).await;
-    let http = reqwest::Client::new();
-    eventually("the zone's sync is under way", WAIT, || async {
-        let connected =
-            meridian_tests::scrape::metric(&http, &zone.api, "meridian_kds_connected").await?;
-        (connected == 1.0).then_some(())
-    })
-    .await;
-    assert!(
-        zone.timeouts().await.unwrap_or_default().len() < POLICIES,
-        "the sync finished before global was killed"
-    );
+    zone.wait_until_syncing().await;
     cluster.kill_global().await;
 
     zone.link.throttle_downstream(None);
@@ -237,14 +243,7 @@ async fn a_zone_cp_killed_mid_sync_converges_exactly_after_restart() {
     apply_policies(&cluster, &expected).await;
 
     let zone = ProxiedZone::start(&mut cluster, &dir, "west", Some(4 * 1024)).await;
-    let http = reqwest::Client::new();
-    eventually("the zone's sync is under way", WAIT, || async {
-        let connected =
-            meridian_tests::scrape::metric(&http, &zone.api, "meridian_kds_connected").await?;
-        (connected == 1.0).then_some(())
-    })
-    .await;
-    assert!(zone.timeouts().await.unwrap_or_default().len() < POLICIES);
+    zone.wait_until_syncing().await;
     zone.kill(&mut cluster).await;
 
     zone.link.throttle_downstream(None);

@@ -32,7 +32,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -470,15 +470,8 @@ async fn global_with_kds(database: &TestDatabase, dir: &Dir) -> (GlobalCp, Arc<d
 }
 
 async fn kds_client(global: &GlobalCp, ca: &str) -> KdsClient<Channel> {
-    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
-    let channel = Endpoint::from_shared(format!("https://{}", global.kds_addr().unwrap()))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    KdsClient::new(channel)
+    let url = format!("https://{}", global.kds_addr().unwrap());
+    KdsClient::new(meridian_tests::kds_client::channel(&url, ca.as_bytes()).await)
 }
 
 fn with_identity<T>(message: T, zone: &str, token: &str, term: Option<&str>) -> tonic::Request<T> {

@@ -10,12 +10,12 @@ use std::time::Duration;
 use meridian_proto::kds::kds_client::KdsClient;
 use meridian_proto::kds::{self, ZoneToGlobalAck, zone_to_global_ack};
 use meridian_tests::eventually;
+use meridian_tests::kds_client;
 use meridian_tests::postgres::TestDatabase;
 use meridian_tests::process::MeridianProcess;
 use meridian_tests::scratch::{Dir, free_port};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 const ADMIN: &str = "admin-token";
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -300,15 +300,7 @@ async fn policies_flow_down_dataplanes_flow_up_and_global_restarts_resume(
 }
 
 async fn subscribe_status(kds: &str, ca: &str, zone: &str, token: Option<&str>) -> tonic::Code {
-    let tls =
-        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()));
-    let channel = Endpoint::from_shared(kds.to_owned())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = kds_client::channel(kds, &std::fs::read(ca).unwrap()).await;
     let mut client = KdsClient::new(channel);
     let subscribe = ZoneToGlobalAck {
         kind: Some(zone_to_global_ack::Kind::Subscribe(kds::Subscribe {
@@ -316,14 +308,7 @@ async fn subscribe_status(kds: &str, ca: &str, zone: &str, token: Option<&str>) 
         })),
     };
     let mut request = tonic::Request::new(tokio_stream::iter(vec![subscribe]));
-    request
-        .metadata_mut()
-        .insert(meridian_proto::metadata::ZONE, zone.parse().unwrap());
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
+    kds_client::as_zone(&mut request, zone, token);
     match client.global_to_zone(request).await {
         Ok(_) => tonic::Code::Ok,
         Err(status) => status.code(),
@@ -431,24 +416,11 @@ impl tonic::codec::Decoder for RawCodec {
 /// Opens `GlobalToZone` as `zone`, sends `frame` as its first message, and answers
 /// the status the stream ends with.
 async fn send_raw_frame(global: &Global, zone: &str, token: &str, frame: Vec<u8>) -> tonic::Status {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(&global.ca).unwrap()));
-    let channel = Endpoint::from_shared(global.kds.clone())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = kds_client::channel(&global.kds, &std::fs::read(&global.ca).unwrap()).await;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let mut request = tonic::Request::new(tokio_stream::iter(vec![frame]));
-    request
-        .metadata_mut()
-        .insert(meridian_proto::metadata::ZONE, zone.parse().unwrap());
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    kds_client::as_zone(&mut request, zone, Some(token));
     let path =
         tonic::codegen::http::uri::PathAndQuery::from_static("/meridian.kds.v1.Kds/GlobalToZone");
     let mut responses = match grpc.streaming(request, path, RawCodec).await {
