@@ -168,24 +168,34 @@ pub fn watch_group(
                 _ = ticker.tick() => true,
                 changed = metrics.changed() => if changed.is_err() { break } else { false },
             };
-            let m = metrics.borrow_and_update().clone();
-            if m.running_state.is_err() || m.state == ServerState::Shutdown {
+            // Metrics change on every write: read them in place, without a copy.
+            let (id, term, state, stopped, leads) = {
+                let m = metrics.borrow_and_update();
+                let leads = leads_with_quorum(&m, lease).then_some(m.current_term);
+                (
+                    m.id,
+                    m.current_term,
+                    m.state,
+                    m.running_state.is_err(),
+                    leads,
+                )
+            };
+            if stopped || state == ServerState::Shutdown {
                 leads_tx.send_replace(None);
                 break;
             }
-            let leads = leads_with_quorum(&m, lease).then_some(m.current_term);
             let moved = leads_tx.send_if_modified(|current| {
                 if *current == leads {
                     return false;
                 }
                 match leads {
                     Some(term) => {
-                        tracing::info!(id = m.id, term, "this replica leads the zone's Raft group")
+                        tracing::info!(id, term, "this replica leads the zone's Raft group")
                     }
                     None if current.is_some() => tracing::warn!(
-                        id = m.id,
-                        term = m.current_term,
-                        state = ?m.state,
+                        id,
+                        term,
+                        state = ?state,
                         "this replica no longer leads with a quorum"
                     ),
                     None => {}
@@ -193,9 +203,9 @@ pub fn watch_group(
                 *current = leads;
                 true
             });
-            // Metrics change on every write; export at the ticker's pace.
+            // Export at the ticker's pace, or when leadership moved.
             if tick || moved {
-                export(&m, leads.is_some());
+                export(&metrics.borrow(), leads.is_some());
             }
         }
         metrics::gauge!("meridian_raft_is_leader").set(0.0);

@@ -129,19 +129,9 @@ impl Cluster {
 
     /// Issues a token for `zone` on global and writes it to a file; answers the path.
     pub async fn zone_token_file(&self, zone: &str) -> String {
-        let issued: Value = self
-            .http
-            .post(format!("{}/tokens/zone", self.api))
-            .bearer_auth(ADMIN)
-            .json(&json!({"zone": zone, "validFor": "1h"}))
-            .send()
-            .await
-            .expect("issue a zone token")
-            .json()
-            .await
-            .expect("zone token JSON");
+        let token = issue_zone_token(&self.http, &self.api, ADMIN, zone).await;
         let token_file = self.dir.path(&format!("{zone}.token"));
-        std::fs::write(&token_file, issued["token"].as_str().expect("token")).expect("write token");
+        std::fs::write(&token_file, token).expect("write token");
         token_file
     }
 
@@ -357,6 +347,26 @@ impl Cluster {
         let args: Vec<&str> = self.global_args.iter().map(String::as_str).collect();
         self.global = Some(MeridianProcess::start(&args).await);
     }
+}
+
+/// Issues a one-hour token for `zone` on the global API at `api` (admin `admin`).
+pub async fn issue_zone_token(
+    http: &reqwest::Client,
+    api: &str,
+    admin: &str,
+    zone: &str,
+) -> String {
+    let issued: Value = http
+        .post(format!("{api}/tokens/zone"))
+        .bearer_auth(admin)
+        .json(&json!({"zone": zone, "validFor": "1h"}))
+        .send()
+        .await
+        .expect("issue a zone token")
+        .json()
+        .await
+        .expect("zone token JSON");
+    issued["token"].as_str().expect("token").to_owned()
 }
 
 /// The REST URL of a resource document.

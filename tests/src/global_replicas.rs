@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 
 use crate::process::MeridianProcess;
 use crate::scratch::Dir;
@@ -102,17 +101,7 @@ impl GlobalReplica {
 
     /// Issues a zone token for `zone`.
     pub async fn zone_token(&self, http: &reqwest::Client, zone: &str) -> String {
-        let issued: Value = http
-            .post(format!("{}/tokens/zone", self.api))
-            .bearer_auth(ADMIN)
-            .json(&json!({"zone": zone, "validFor": "1h"}))
-            .send()
-            .await
-            .expect("issue a zone token")
-            .json()
-            .await
-            .expect("zone token JSON");
-        issued["token"].as_str().expect("token").to_owned()
+        crate::cluster::issue_zone_token(http, &self.api, ADMIN, zone).await
     }
 }
 

@@ -70,17 +70,7 @@ async fn start_global(
 }
 
 async fn zone_token(http: &reqwest::Client, api: &str, zone: &str) -> String {
-    let issued: Value = http
-        .post(format!("{api}/tokens/zone"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"zone": zone, "validFor": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    issued["token"].as_str().unwrap().to_owned()
+    meridian_tests::cluster::issue_zone_token(http, api, ADMIN, zone).await
 }
 
 async fn start_zone(
