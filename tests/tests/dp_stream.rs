@@ -378,3 +378,91 @@ async fn the_stream_over_tls_with_a_generated_certificate() {
     client.shutdown().await;
     zone.shutdown().await.unwrap();
 }
+
+/// Waits until the zone CP's reconciler has applied everything in `store`.
+async fn processed(zone: &ZoneCp, store: &dyn Store) {
+    let target = store.current_revision().await.unwrap();
+    let mut applied = zone.dp_stats().unwrap().revision();
+    tokio::time::timeout(WAIT, applied.wait_for(|r| *r >= target))
+        .await
+        .unwrap_or_else(|_| panic!("the reconciler did not reach revision {target}"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unrelated_changes_compute_nothing_and_endpoints_travel_alone() {
+    use meridian_zone_cp::dp::{Part, Reason};
+    meridian_tests::init();
+    let db = TestDatabase::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let zone = zone(store.clone()).await;
+    let stats = zone.dp_stats().unwrap();
+
+    let backend = client(&zone, sidecar("backend-1", "backend", 20101, None));
+    let web = client(&zone, sidecar("web-1", "web", 20102, Some("backend")));
+    let db_proxy = client(&zone, sidecar("db-1", "db", 20103, None));
+    config_where(&web, "web reaches backend-1", |c| match c {
+        ProxyConfig::Sidecar(s) => s.outbounds[0].backends[0].endpoints.len() == 1,
+        _ => false,
+    })
+    .await;
+    for (proxy, name) in [(&backend, "backend"), (&db_proxy, "db")] {
+        config_where(proxy, name, |c| matches!(c, ProxyConfig::Sidecar(_))).await;
+    }
+    // Every sidecar is ready (an endpoint) before counting starts.
+    for name in ["backend-1", "web-1", "db-1"] {
+        let key = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", name);
+        eventually("sidecar ready", WAIT, || async {
+            let stored = store.get(&key).await.unwrap()?;
+            (stored.spec["networking"]["inbound"][0]["health"]["ready"] == true).then_some(())
+        })
+        .await;
+    }
+    processed(&zone, store.as_ref()).await;
+    let (computed, configs, endpoints) = (
+        stats.total_computations(),
+        stats.pushes(Part::Config),
+        stats.pushes(Part::Endpoints),
+    );
+
+    // A timeout for the clients of a service nobody calls, and a secret.
+    put(store.as_ref(), ResourceKind::MeshTimeout, "default", "db-clients", json!({
+        "targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "MeshService", "name": "db"}, "default": {"idleTimeout": "5s"}}]}))
+    .await;
+    let secret = Spec::Secret(SecretSpec::from_bytes(b"unrelated")).to_value();
+    put(
+        store.as_ref(),
+        ResourceKind::Secret,
+        "default",
+        "other",
+        secret,
+    )
+    .await;
+    processed(&zone, store.as_ref()).await;
+    assert_eq!(stats.total_computations(), computed, "nothing recomputed");
+    assert_eq!(stats.pushes(Part::Config), configs, "no config pushed");
+    assert_eq!(stats.pushes(Part::Endpoints), endpoints);
+
+    // A second backend instance: web (its only client) gets an endpoint
+    // update, nobody else gets anything but the newcomer its own config.
+    let backend2 = client(&zone, sidecar("backend-2", "backend", 20104, None));
+    config_where(&web, "web reaches backend-2 too", |c| match c {
+        ProxyConfig::Sidecar(s) => s.outbounds[0].backends[0].endpoints.len() == 2,
+        _ => false,
+    })
+    .await;
+    processed(&zone, store.as_ref()).await;
+    assert_eq!(
+        stats.pushes(Part::Config),
+        configs + 1,
+        "only backend-2's own config"
+    );
+    assert_eq!(
+        stats.pushes(Part::Endpoints),
+        endpoints + 1,
+        "one endpoint update, to web"
+    );
+    assert_eq!(stats.computations(Reason::Policy), 0);
+    drop(backend2);
+}

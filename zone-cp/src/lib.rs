@@ -212,6 +212,12 @@ impl ZoneCp {
         self.dp.as_ref().map(dp::DpServer::local_addr)
     }
 
+    /// The data-plane server's counters (computations, pushes, revision
+    /// reached), if it runs.
+    pub fn dp_stats(&self) -> Option<std::sync::Arc<dp::DpStats>> {
+        self.dp.as_ref().map(dp::DpServer::stats)
+    }
+
     /// Stops accepting requests and lets in-flight ones finish.
     pub async fn shutdown(self) -> std::io::Result<()> {
         if let Some(dp) = self.dp {

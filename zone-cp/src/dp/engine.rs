@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use super::registry::{Connection, VersionedConfig, publish};
 use super::state::{PolicyChange, ServiceKey, Touched, ZoneState};
+use super::stats::DpStats;
 
 /// Why a proxy's config was computed (the `reason` of
 /// `meridian_dp_config_computations_total`).
@@ -95,6 +96,7 @@ pub struct Engine {
     by_backend: BTreeMap<ServiceKey, BTreeSet<ResourceKey>>,
     zone_proxies: BTreeSet<ResourceKey>,
     counts: Counts,
+    stats: Arc<DpStats>,
 }
 
 /// The keys of a sidecar's inbound and outbound services.
@@ -159,7 +161,14 @@ impl Engine {
             by_backend: BTreeMap::new(),
             zone_proxies: BTreeSet::new(),
             counts: Counts::new(),
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts into `stats` (shared with the sessions and the server's owner).
+    pub fn with_stats(mut self, stats: Arc<DpStats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// The zone state.
@@ -404,8 +413,7 @@ impl Engine {
 
     fn count(&mut self, reason: Reason) {
         *self.counts.entry(reason).or_default() += 1;
-        metrics::counter!("meridian_dp_config_computations_total", "reason" => reason.label())
-            .increment(1);
+        self.stats.computed(reason);
     }
 }
 

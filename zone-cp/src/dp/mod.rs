@@ -30,6 +30,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod service;
 pub mod state;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,11 +48,13 @@ pub use engine::{Engine, Reason};
 pub use registry::Registry;
 pub use service::{DpService, REGISTERED_BY_STREAM, REGISTERED_LABEL, registered_by};
 pub use state::ZoneState;
+pub use stats::{DpStats, Part};
 
 /// A running data-plane server.
 pub struct DpServer {
     local_addr: SocketAddr,
     service: DpService,
+    stats: Arc<DpStats>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     reconciler: JoinHandle<()>,
@@ -133,14 +136,16 @@ impl DpServer {
         let (registry, events) = Registry::new();
         let (ca_tx, ca) = watch::channel(Arc::default());
         let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(DpStats::default());
         let reconciler = tokio::spawn(reconcile::run(
             store.clone(),
             zone.clone(),
             events,
             ca_tx,
+            stats.clone(),
             stop_rx.clone(),
         ));
-        let service = DpService::new(store, zone, registry, ca, registered_by);
+        let service = DpService::new(store, zone, registry, ca, stats.clone(), registered_by);
         let grpc = DataplaneConfigServer::new(service.clone());
         let mut stop_server = stop_rx;
         let mut builder = tonic::transport::Server::builder();
@@ -168,6 +173,7 @@ impl DpServer {
         Ok(DpServer {
             local_addr,
             service,
+            stats,
             stop,
             server,
             reconciler,
@@ -177,6 +183,11 @@ impl DpServer {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// What the server has computed and pushed, and the revision it reached.
+    pub fn stats(&self) -> Arc<DpStats> {
+        self.stats.clone()
     }
 
     /// Ends every proxy session (deregistering each), then stops serving.

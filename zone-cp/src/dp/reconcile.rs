@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use super::engine::Engine;
 use super::registry::RegistryEvent;
 use super::state::{CaView, ZoneState};
+use super::stats::DpStats;
 
 /// Changes read per `changes_since` call.
 const PAGE: usize = 1000;
@@ -101,6 +102,7 @@ pub async fn run(
     zone: String,
     mut events: mpsc::UnboundedReceiver<RegistryEvent>,
     ca: watch::Sender<Arc<CaView>>,
+    stats: Arc<DpStats>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut changes = store.watch();
@@ -116,9 +118,10 @@ pub async fn run(
             }
         }
     };
-    let mut engine = Engine::new(state);
+    let mut engine = Engine::new(state).with_stats(stats.clone());
     let mut refresh = true;
     loop {
+        stats.applied(engine.revision());
         if !Arc::ptr_eq(&ca.borrow(), &engine.state().ca) {
             ca.send_replace(engine.state().ca.clone());
         }

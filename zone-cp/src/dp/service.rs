@@ -35,6 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::compute::inbound_addr;
 use super::registry::{Registry, VersionedConfig};
 use super::state::CaView;
+use super::stats::{DpStats, Part};
 
 /// Label on resources registered by a config stream: they live as long as
 /// the stream, and are purged at start (no stream survives a restart).
@@ -69,6 +70,7 @@ pub struct DpService {
     registered_by: String,
     registry: Registry,
     ca: watch::Receiver<Arc<CaView>>,
+    stats: Arc<DpStats>,
     sessions: TaskTracker,
     stop: CancellationToken,
 }
@@ -113,6 +115,7 @@ impl DpService {
         zone: String,
         registry: Registry,
         ca: watch::Receiver<Arc<CaView>>,
+        stats: Arc<DpStats>,
         registered_by: String,
     ) -> Self {
         DpService {
@@ -121,6 +124,7 @@ impl DpService {
             registered_by,
             registry,
             ca,
+            stats,
             sessions: TaskTracker::new(),
             stop: CancellationToken::new(),
         }
@@ -366,9 +370,13 @@ impl DpService {
                         Some((_, Some(changes))) if changes.is_empty() => continue,
                         Some((b, Some(changes))) => {
                             delta_version = Some(v.version);
+                            self.stats.pushed(Part::Endpoints);
                             endpoint_update(b.version, &v, changes)
                         }
-                        _ => full_config(&v),
+                        _ => {
+                            self.stats.pushed(Part::Config);
+                            full_config(&v)
+                        }
                     };
                     sent = Some(v);
                     if !send(message).await { break; }
@@ -391,6 +399,7 @@ impl DpService {
                                 // is not the base it assumed, so send it whole.
                                 if delta_version.take() == Some(n.version) {
                                     sent.clone_from(&*reg.configs.borrow());
+                                    self.stats.pushed(Part::Config);
                                     sent.as_ref().map(full_config)
                                 } else {
                                     None
@@ -446,7 +455,6 @@ impl DpService {
 
 /// The whole config `v`.
 fn full_config(v: &VersionedConfig) -> ToProxy {
-    metrics::counter!("meridian_dp_config_pushes_total", "part" => "config").increment(1);
     ToProxy::Config(Config {
         version: v.version,
         config: serde_json::to_vec(&*v.config).unwrap_or_default(),
@@ -459,7 +467,6 @@ fn endpoint_update(
     v: &VersionedConfig,
     changes: meridian_proxy_api::EndpointChanges,
 ) -> ToProxy {
-    metrics::counter!("meridian_dp_config_pushes_total", "part" => "endpoints").increment(1);
     ToProxy::Endpoints(EndpointUpdate {
         version: v.version,
         base_version: base,
