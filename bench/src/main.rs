@@ -2,7 +2,7 @@
 //! fail. `scripts/bench.sh` runs them all; CI runs a tiny smoke of each.
 //!
 //! - `propagation`: policy PUT on global → applied in every zone, for N zones.
-//! - `reconnect`, `scale`, `fullpath`: see each module.
+//! - `reconnect`, `scale`, `zone-scale`, `fullpath`: see each module.
 //! - `datapath`: connections/s, latency, throughput, CPU and memory of Meridian's
 //!   zone-ingress SNI router, HAProxy and nginx, and of no proxy.
 
@@ -12,6 +12,7 @@ mod procfs;
 mod propagation;
 mod reconnect;
 mod scale;
+mod zone_scale;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,9 @@ enum Bench {
     Scale(scale::Args),
     /// The whole data path (sidecar → egress → ingress → sidecar) against a direct connection.
     Fullpath(fullpath::Args),
+    ZoneScale(zone_scale::Args),
+    #[command(hide = true)]
+    ServeZone(zone_scale::ServeArgs),
     /// Meridian's SNI router with fixed routes (the `datapath` benchmark's child).
     #[command(hide = true)]
     ServeIngress(datapath::ingress::Args),
@@ -59,6 +63,8 @@ fn main() -> anyhow::Result<()> {
         Bench::Scale(args) => runtime()?.block_on(scale::run(args)),
         Bench::Fullpath(args) => runtime()?.block_on(fullpath::run(args)),
         Bench::ServeIngress(args) => datapath::ingress::run(args),
+        Bench::ZoneScale(args) => runtime()?.block_on(zone_scale::run(args)),
+        Bench::ServeZone(args) => zone_scale::serve(args),
     }
 }
 
