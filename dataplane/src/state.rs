@@ -7,10 +7,11 @@
 //!
 //! State that must outlive a config update is carried over from the previous
 //! snapshot when building the next one:
-//! - the [`Balancer`] of each (outbound listen address, backend SNI), whose
-//!   passive and active health survive endpoint changes
-//!   ([`meridian_lb::carry_over`]: rebuilt only when the outlier-detection
-//!   settings change, which a balancer cannot take in place);
+//! - the [`Balancer`](meridian_lb::Balancer) of each (outbound listen
+//!   address, backend SNI), whose passive and active health survive endpoint
+//!   changes ([`meridian_lb::carry_over`]: rebuilt only when the
+//!   outlier-detection settings change, which a balancer cannot take in
+//!   place);
 //! - the [`ConnectionLimiter`] of each listen address while its limit is the
 //!   same, so connections already open keep counting against it.
 
@@ -18,8 +19,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
-#[cfg(doc)]
-use meridian_lb::Balancer;
 use meridian_lb::{HealthConfig, Plan, carry_over};
 pub(crate) use meridian_lb::{SharedBalancer, lock};
 use meridian_proxy_api::{
