@@ -35,8 +35,8 @@
 //!   in a fresh process.
 //! - **Config computation** in the new zone after writing `--local-dataplanes`
 //!   zone-owned Dataplanes into its store (and waiting until KDS carried them to
-//!   global, so that traffic is over): `ZoneView::load` (the zone's whole view; min,
-//!   median and max of 5 loads), and `ZoneView::sidecar_config` for a sidecar with
+//!   global, so that traffic is over): `ZoneState::load` (the zone's whole state from one snapshot, as a zone CP reads it once at start; min,
+//!   median and max of 5 loads), and `ZoneState::sidecar_config` for a sidecar with
 //!   outbounds to 5 services (p50/p99 of `--calls` calls on one loaded view).
 
 use std::collections::BTreeMap;
@@ -46,7 +46,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use meridian_model::{DataplaneSpec, ResourceKind, Spec};
 use meridian_store::{ListQuery, NewResource, Precondition, ResourceKey, Store};
-use meridian_zone_cp::dp::ZoneView;
+use meridian_zone_cp::dp::ZoneState;
 
 use crate::reconnect::harness::{self, Global, mib, ms, rss_bytes};
 use crate::reconnect::relay::Relay;
@@ -281,11 +281,11 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     wait_for_upload(store, args.local_dataplanes + 1).await?;
 
     let t = Instant::now();
-    let mut view = ZoneView::load(&zone_store, NEW_ZONE).await?;
+    let mut view = ZoneState::load(&zone_store, NEW_ZONE).await?;
     let mut loads = vec![ms(t, Instant::now())];
     for _ in 1..5 {
         let t = Instant::now();
-        view = ZoneView::load(&zone_store, NEW_ZONE).await?;
+        view = ZoneState::load(&zone_store, NEW_ZONE).await?;
         loads.push(ms(t, Instant::now()));
     }
     loads.sort_by(f64::total_cmp);
@@ -312,11 +312,11 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
             "{} dataplanes, {} ingresses, {} policies",
             view.dataplanes.len(),
             view.ingresses.len(),
-            view.policies.values().map(Vec::len).sum::<usize>()
+            view.policies.values().map(|p| p.all.len()).sum::<usize>()
         ),
     );
     figure(
-        "ZoneView::load (min / median / max of 5)",
+        "ZoneState::load at start (min / median / max of 5)",
         format!(
             "{:.1} / {:.1} / {:.1} ms",
             loads.first().copied().unwrap_or_default(),

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::config::ProxyConfig;
+use crate::config::{ENDPOINT_UPDATES, EndpointChanges, EndpointConfig, ProxyConfig};
 
 /// Retry delay after the CP refuses a CSR.
 const CSR_RETRY: Duration = Duration::from_secs(5);
@@ -182,6 +182,7 @@ async fn run(
             identity_tx: &identity_tx,
             pending_key: None,
             renew_at: None,
+            applied: None,
         };
         let started = tokio::time::Instant::now();
         match session.run(&mut shutdown).await {
@@ -218,6 +219,9 @@ struct Session<'a> {
     pending_key: Option<(WorkloadId, WorkloadKey)>,
     /// When to send the next CSR (`None`: no certificate needed yet).
     renew_at: Option<SystemTime>,
+    /// The version of the config this stream last applied (endpoint updates
+    /// name the version they apply to; versions are per stream).
+    applied: Option<u64>,
 }
 
 impl Session<'_> {
@@ -231,6 +235,7 @@ impl Session<'_> {
             name: reg.name.clone(),
             resource: serde_json::to_vec(&reg.resource).unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            features: vec![ENDPOINT_UPDATES.to_owned()],
         };
         // The channel is fresh and has room: this cannot fail.
         let _ = tx.try_send(message(ToCp::Hello(hello)));
@@ -270,6 +275,7 @@ impl Session<'_> {
     fn handle(&mut self, msg: ControlMessage) -> Option<ProxyMessage> {
         match msg.message? {
             FromCp::Config(c) => Some(self.on_config(c.version, &c.config)),
+            FromCp::Endpoints(u) => Some(self.on_endpoints(u)),
             FromCp::Certificate(c) => {
                 self.on_certificate(c);
                 None
@@ -301,6 +307,7 @@ impl Session<'_> {
                 metrics::counter!("meridian_proxy_config_updates_total", "result" => "ack")
                     .increment(1);
                 self.config_tx.send_replace(Some(Arc::new(config)));
+                self.applied = Some(version);
                 message(ToCp::Ack(Ack { version }))
             }
             Err(detail) => {
@@ -310,6 +317,58 @@ impl Session<'_> {
                 message(ToCp::Nack(Nack { version, detail }))
             }
         }
+    }
+
+    /// Applies new endpoint lists on top of the config of `base_version`.
+    fn on_endpoints(&mut self, u: meridian_proto::dp::EndpointUpdate) -> ProxyMessage {
+        let version = u.version;
+        let result = self.patched(&u).map(|config| {
+            self.config_tx.send_replace(Some(Arc::new(config)));
+            self.applied = Some(version);
+        });
+        match result {
+            Ok(()) => {
+                tracing::debug!(
+                    version,
+                    clusters = u.clusters.len(),
+                    "endpoint update applied"
+                );
+                metrics::counter!("meridian_proxy_config_updates_total", "result" => "ack")
+                    .increment(1);
+                message(ToCp::Ack(Ack { version }))
+            }
+            Err(detail) => {
+                tracing::warn!(version, %detail, "endpoint update rejected");
+                metrics::counter!("meridian_proxy_config_updates_total", "result" => "nack")
+                    .increment(1);
+                message(ToCp::Nack(Nack { version, detail }))
+            }
+        }
+    }
+
+    /// The current config with `u` applied.
+    fn patched(&self, u: &meridian_proto::dp::EndpointUpdate) -> Result<ProxyConfig, String> {
+        if self.applied != Some(u.base_version) {
+            return Err(format!(
+                "endpoint update {} applies to config version {}, but this proxy holds {:?}",
+                u.version, u.base_version, self.applied
+            ));
+        }
+        let mut changes = EndpointChanges::new();
+        for c in &u.clusters {
+            let endpoints: Vec<EndpointConfig> = serde_json::from_slice(&c.endpoints)
+                .map_err(|e| format!("endpoints of cluster {:?} are not valid: {e}", c.sni))?;
+            changes.insert(c.sni.clone(), endpoints);
+        }
+        let current = self.config_tx.borrow().clone();
+        let mut config = current
+            .as_deref()
+            .cloned()
+            .ok_or("endpoint update before any config")?;
+        config
+            .apply_endpoint_changes(&changes)
+            .map_err(|e| e.to_string())?;
+        Ok(config)
     }
 
     fn check_kind(&self, config: ProxyConfig) -> Result<ProxyConfig, String> {

@@ -7,6 +7,12 @@
 //! every zone); a zone ingress or egress gets a table from SNI name to the
 //! endpoints behind it.
 //!
+//! When only endpoint lists change, the zone CP may send just those
+//! ([`ProxyConfig::endpoint_changes`], applied with
+//! [`ProxyConfig::apply_endpoint_changes`]): clusters — a sidecar's backends,
+//! a zone proxy's SNI routes — are keyed by their SNI name, which names
+//! exactly one (mesh, service, subset) and so one endpoint list.
+//!
 //! Policy confs are the model's own types, so the same serde shapes (and Go
 //! durations) travel from the REST API to the proxy unchanged.
 
@@ -22,6 +28,17 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default `MeshTimeout` `idleTimeout` when none applies (as Kuma: 1 h).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The `Hello.features` entry of a proxy that applies endpoint updates.
+pub const ENDPOINT_UPDATES: &str = "endpoint-updates";
+
+/// New endpoint lists by cluster (SNI name).
+pub type EndpointChanges = BTreeMap<String, Vec<EndpointConfig>>;
+
+/// An endpoint update names a cluster the config does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("endpoint update for cluster {0:?}, which the current config does not have")]
+pub struct UnknownCluster(pub String);
 
 /// The whole configuration of one proxy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,6 +184,85 @@ pub struct SniRoute {
     pub locality: Option<LocalityAwareness>,
 }
 
+impl ProxyConfig {
+    /// Takes every cluster's endpoint list out, in order, with its SNI name.
+    fn take_endpoints(&mut self) -> Vec<(String, Vec<EndpointConfig>)> {
+        match self {
+            ProxyConfig::Sidecar(s) => s
+                .outbounds
+                .iter_mut()
+                .flat_map(|o| &mut o.backends)
+                .map(|b| (b.sni.clone(), std::mem::take(&mut b.endpoints)))
+                .collect(),
+            ProxyConfig::Ingress(z) | ProxyConfig::Egress(z) => z
+                .routes
+                .iter_mut()
+                .map(|r| (r.sni.clone(), std::mem::take(&mut r.endpoints)))
+                .collect(),
+        }
+    }
+
+    /// When `next` differs from this config in endpoint lists only, the lists
+    /// that changed; `None` when anything else differs (send `next` whole).
+    pub fn endpoint_changes(&self, next: &ProxyConfig) -> Option<EndpointChanges> {
+        let (mut old, mut new) = (self.clone(), next.clone());
+        let (old_eps, new_eps) = (old.take_endpoints(), new.take_endpoints());
+        if old != new {
+            return None;
+        }
+        let mut changes = EndpointChanges::new();
+        for ((sni, before), (_, after)) in old_eps.into_iter().zip(new_eps) {
+            match changes.get(&sni) {
+                // One SNI name is one endpoint list; two differing lists
+                // under one name cannot be expressed as an update.
+                Some(seen) if *seen != after => return None,
+                Some(_) => {}
+                None if before != after => {
+                    changes.insert(sni, after);
+                }
+                None => {}
+            }
+        }
+        Some(changes)
+    }
+
+    /// Replaces the endpoint lists of the clusters `changes` names.
+    ///
+    /// # Errors
+    /// [`UnknownCluster`] when a name matches no cluster; nothing is changed.
+    pub fn apply_endpoint_changes(
+        &mut self,
+        changes: &EndpointChanges,
+    ) -> Result<(), UnknownCluster> {
+        let mut next = self.clone();
+        let mut seen = std::collections::BTreeSet::new();
+        let clusters: Vec<(&str, &mut Vec<EndpointConfig>)> = match &mut next {
+            ProxyConfig::Sidecar(s) => s
+                .outbounds
+                .iter_mut()
+                .flat_map(|o| &mut o.backends)
+                .map(|b| (b.sni.as_str(), &mut b.endpoints))
+                .collect(),
+            ProxyConfig::Ingress(z) | ProxyConfig::Egress(z) => z
+                .routes
+                .iter_mut()
+                .map(|r| (r.sni.as_str(), &mut r.endpoints))
+                .collect(),
+        };
+        for (sni, endpoints) in clusters {
+            if let Some(update) = changes.get(sni) {
+                endpoints.clone_from(update);
+                seen.insert(sni.to_owned());
+            }
+        }
+        if let Some(missing) = changes.keys().find(|k| !seen.contains(*k)) {
+            return Err(UnknownCluster(missing.clone()));
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
 impl EndpointConfig {
     /// The endpoint as the load balancer sees it.
     pub fn to_lb(&self) -> meridian_lb::Endpoint {
@@ -226,4 +322,86 @@ fn max_connections_of(cb: Option<&CircuitBreakerConf>) -> Option<usize> {
     cb.and_then(|c| c.connection_limits.as_ref())
         .and_then(|l| l.max_connections)
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(port: u16) -> EndpointConfig {
+        EndpointConfig {
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            zone: "east".into(),
+            weight: 1,
+            tags: BTreeMap::new(),
+            via: Via::Direct,
+        }
+    }
+
+    fn backend(sni: &str, ports: &[u16]) -> BackendConfig {
+        BackendConfig {
+            service: sni.into(),
+            subset: BTreeMap::new(),
+            weight: 1,
+            sni: sni.into(),
+            endpoints: ports.iter().copied().map(endpoint).collect(),
+        }
+    }
+
+    fn sidecar(backends: Vec<BackendConfig>) -> ProxyConfig {
+        ProxyConfig::Sidecar(SidecarConfig {
+            mesh: "default".into(),
+            zone: "east".into(),
+            mtls: true,
+            inbounds: vec![],
+            outbounds: vec![OutboundConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 15001)),
+                service: "a".into(),
+                backends,
+                timeout: None,
+                circuit_breaker: None,
+                health_check: None,
+                locality: None,
+            }],
+        })
+    }
+
+    #[test]
+    fn endpoint_only_changes_round_trip() {
+        let old = sidecar(vec![backend("a", &[1]), backend("b", &[2])]);
+        let new = sidecar(vec![backend("a", &[1, 3]), backend("b", &[2])]);
+        let changes = old.endpoint_changes(&new).expect("endpoints only");
+        assert_eq!(changes.keys().collect::<Vec<_>>(), ["a"]);
+        let mut patched = old.clone();
+        patched.apply_endpoint_changes(&changes).expect("applies");
+        assert_eq!(patched, new);
+        assert_eq!(old.endpoint_changes(&old), Some(EndpointChanges::new()));
+    }
+
+    #[test]
+    fn other_changes_need_the_whole_config() {
+        let old = sidecar(vec![backend("a", &[1])]);
+        let mut weight = sidecar(vec![backend("a", &[1])]);
+        if let ProxyConfig::Sidecar(s) = &mut weight {
+            s.outbounds[0].backends[0].weight = 2;
+        }
+        assert_eq!(old.endpoint_changes(&weight), None);
+        let more = sidecar(vec![backend("a", &[1]), backend("b", &[2])]);
+        assert_eq!(old.endpoint_changes(&more), None);
+    }
+
+    #[test]
+    fn an_unknown_cluster_changes_nothing() {
+        let mut config = sidecar(vec![backend("a", &[1])]);
+        let before = config.clone();
+        let changes = EndpointChanges::from([
+            ("a".to_owned(), vec![endpoint(9)]),
+            ("zzz".to_owned(), vec![]),
+        ]);
+        assert_eq!(
+            config.apply_endpoint_changes(&changes),
+            Err(UnknownCluster("zzz".into()))
+        );
+        assert_eq!(config, before);
+    }
 }

@@ -272,6 +272,7 @@ async fn bad_registrations_are_refused_with_the_reason() {
         name: name.into(),
         resource: serde_json::to_vec(&resource).unwrap(),
         version: "test".into(),
+        features: vec![],
     };
     let dp = sidecar("a", "svc", 20010, None).resource;
     let cases = [

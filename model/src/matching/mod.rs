@@ -26,11 +26,13 @@
 
 mod merge;
 mod permission;
+mod reach;
 #[cfg(test)]
 mod tests;
 
 pub use merge::merge_confs;
 pub use permission::{PermissionRule, TrafficPermissionRules};
+pub use reach::{PolicyReach, may_affect};
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;

@@ -1,8 +1,9 @@
-//! Config computation: from a [`ZoneView`] to each proxy's [`ProxyConfig`].
+//! Config computation: from a [`ZoneState`] to each proxy's config.
 //!
 //! Pure functions, no I/O: the policy matching of `meridian-model` decides
-//! routes, timeouts, limits and permissions; this module adds endpoints and
-//! SNI names.
+//! routes, timeouts, limits and permissions (over the mesh's candidate
+//! policies for the proxy, [`super::state::MeshPolicies::candidates`]); this
+//! module adds endpoints (from the state's service indexes) and SNI names.
 //!
 //! **Endpoints of a service (or subset) seen from zone Z:**
 //! - every ready inbound of Z's data planes with that service and tags, at
@@ -20,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use meridian_model::{
-    AvailableService, DataplaneSpec, Inbound, MeshSpec, OutboundPolicies, PolicyItem, ProxyRef,
+    DataplaneSpec, Inbound, MeshSpec, OutboundPolicies, PolicyItem, ProxyRef, ResourceKind,
     SERVICE_TAG, Spec, match_policies,
 };
 use meridian_proxy_api::{
@@ -29,7 +30,7 @@ use meridian_proxy_api::{
 };
 use meridian_sni::SniTarget;
 
-use super::view::ZoneView;
+use super::state::{ServiceKey, ZoneState, egress_routing};
 
 /// The pseudo-zone of an egress endpoint: not a valid zone name, so it can
 /// never collide with one, and it lands at the remote priority.
@@ -88,18 +89,11 @@ fn mtls_on(mesh: &MeshSpec) -> bool {
         .is_some_and(|m| m.enabled_backend.is_some())
 }
 
-fn egress_routing(mesh: &MeshSpec) -> bool {
-    mesh.routing
-        .as_ref()
-        .and_then(|r| r.zone_egress)
-        .unwrap_or(false)
-}
-
 fn subset_matches(subset: &BTreeMap<String, String>, tags: &BTreeMap<String, String>) -> bool {
     subset.iter().all(|(k, v)| tags.get(k) == Some(v))
 }
 
-impl ZoneView {
+impl ZoneState {
     /// The config of sidecar `dp` in `mesh`.
     pub fn sidecar_config(
         &self,
@@ -114,7 +108,12 @@ impl ZoneView {
         let items: Vec<PolicyItem<'_>> = self
             .policies
             .get(mesh)
-            .map(|ps| ps.iter().map(PolicyItem::from).collect())
+            .map(|ps| {
+                ps.candidates(dp)
+                    .into_iter()
+                    .map(PolicyItem::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let matched = match_policies(ProxyRef::Dataplane(dp), mesh_spec, &items);
 
@@ -196,7 +195,7 @@ impl ZoneView {
     }
 
     /// Every endpoint of `service` (restricted to `subset`) in `mesh`.
-    fn endpoints(
+    pub fn endpoints(
         &self,
         mesh: &str,
         mesh_spec: &MeshSpec,
@@ -245,10 +244,10 @@ impl ZoneView {
         subset: &BTreeMap<String, String>,
     ) -> Vec<EndpointConfig> {
         let mut out = Vec::new();
-        for ((dp_mesh, _), dp) in &self.dataplanes {
-            if dp_mesh != mesh {
+        for name in self.instances_of(mesh, service) {
+            let Some(dp) = self.dataplanes.get(&(mesh.to_owned(), name.to_owned())) else {
                 continue;
-            }
+            };
             for (i, inbound) in dp.networking.inbound.iter().enumerate() {
                 let ready = inbound.health.as_ref().is_none_or(|h| h.ready);
                 if !ready
@@ -280,7 +279,7 @@ impl ZoneView {
         subset: &BTreeMap<String, String>,
     ) -> Vec<EndpointConfig> {
         let mut out = Vec::new();
-        for ingress in &self.ingresses {
+        for ingress in self.ingresses_of(mesh, service) {
             if ingress.zone == self.zone || self.disabled_zones.contains(&ingress.zone) {
                 continue;
             }
@@ -315,21 +314,26 @@ impl ZoneView {
         out
     }
 
-    /// The subsets of `service` routes in `mesh` may ask for, plus the whole
-    /// service: the SNI names an ingress or egress must know.
-    fn subsets(&self, mesh: &str, service: &str) -> BTreeSet<BTreeMap<String, String>> {
-        let mut subsets = BTreeSet::from([BTreeMap::new()]);
-        for policy in self.policies.get(mesh).into_iter().flatten() {
+    /// Per service of `mesh`, the subsets its MeshTCPRoutes may ask for: with
+    /// the whole service, the SNI names an ingress or egress must know.
+    fn route_subsets(&self, mesh: &str) -> BTreeMap<&str, BTreeSet<BTreeMap<String, String>>> {
+        let mut subsets: BTreeMap<&str, BTreeSet<_>> = BTreeMap::new();
+        let routes = self.policies.get(mesh).into_iter().flat_map(|p| {
+            p.all
+                .range((ResourceKind::MeshTcpRoute, String::new())..)
+                .take_while(|((kind, _), _)| *kind == ResourceKind::MeshTcpRoute)
+        });
+        for (_, policy) in routes {
             let Spec::MeshTcpRoute(route) = &policy.spec else {
                 continue;
             };
             for to in route.to.iter().flatten() {
                 for rule in &to.rules {
                     for b in &rule.default.backend_refs {
-                        if b.name.as_deref() == Some(service) {
+                        if let Some(service) = b.name.as_deref() {
                             let mut tags = b.tags.clone().unwrap_or_default();
                             tags.remove(SERVICE_TAG);
-                            subsets.insert(tags);
+                            subsets.entry(service).or_default().insert(tags);
                         }
                     }
                 }
@@ -338,17 +342,23 @@ impl ZoneView {
         subsets
     }
 
-    fn sni_routes(
+    fn sni_routes<'a>(
         &self,
-        services: &BTreeSet<(String, String)>,
+        services: impl Iterator<Item = &'a ServiceKey>,
         endpoints: impl Fn(&str, &str, &BTreeMap<String, String>) -> Vec<EndpointConfig>,
     ) -> Vec<SniRoute> {
         let mut routes = Vec::new();
+        let mut subsets_of = BTreeMap::new();
         for (mesh, service) in services {
             if !self.meshes.get(mesh).is_some_and(mtls_on) {
                 continue;
             }
-            for subset in self.subsets(mesh, service) {
+            let routed = subsets_of
+                .entry(mesh.as_str())
+                .or_insert_with(|| self.route_subsets(mesh));
+            let mut subsets = BTreeSet::from([BTreeMap::new()]);
+            subsets.extend(routed.get(service.as_str()).into_iter().flatten().cloned());
+            for subset in subsets {
                 let endpoints = endpoints(mesh, service, &subset);
                 if endpoints.is_empty() {
                     continue;
@@ -374,71 +384,56 @@ impl ZoneView {
     /// The config of this zone's ingresses: every local service (and routed
     /// subset) of every mTLS mesh → its local instances.
     pub fn ingress_config(&self) -> ZoneProxyConfig {
-        let services: BTreeSet<(String, String)> = self
-            .dataplanes
-            .iter()
-            .flat_map(|((mesh, _), dp)| {
-                dp.networking
-                    .inbound
-                    .iter()
-                    .filter_map(|i| i.tags.get(SERVICE_TAG))
-                    .map(|s| (mesh.clone(), s.clone()))
-            })
-            .collect();
         ZoneProxyConfig {
             zone: self.zone.clone(),
-            routes: self.sni_routes(&services, |m, s, t| self.local_endpoints(m, s, t)),
+            routes: self.sni_routes(self.local_services(), |m, s, t| {
+                self.local_endpoints(m, s, t)
+            }),
         }
     }
 
     /// The config of this zone's egresses: every service other zones offer
     /// (and routed subset) → those zones' ingresses.
     pub fn egress_config(&self) -> ZoneProxyConfig {
-        let services: BTreeSet<(String, String)> = self
-            .ingresses
-            .iter()
-            .filter(|i| i.zone != self.zone)
-            .flat_map(|i| i.spec.available_services.iter().flatten())
-            .filter_map(|s| Some((s.mesh.clone(), s.tags.get(SERVICE_TAG)?.clone())))
-            .collect();
         ZoneProxyConfig {
             zone: self.zone.clone(),
-            routes: self.sni_routes(&services, |m, s, t| self.remote_endpoints(m, s, t)),
+            routes: self.sni_routes(self.remote_services(), |m, s, t| {
+                self.remote_endpoints(m, s, t)
+            }),
         }
-    }
-
-    /// What this zone's ingresses advertise to other zones: ready local
-    /// instances, counted per mesh and full tag set.
-    pub fn available_services(&self) -> Vec<AvailableService> {
-        let mut counts: BTreeMap<(String, BTreeMap<String, String>), u32> = BTreeMap::new();
-        for ((mesh, _), dp) in &self.dataplanes {
-            for inbound in &dp.networking.inbound {
-                if inbound.health.as_ref().is_some_and(|h| !h.ready) {
-                    continue;
-                }
-                *counts
-                    .entry((mesh.clone(), inbound.tags.clone()))
-                    .or_default() += 1;
-            }
-        }
-        counts
-            .into_iter()
-            .map(|((mesh, tags), instances)| AvailableService {
-                tags,
-                instances,
-                mesh,
-                external_service: None,
-            })
-            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dp::view::IngressEntry;
-    use meridian_model::{Resource, parse_document};
+    use meridian_model::{AvailableService, parse_document};
+    use meridian_store::{Change, ResourceKey, StoredResource};
     use serde_json::json;
+
+    /// A document as the zone's store holds it.
+    fn stored(doc: serde_json::Value, zone: Option<&str>) -> StoredResource {
+        let r = parse_document(doc).expect("valid document");
+        let key = match &r.meta.mesh {
+            Some(m) => ResourceKey::in_mesh(r.meta.kind, m.clone(), r.meta.name.clone()),
+            None => ResourceKey::global(r.meta.kind, r.meta.name.clone()),
+        };
+        StoredResource {
+            key,
+            labels: r.meta.labels.clone(),
+            spec: r.spec.to_value(),
+            zone: zone.map(str::to_owned),
+            version: 1,
+            revision: 1,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            modified_at: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn put(v: &mut ZoneState, doc: serde_json::Value, zone: Option<&str>) {
+        let r = v.revision + 1;
+        v.apply(vec![Change::Upsert(stored(doc, zone))], r);
+    }
 
     fn dataplane(doc: serde_json::Value) -> DataplaneSpec {
         match parse_document(doc).expect("valid dataplane").spec {
@@ -448,14 +443,11 @@ mod tests {
     }
 
     fn sidecar(name: &str, ip: &str, service: &str, version: &str) -> DataplaneSpec {
-        dataplane(json!({"type": "Dataplane", "mesh": "default", "name": name,
-            "networking": {"address": ip, "inbound": [{"port": 20001, "servicePort": 8080,
-                "tags": {"kuma.io/service": service, "version": version}}],
-                "outbound": [{"port": 15001, "tags": {"kuma.io/service": "backend"}}]}}))
+        dataplane(sidecar_doc(name, ip, service, version))
     }
 
-    fn ingress(zone: &str, ip: &str, instances: &[(&str, u32)]) -> IngressEntry {
-        let available = instances
+    fn ingress(zone: &str, ip: &str, instances: &[(&str, u32)]) -> serde_json::Value {
+        let available: Vec<AvailableService> = instances
             .iter()
             .map(|(version, n)| AvailableService {
                 tags: [("kuma.io/service", "backend"), ("version", *version)]
@@ -467,24 +459,12 @@ mod tests {
                 external_service: None,
             })
             .collect();
-        IngressEntry {
-            name: format!("ingress.{zone}"),
-            zone: zone.into(),
-            spec: meridian_model::ZoneIngressSpec {
-                zone: Some(zone.into()),
-                networking: meridian_model::ZoneIngressNetworking {
-                    address: ip.into(),
-                    port: 10001,
-                    advertised_address: Some(ip.into()),
-                    advertised_port: Some(10001),
-                    admin: None,
-                },
-                available_services: Some(available),
-            },
-        }
+        json!({"type": "ZoneIngress", "name": format!("ingress.{zone}"), "zone": zone,
+            "networking": {"address": ip, "port": 10001, "advertisedAddress": ip, "advertisedPort": 10001},
+            "availableServices": available})
     }
 
-    fn mesh(mtls: bool, egress: bool) -> MeshSpec {
+    fn mesh_doc(mtls: bool, egress: bool) -> serde_json::Value {
         let mut doc = json!({"type": "Mesh", "name": "default"});
         if mtls {
             doc["mtls"] = json!({"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]});
@@ -492,38 +472,35 @@ mod tests {
         if egress {
             doc["routing"] = json!({"zoneEgress": true});
         }
-        match parse_document(doc).expect("valid mesh").spec {
-            Spec::Mesh(m) => m,
-            other => panic!("not a mesh: {other:?}"),
-        }
+        doc
     }
 
-    fn policy(doc: serde_json::Value) -> Resource {
-        parse_document(doc).expect("valid policy")
+    fn sidecar_doc(name: &str, ip: &str, service: &str, version: &str) -> serde_json::Value {
+        json!({"type": "Dataplane", "mesh": "default", "name": name,
+            "networking": {"address": ip, "inbound": [{"port": 20001, "servicePort": 8080,
+                "tags": {"kuma.io/service": service, "version": version}}],
+                "outbound": [{"port": 15001, "tags": {"kuma.io/service": "backend"}}]}})
     }
 
-    fn view(mtls: bool) -> ZoneView {
-        let mut v = ZoneView {
-            zone: "east".into(),
-            ..ZoneView::default()
-        };
-        v.meshes.insert("default".into(), mesh(mtls, false));
-        v.dataplanes.insert(
-            ("default".into(), "web-1".into()),
-            sidecar("web-1", "10.0.0.1", "web", "v1"),
-        );
-        v.dataplanes.insert(
-            ("default".into(), "backend-1".into()),
-            sidecar("backend-1", "10.0.0.2", "backend", "v1"),
-        );
-        v.ingresses
-            .push(ingress("west", "10.1.0.1", &[("v1", 2), ("v2", 4)]));
-        v.ingresses.push(ingress("north", "10.2.0.1", &[("v2", 1)]));
-        v.ingresses.push(ingress("east", "10.0.0.9", &[("v1", 1)]));
-        v
+    fn view(mtls: bool) -> ZoneState {
+        let docs = [
+            (mesh_doc(mtls, false), None),
+            (sidecar_doc("web-1", "10.0.0.1", "web", "v1"), Some("east")),
+            (
+                sidecar_doc("backend-1", "10.0.0.2", "backend", "v1"),
+                Some("east"),
+            ),
+            (
+                ingress("west", "10.1.0.1", &[("v1", 2), ("v2", 4)]),
+                Some("west"),
+            ),
+            (ingress("north", "10.2.0.1", &[("v2", 1)]), Some("north")),
+            (ingress("east", "10.0.0.9", &[("v1", 1)]), Some("east")),
+        ];
+        ZoneState::from_resources("east", 1, docs.into_iter().map(|(d, z)| stored(d, z)))
     }
 
-    fn backend_endpoints(v: &ZoneView) -> Vec<(String, u32, Via)> {
+    fn backend_endpoints(v: &ZoneState) -> Vec<(String, u32, Via)> {
         let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
         let cfg = v.sidecar_config("default", &web).expect("config");
         cfg.outbounds[0].backends[0]
@@ -538,10 +515,11 @@ mod tests {
         let v = view(true);
         assert_eq!(
             backend_endpoints(&v),
+            // Remote zones in the order of their ingresses' store names.
             vec![
                 ("east".into(), 1, Via::Direct),
-                ("west".into(), 6, Via::Ingress),
                 ("north".into(), 1, Via::Ingress),
+                ("west".into(), 6, Via::Ingress),
             ]
         );
     }
@@ -557,7 +535,11 @@ mod tests {
     #[test]
     fn disabled_zones_are_not_used() {
         let mut v = view(true);
-        v.disabled_zones.insert("west".into());
+        put(
+            &mut v,
+            json!({"type": "Zone", "name": "west", "enabled": false}),
+            None,
+        );
         let zones: Vec<String> = backend_endpoints(&v).into_iter().map(|e| e.0).collect();
         assert_eq!(zones, vec!["east", "north"]);
     }
@@ -565,18 +547,10 @@ mod tests {
     #[test]
     fn egress_routing_replaces_remote_ingresses() {
         let mut v = view(true);
-        v.meshes.insert("default".into(), mesh(true, true));
-        v.egresses.insert(
-            "egress".into(),
-            meridian_model::ZoneEgressSpec {
-                zone: Some("east".into()),
-                networking: meridian_model::ZoneEgressNetworking {
-                    address: "10.0.0.8".into(),
-                    port: 10002,
-                    admin: None,
-                },
-            },
-        );
+        put(&mut v, mesh_doc(true, true), None);
+        let egress = json!({"type": "ZoneEgress", "name": "egress", "zone": "east",
+            "networking": {"address": "10.0.0.8", "port": 10002}});
+        put(&mut v, egress, Some("east"));
         assert_eq!(
             backend_endpoints(&v),
             vec![
@@ -584,7 +558,16 @@ mod tests {
                 (EGRESS_ZONE.into(), 7, Via::Egress)
             ]
         );
-        v.egresses.clear();
+        let gone = ResourceKey::global(meridian_model::ResourceKind::ZoneEgress, "egress");
+        let r = v.revision + 1;
+        v.apply(
+            vec![Change::Delete {
+                key: gone,
+                zone: Some("east".into()),
+                revision: r,
+            }],
+            r,
+        );
         assert_eq!(
             backend_endpoints(&v),
             vec![("east".into(), 1, Via::Direct)],
@@ -595,12 +578,16 @@ mod tests {
     #[test]
     fn route_split_gives_subset_backends_with_their_own_sni() {
         let mut v = view(true);
-        v.policies.entry("default".into()).or_default().push(policy(json!({
+        put(
+            &mut v,
+            json!({
             "type": "MeshTCPRoute", "name": "split", "mesh": "default",
             "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
                 "rules": [{"default": {"backendRefs": [
                     {"kind": "MeshServiceSubset", "name": "backend", "tags": {"version": "v1"}, "weight": 90},
-                    {"kind": "MeshServiceSubset", "name": "backend", "tags": {"version": "v2"}, "weight": 10}]}}]}]}})));
+                    {"kind": "MeshServiceSubset", "name": "backend", "tags": {"version": "v2"}, "weight": 10}]}}]}]}}),
+            None,
+        );
         let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
         let cfg = v.sidecar_config("default", &web).expect("config");
         let backends = &cfg.outbounds[0].backends;
@@ -616,7 +603,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(weights(0), vec![("east".into(), 1), ("west".into(), 2)]);
-        assert_eq!(weights(1), vec![("west".into(), 4), ("north".into(), 1)]);
+        assert_eq!(weights(1), vec![("north".into(), 1), ("west".into(), 4)]);
         // The egress knows both subset names and the whole service.
         let egress = v.egress_config();
         let snis: Vec<&str> = egress.routes.iter().map(|r| r.sni.as_str()).collect();

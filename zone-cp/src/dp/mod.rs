@@ -2,17 +2,20 @@
 //! (sidecars, zone ingresses, zone egresses) connect to (`--dp-addr`).
 //!
 //! ```text
-//!  store ──watch──▶ reconcile (ZoneView → per-proxy ProxyConfig) ──▶ registry
-//!                                                                   │ watch per proxy
-//!  proxy ◀──Config / Certificate── service (one session per stream) ◀┘
-//!        ──Hello / Ack / Nack / CSR──▶  registers the proxy's resource in the store
+//!  store ──changes_since──▶ reconcile ──▶ engine: ZoneState + indexes ──▶ per-proxy config (watch)
+//!                              ▲ connect / release                               │
+//!                           registry ◀── claim ── service (one session per stream) ◀┘
+//!  proxy ◀── Config / EndpointUpdate / Certificate ── service
+//!        ── Hello / Ack / Nack / CSR ──▶ registers the proxy's resource in the store
 //! ```
 //!
-//! - [`view`]: the zone's state, parsed once per change.
-//! - [`compute`]: configs from a view (policy matching, endpoints, SNI names).
-//! - [`registry`]: connected proxies and their config channels.
-//! - [`reconcile`]: the task tying store changes to config pushes.
-//! - [`service`]: the gRPC service; registration, ACK/NACK, CSR signing.
+//! - [`state`]: the zone's resources typed once per change, with indexes.
+//! - [`compute`]: configs from the state (policy matching, endpoints, SNI names).
+//! - [`engine`]: incremental computation: which proxies a change reaches.
+//! - [`registry`]: connected proxies' names; connections go to the reconciler.
+//! - [`reconcile`]: the task feeding store changes and connections to the engine.
+//! - [`service`]: the gRPC service; registration, ACK/NACK, endpoint updates,
+//!   CSR signing.
 //!
 //! TLS with a given or generated certificate (proxies dial `https://` with
 //! `--zone-cp-ca`), or plain HTTP/2 for loopback addresses. Proxies are not
@@ -20,10 +23,13 @@
 //! only the zone's proxies can reach.
 
 pub mod compute;
+pub mod engine;
+#[cfg(test)]
+mod equivalence;
 pub mod reconcile;
 pub mod registry;
 pub mod service;
-pub mod view;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,9 +43,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+pub use engine::{Engine, Reason};
 pub use registry::Registry;
 pub use service::{DpService, REGISTERED_BY_STREAM, REGISTERED_LABEL, registered_by};
-pub use view::ZoneView;
+pub use state::ZoneState;
 
 /// A running data-plane server.
 pub struct DpServer {
@@ -123,17 +130,17 @@ impl DpServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| DpServerError::Bind { addr, source })?;
-        let registry = Registry::default();
-        let (views_tx, views) = watch::channel(Arc::new(ZoneView::default()));
+        let (registry, events) = Registry::new();
+        let (ca_tx, ca) = watch::channel(Arc::default());
         let (stop, stop_rx) = watch::channel(false);
         let reconciler = tokio::spawn(reconcile::run(
             store.clone(),
             zone.clone(),
-            registry.clone(),
-            views_tx,
+            events,
+            ca_tx,
             stop_rx.clone(),
         ));
-        let service = DpService::new(store, zone, registry, views, registered_by);
+        let service = DpService::new(store, zone, registry, ca, registered_by);
         let grpc = DataplaneConfigServer::new(service.clone());
         let mut stop_server = stop_rx;
         let mut builder = tonic::transport::Server::builder();

@@ -1,129 +1,39 @@
-//! The reconciler: one task that turns store changes into proxy configs.
+//! The reconciler: one task that turns the store's change stream and proxy
+//! connections into proxy configs, through the incremental [`Engine`].
 //!
-//! On every store revision (and whenever a proxy connects) it reloads the
-//! [`ZoneView`], refreshes what this zone's ingresses advertise
-//! (`availableServices`, which KDS carries to other zones), and recomputes the
-//! configs of the proxies the change can affect:
-//! - a sidecar, when the inputs of its mesh changed (the mesh, its policies,
-//!   its data planes, any ingress or egress) or it just connected;
-//! - an ingress or egress, when anything it routes by changed.
-//!
-//! Configs equal to what a proxy already has are not sent again.
+//! - At start it reads one snapshot of the zone's store ([`ZoneState::load`]).
+//! - Then, on every commit ([`Store::watch`]), it reads what changed since
+//!   the revision it is at ([`Store::changes_since`], as KDS does) and hands
+//!   the batch to the engine, which recomputes only the proxies the batch
+//!   reaches. A change log compacted past its revision makes it reload the
+//!   snapshot (every proxy is recomputed, reason `resync`).
+//! - Connections and disconnections arrive from the [`super::Registry`] in
+//!   order; a new proxy gets its config at once.
+//! - When this zone's ready instances change, it writes the new
+//!   `availableServices` into this zone's ingresses (KDS carries them to the
+//!   other zones), and it republishes the [`CaView`] certificate signing reads
+//!   when meshes or CA secrets change.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_model::{ResourceKind, Spec};
-use meridian_proxy_api::{ProxyConfig, ProxyKind};
 use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use super::registry::{Registry, publish};
-use super::view::ZoneView;
+use super::engine::Engine;
+use super::registry::RegistryEvent;
+use super::state::{CaView, ZoneState};
 
-/// Fingerprints of the last round's inputs.
-#[derive(Debug, Default)]
-struct Fingerprints {
-    meshes: HashMap<String, u64>,
-    zone_proxies: u64,
-}
-
-fn hash_of(parts: &[String]) -> u64 {
-    let mut h = DefaultHasher::new();
-    parts.hash(&mut h);
-    h.finish()
-}
-
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-/// What a mesh's sidecar configs are computed from.
-fn mesh_fingerprint(view: &ZoneView, mesh: &str) -> u64 {
-    let mut parts = vec![
-        json(&view.meshes.get(mesh)),
-        json(
-            &view
-                .ingresses
-                .iter()
-                .map(|i| (&i.zone, &i.spec))
-                .collect::<Vec<_>>(),
-        ),
-        json(&view.egresses),
-        json(&view.disabled_zones),
-    ];
-    for p in view.policies.get(mesh).into_iter().flatten() {
-        parts.push(format!("{}/{}", p.meta.kind, p.meta.name));
-        parts.push(json(&p.spec.to_value()));
-    }
-    for ((m, name), dp) in &view.dataplanes {
-        if m == mesh {
-            parts.push(name.clone());
-            parts.push(json(dp));
-        }
-    }
-    hash_of(&parts)
-}
-
-/// What ingress and egress configs are computed from (every mesh).
-fn zone_proxy_fingerprint(meshes: &HashMap<String, u64>) -> u64 {
-    let sorted: BTreeMap<_, _> = meshes.iter().collect();
-    hash_of(&[json(&sorted)])
-}
-
-/// Recomputes and publishes the configs of the proxies affected since `last`.
-fn push(view: &ZoneView, registry: &Registry, last: &mut Fingerprints) {
-    let meshes: HashMap<String, u64> = view
-        .meshes
-        .keys()
-        .map(|m| (m.clone(), mesh_fingerprint(view, m)))
-        .collect();
-    let zone_proxies = zone_proxy_fingerprint(&meshes);
-    let mut sent = 0u64;
-    registry.for_each(|c| {
-        let is_new = c.config.borrow().is_none();
-        let config = match (c.kind, &c.dataplane) {
-            (ProxyKind::Sidecar, Some(dp)) => {
-                let mesh = &c.key.mesh;
-                let changed = meshes.get(mesh) != last.meshes.get(mesh);
-                if !(is_new || changed) {
-                    return;
-                }
-                match view.sidecar_config(mesh, dp) {
-                    Ok(cfg) => ProxyConfig::Sidecar(cfg),
-                    Err(error) => {
-                        tracing::warn!(proxy = %c.key, %error, "cannot compute the sidecar's config");
-                        return;
-                    }
-                }
-            }
-            (ProxyKind::Ingress, _) if is_new || zone_proxies != last.zone_proxies => {
-                ProxyConfig::Ingress(view.ingress_config())
-            }
-            (ProxyKind::Egress, _) if is_new || zone_proxies != last.zone_proxies => {
-                ProxyConfig::Egress(view.egress_config())
-            }
-            _ => return,
-        };
-        metrics::counter!("meridian_zone_config_computations_total").increment(1);
-        if publish(c, config) {
-            sent += 1;
-        }
-    });
-    if sent > 0 {
-        tracing::debug!(sent, "proxy configs updated");
-    }
-    last.meshes = meshes;
-    last.zone_proxies = zone_proxies;
-}
+/// Changes read per `changes_since` call.
+const PAGE: usize = 1000;
+/// Pause before retrying after a store error.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Writes the `availableServices` of this zone's ingresses when they changed.
-async fn refresh_ingresses(store: &dyn Store, view: &ZoneView) -> Result<(), StoreError> {
-    let available = view.available_services();
-    for ingress in view.ingresses.iter().filter(|i| i.zone == view.zone) {
+async fn refresh_ingresses(store: &dyn Store, state: &ZoneState) -> Result<(), StoreError> {
+    let available = state.available_services();
+    for ingress in state.ingresses.values().filter(|i| i.zone == state.zone) {
         if ingress.spec.available_services.as_ref() == Some(&available) {
             continue;
         }
@@ -148,40 +58,111 @@ async fn refresh_ingresses(store: &dyn Store, view: &ZoneView) -> Result<(), Sto
     Ok(())
 }
 
-/// Runs the reconciler until `stop` turns true. The latest view is published
-/// on `views` (certificate signing reads mesh CAs from it).
+/// Waits `RETRY`, or returns `false` when told to stop meanwhile.
+async fn pause(stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(RETRY) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+/// Brings the engine up to the store's latest revision.
+async fn catch_up(store: &dyn Store, engine: &mut Engine) -> Result<bool, StoreError> {
+    let mut available = false;
+    loop {
+        match store.changes_since(engine.revision(), PAGE).await {
+            Ok(batch) => {
+                let more = batch.changes.len() >= PAGE;
+                if batch.changes.is_empty() && batch.through <= engine.revision() {
+                    return Ok(available);
+                }
+                available |= engine.apply(batch.changes, batch.through).available;
+                if !more {
+                    return Ok(available);
+                }
+            }
+            Err(StoreError::Compacted { .. }) => {
+                tracing::info!(
+                    revision = engine.revision(),
+                    "the zone's change log was compacted past the reconciler; reloading"
+                );
+                engine.reset(ZoneState::load(store, &engine.state().zone).await?);
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs the reconciler until `stop` turns true. The latest [`CaView`] is
+/// published on `ca`.
 pub async fn run(
     store: Arc<dyn Store>,
     zone: String,
-    registry: Registry,
-    views: watch::Sender<Arc<ZoneView>>,
+    mut events: mpsc::UnboundedReceiver<RegistryEvent>,
+    ca: watch::Sender<Arc<CaView>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut changes = store.watch();
-    let mut last = Fingerprints::default();
-    loop {
-        changes.borrow_and_update();
-        match ZoneView::load(store.as_ref(), &zone).await {
-            Ok(view) => {
-                if let Err(error) = refresh_ingresses(store.as_ref(), &view).await {
-                    tracing::warn!(%error, "updating the zone ingresses' available services failed");
-                }
-                push(&view, &registry, &mut last);
-                views.send_replace(Arc::new(view));
-            }
+    changes.borrow_and_update();
+    let state = loop {
+        match ZoneState::load(store.as_ref(), &zone).await {
+            Ok(state) => break state,
             Err(error) => {
                 tracing::warn!(%error, "loading the zone's state for proxy configs failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
+                if !pause(&mut stop).await {
+                    return;
                 }
-                continue;
+            }
+        }
+    };
+    let mut engine = Engine::new(state);
+    let mut refresh = true;
+    loop {
+        if !Arc::ptr_eq(&ca.borrow(), &engine.state().ca) {
+            ca.send_replace(engine.state().ca.clone());
+        }
+        if refresh {
+            match refresh_ingresses(store.as_ref(), engine.state()).await {
+                Ok(()) => refresh = false,
+                Err(error) => {
+                    tracing::warn!(%error, "updating the zone ingresses' available services failed")
+                }
             }
         }
         tokio::select! {
-            r = changes.changed() => if r.is_err() { return },
-            () = registry.connected() => {}
+            r = changes.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                changes.borrow_and_update();
+                match catch_up(store.as_ref(), &mut engine).await {
+                    Ok(available) => refresh |= available,
+                    Err(error) => {
+                        tracing::warn!(%error, "reading the zone's changes failed; retrying");
+                        // Wake again to retry even if nothing else commits.
+                        changes.mark_changed();
+                        if !pause(&mut stop).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                handle(&mut engine, event);
+                while let Ok(event) = events.try_recv() {
+                    handle(&mut engine, event);
+                }
+            }
             _ = stop.changed() => return,
         }
+    }
+}
+
+fn handle(engine: &mut Engine, event: RegistryEvent) {
+    match event {
+        RegistryEvent::Connected(c) => engine.connect(c),
+        RegistryEvent::Released(key) => engine.disconnect(&key),
     }
 }

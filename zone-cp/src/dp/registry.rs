@@ -1,15 +1,20 @@
-//! [`Registry`]: the proxies connected to this zone CP right now, and the
-//! channel each session receives its computed config on.
+//! [`Registry`]: the proxies connected to this zone CP right now.
+//!
+//! Sessions claim a proxy's name when its stream starts (one live stream per
+//! proxy) and release it when the stream ends. Each claim and release is also
+//! sent, in order, to the reconciler, which owns every proxy's config channel
+//! from then on: the registry's lock guards only the set of claimed names and
+//! is never held while configs are computed.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use meridian_model::DataplaneSpec;
 use meridian_proxy_api::{ProxyConfig, ProxyKind};
 use meridian_store::ResourceKey;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
 
-/// A config as sent: its version and the JSON bytes.
+/// A config as published to a session: its version and the config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionedConfig {
     /// Increases by one with every change of this proxy's config.
@@ -18,24 +23,33 @@ pub struct VersionedConfig {
     pub config: Arc<ProxyConfig>,
 }
 
-/// One connected proxy.
+/// A proxy that connected, as the reconciler receives it.
 #[derive(Debug)]
-pub struct Connected {
+pub struct Connection {
     /// What it is.
     pub kind: ProxyKind,
     /// Its registered resource.
     pub key: ResourceKey,
     /// For sidecars: its Dataplane.
-    pub dataplane: Option<DataplaneSpec>,
+    pub dataplane: Option<Arc<DataplaneSpec>>,
     /// Where its session picks up configs.
     pub config: watch::Sender<Option<VersionedConfig>>,
 }
 
-/// The connected proxies, by resource key.
-#[derive(Debug, Default, Clone)]
+/// What the reconciler hears from the registry, in order.
+#[derive(Debug)]
+pub enum RegistryEvent {
+    /// A proxy's stream started.
+    Connected(Connection),
+    /// A proxy's stream ended.
+    Released(ResourceKey),
+}
+
+/// The connected proxies' names.
+#[derive(Debug, Clone)]
 pub struct Registry {
-    inner: Arc<Mutex<HashMap<ResourceKey, Connected>>>,
-    changed: Arc<Notify>,
+    claimed: Arc<Mutex<HashSet<ResourceKey>>>,
+    events: mpsc::UnboundedSender<RegistryEvent>,
 }
 
 /// The name is held by a live stream.
@@ -44,10 +58,19 @@ pub struct Registry {
 pub struct AlreadyConnected(pub ResourceKey);
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ResourceKey, Connected>> {
-        // A panic while holding the lock cannot leave the map half-updated
-        // (every update is one insert or remove), so a poisoned lock is usable.
-        self.inner
+    /// A registry, and the receiver of its events (for the reconciler).
+    pub fn new() -> (Registry, mpsc::UnboundedReceiver<RegistryEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let registry = Registry {
+            claimed: Arc::default(),
+            events,
+        };
+        (registry, rx)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<ResourceKey>> {
+        // Every update is one insert or remove, so a poisoned lock is usable.
+        self.claimed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -59,42 +82,31 @@ impl Registry {
         key: ResourceKey,
         dataplane: Option<DataplaneSpec>,
     ) -> Result<watch::Receiver<Option<VersionedConfig>>, AlreadyConnected> {
-        let mut map = self.lock();
-        if map.contains_key(&key) {
+        let mut claimed = self.lock();
+        if !claimed.insert(key.clone()) {
             return Err(AlreadyConnected(key));
         }
         let (config, rx) = watch::channel(None);
-        map.insert(
-            key.clone(),
-            Connected {
-                kind,
-                key,
-                dataplane,
-                config,
-            },
-        );
-        drop(map);
+        // Sent under the lock, so a release and a new claim of one name
+        // reach the reconciler in the order they happened.
+        let _ = self.events.send(RegistryEvent::Connected(Connection {
+            kind,
+            key,
+            dataplane: dataplane.map(Arc::new),
+            config,
+        }));
+        drop(claimed);
         metrics::gauge!("meridian_zone_proxies_connected").increment(1.0);
-        self.changed.notify_one();
         Ok(rx)
     }
 
     /// Releases `key` when its stream ends.
     pub fn release(&self, key: &ResourceKey) {
-        if self.lock().remove(key).is_some() {
+        let mut claimed = self.lock();
+        if claimed.remove(key) {
+            let _ = self.events.send(RegistryEvent::Released(key.clone()));
+            drop(claimed);
             metrics::gauge!("meridian_zone_proxies_connected").decrement(1.0);
-        }
-    }
-
-    /// Resolves when a proxy connected (the reconciler computes its config).
-    pub async fn connected(&self) {
-        self.changed.notified().await;
-    }
-
-    /// Runs `f` on every connected proxy.
-    pub fn for_each(&self, mut f: impl FnMut(&Connected)) {
-        for c in self.lock().values() {
-            f(c);
         }
     }
 
@@ -109,18 +121,15 @@ impl Registry {
     }
 }
 
-/// Publishes `config` to a proxy unless it equals what it has; returns whether
-/// it was sent.
-pub fn publish(c: &Connected, config: ProxyConfig) -> bool {
-    c.config.send_if_modified(|current| {
-        if current.as_ref().is_some_and(|v| *v.config == config) {
+/// Publishes `config` on a proxy's channel unless it equals what it has;
+/// returns whether it was published.
+pub fn publish(channel: &watch::Sender<Option<VersionedConfig>>, config: Arc<ProxyConfig>) -> bool {
+    channel.send_if_modified(|current| {
+        if current.as_ref().is_some_and(|v| *v.config == *config) {
             return false;
         }
         let version = current.as_ref().map_or(1, |v| v.version + 1);
-        *current = Some(VersionedConfig {
-            version,
-            config: Arc::new(config),
-        });
+        *current = Some(VersionedConfig { version, config });
         true
     })
 }

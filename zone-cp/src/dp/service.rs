@@ -20,9 +20,10 @@ use meridian_proto::dp::control_message::Message as ToProxy;
 use meridian_proto::dp::dataplane_config_server::DataplaneConfig;
 use meridian_proto::dp::proxy_message::Message as FromProxy;
 use meridian_proto::dp::{
-    Certificate, Config, ControlMessage, Error, Hello, ProxyKind, ProxyMessage,
+    Certificate, ClusterEndpoints, Config, ControlMessage, EndpointUpdate, Error, Hello, ProxyKind,
+    ProxyMessage,
 };
-use meridian_proxy_api::ProxyConfig;
+use meridian_proxy_api::{ENDPOINT_UPDATES, ProxyConfig};
 use meridian_store::{NewResource, Precondition, ResourceKey, Store};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
@@ -33,7 +34,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::compute::inbound_addr;
 use super::registry::{Registry, VersionedConfig};
-use super::view::ZoneView;
+use super::state::CaView;
 
 /// Label on resources registered by a config stream: they live as long as
 /// the stream, and are purged at start (no stream survives a restart).
@@ -67,7 +68,7 @@ pub struct DpService {
     /// The [`REGISTERED_LABEL`] value this replica stamps.
     registered_by: String,
     registry: Registry,
-    views: watch::Receiver<Arc<ZoneView>>,
+    ca: watch::Receiver<Arc<CaView>>,
     sessions: TaskTracker,
     stop: CancellationToken,
 }
@@ -79,6 +80,8 @@ struct Registered {
     /// Sidecars: the identity its certificates carry.
     identity: Option<WorkloadId>,
     configs: watch::Receiver<Option<VersionedConfig>>,
+    /// The proxy applies [`EndpointUpdate`]s (it said [`ENDPOINT_UPDATES`]).
+    endpoint_updates: bool,
     /// Sidecars: the registered Dataplane and the inbounds registered as not
     /// ready, which become endpoints once the sidecar can serve them.
     readiness: Option<PendingReadiness>,
@@ -109,7 +112,7 @@ impl DpService {
         store: Arc<dyn Store>,
         zone: String,
         registry: Registry,
-        views: watch::Receiver<Arc<ZoneView>>,
+        ca: watch::Receiver<Arc<CaView>>,
         registered_by: String,
     ) -> Self {
         DpService {
@@ -117,7 +120,7 @@ impl DpService {
             zone,
             registered_by,
             registry,
-            views,
+            ca,
             sessions: TaskTracker::new(),
             stop: CancellationToken::new(),
         }
@@ -229,6 +232,7 @@ impl DpService {
             key,
             identity,
             configs,
+            endpoint_updates: hello.features.iter().any(|f| f == ENDPOINT_UPDATES),
             readiness: dataplane.map(|(dataplane, inbounds)| PendingReadiness {
                 dataplane,
                 inbounds,
@@ -288,7 +292,7 @@ impl DpService {
     fn sign(&self, identity: Option<&WorkloadId>, csr_pem: &str) -> Result<Certificate, String> {
         let id = identity.ok_or("only sidecars get certificates")?;
         let mesh = id.mesh();
-        let view = self.views.borrow().clone();
+        let view = self.ca.borrow().clone();
         let spec = view
             .meshes
             .get(mesh)
@@ -343,6 +347,10 @@ impl DpService {
                 tx.send_timeout(msg, SEND_TIMEOUT).await.is_ok()
             }
         };
+        // What the proxy was last sent, and the version of the last endpoint
+        // update (a NACK of it is answered with the whole config).
+        let mut sent: Option<VersionedConfig> = None;
+        let mut delta_version: Option<u64> = None;
         loop {
             tokio::select! {
                 changed = reg.configs.changed() => {
@@ -351,12 +359,19 @@ impl DpService {
                     if let (Some(pending), ProxyConfig::Sidecar(s)) = (reg.readiness.as_mut(), &*v.config) {
                         pending.mtls = Some(s.mtls);
                     }
-                    let config = Config {
-                        version: v.version,
-                        config: serde_json::to_vec(&*v.config).unwrap_or_default(),
+                    let base = sent.as_ref().filter(|_| reg.endpoint_updates);
+                    let message = match base.map(|b| (b, b.config.endpoint_changes(&v.config))) {
+                        // Changed and back again before the session looked:
+                        // the proxy already has it.
+                        Some((_, Some(changes))) if changes.is_empty() => continue,
+                        Some((b, Some(changes))) => {
+                            delta_version = Some(v.version);
+                            endpoint_update(b.version, &v, changes)
+                        }
+                        _ => full_config(&v),
                     };
-                    if !send(ToProxy::Config(config)).await { break; }
-                    metrics::counter!("meridian_zone_proxy_configs_sent_total").increment(1);
+                    sent = Some(v);
+                    if !send(message).await { break; }
                 }
                 msg = incoming.message() => match msg {
                     Ok(Some(msg)) => {
@@ -372,7 +387,14 @@ impl DpService {
                             Some(FromProxy::Nack(n)) => {
                                 tracing::warn!(proxy = %reg.key, version = n.version, detail = %n.detail, "config NACKed");
                                 metrics::counter!("meridian_zone_proxy_config_replies_total", "result" => "nack").increment(1);
-                                None
+                                // A refused endpoint update: the proxy's config
+                                // is not the base it assumed, so send it whole.
+                                if delta_version.take() == Some(n.version) {
+                                    sent.clone_from(&*reg.configs.borrow());
+                                    sent.as_ref().map(full_config)
+                                } else {
+                                    None
+                                }
                             }
                             Some(FromProxy::CertificateRequest(r)) => {
                                 Some(match self.sign(reg.identity.as_ref(), &r.csr_pem) {
@@ -420,6 +442,35 @@ impl DpService {
         self.registry.release(&reg.key);
         tracing::info!(proxy = %reg.key, kind = ?reg.kind, "proxy disconnected");
     }
+}
+
+/// The whole config `v`.
+fn full_config(v: &VersionedConfig) -> ToProxy {
+    metrics::counter!("meridian_dp_config_pushes_total", "part" => "config").increment(1);
+    ToProxy::Config(Config {
+        version: v.version,
+        config: serde_json::to_vec(&*v.config).unwrap_or_default(),
+    })
+}
+
+/// The endpoint lists that changed from version `base` to `v`.
+fn endpoint_update(
+    base: u64,
+    v: &VersionedConfig,
+    changes: meridian_proxy_api::EndpointChanges,
+) -> ToProxy {
+    metrics::counter!("meridian_dp_config_pushes_total", "part" => "endpoints").increment(1);
+    ToProxy::Endpoints(EndpointUpdate {
+        version: v.version,
+        base_version: base,
+        clusters: changes
+            .into_iter()
+            .map(|(sni, endpoints)| ClusterEndpoints {
+                sni,
+                endpoints: serde_json::to_vec(&endpoints).unwrap_or_default(),
+            })
+            .collect(),
+    })
 }
 
 /// The identity of a sidecar: its mesh and its first inbound's service.

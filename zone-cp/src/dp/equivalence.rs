@@ -1,0 +1,747 @@
+//! The equivalence test of incremental config computation: random sequences
+//! of store changes (policies of every kind, data planes joining, leaving and
+//! changing tags or health, ingresses, egresses, meshes, zones disabled and
+//! enabled) and proxy connections are fed to an [`Engine`]; after every step
+//! each connected proxy's config, and the engine's state with its indexes,
+//! must equal a from-scratch computation over the same store contents.
+//!
+//! The "store" here is a map of the resources as the zone's store would hold
+//! them; each step becomes one batch as `changes_since` reports it (the latest
+//! state of each key changed, upsert or tombstone), so coalesced changes are
+//! exercised too.
+
+use std::collections::BTreeMap;
+
+use meridian_model::{ResourceKind, Spec, parse_document};
+use meridian_proxy_api::ProxyKind;
+use meridian_store::{Change, ResourceKey, StoredResource};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::engine::{Engine, Reason};
+use super::registry::Connection;
+use super::state::ZoneState;
+
+const ZONE: &str = "east";
+const SERVICES: [&str; 3] = ["web", "backend", "db"];
+const MESHES: [&str; 2] = ["default", "other"];
+
+/// A resource as the zone's store holds it.
+pub(crate) fn stored(doc: Value, zone: Option<&str>) -> StoredResource {
+    let r = parse_document(doc.clone()).unwrap_or_else(|e| panic!("invalid {doc}: {e}"));
+    let key = match &r.meta.mesh {
+        Some(m) => ResourceKey::in_mesh(r.meta.kind, m.clone(), r.meta.name.clone()),
+        None => ResourceKey::global(r.meta.kind, r.meta.name.clone()),
+    };
+    StoredResource {
+        key,
+        labels: r.meta.labels.clone(),
+        spec: r.spec.to_value(),
+        zone: zone.map(str::to_owned),
+        version: 1,
+        revision: 1,
+        created_at: chrono::DateTime::UNIX_EPOCH,
+        modified_at: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
+/// A targetRef choice: 0 Mesh, 1 MeshSubset, 2 MeshService, 3 MeshServiceSubset.
+fn target(kind: u8, service: usize, version: u8) -> Value {
+    let service = SERVICES[service % SERVICES.len()];
+    let tags = json!({"version": format!("v{}", version % 2 + 1)});
+    match kind % 4 {
+        0 => json!({"kind": "Mesh"}),
+        1 => json!({"kind": "MeshSubset", "tags": tags}),
+        2 => json!({"kind": "MeshService", "name": service}),
+        _ => json!({"kind": "MeshServiceSubset", "name": service, "tags": tags}),
+    }
+}
+
+/// One store or registry operation.
+#[derive(Debug, Clone)]
+enum Op {
+    Mesh {
+        mesh: usize,
+        mtls: bool,
+        egress: bool,
+    },
+    DeleteMesh(usize),
+    Policy {
+        mesh: usize,
+        kind: u8,
+        name: u8,
+        top: (u8, usize, u8),
+        entry: (u8, usize, u8),
+        value: u8,
+        zone_origin: bool,
+    },
+    DeletePolicy {
+        mesh: usize,
+        kind: u8,
+        name: u8,
+    },
+    /// A data plane in the store; `connect` also connects it as a sidecar.
+    Dataplane {
+        mesh: usize,
+        name: u8,
+        service: usize,
+        version: u8,
+        ready: bool,
+        outbounds: Vec<usize>,
+        connect: bool,
+    },
+    DeleteDataplane {
+        mesh: usize,
+        name: u8,
+    },
+    Ingress {
+        zone: u8,
+        instances: Vec<(usize, u8, u32)>,
+    },
+    DeleteIngress(u8),
+    Egress(bool),
+    Zone {
+        zone: u8,
+        enabled: bool,
+    },
+    /// Connect (or disconnect) the zone ingress / egress proxy.
+    ZoneProxy {
+        egress: bool,
+        connected: bool,
+    },
+}
+
+fn policy_doc(
+    mesh: &str,
+    kind: u8,
+    name: u8,
+    top: (u8, usize, u8),
+    entry: (u8, usize, u8),
+    value: u8,
+    zone_origin: bool,
+) -> Value {
+    let (ek, es, ev) = entry;
+    let mesh_or_service = target(if ek % 2 == 0 { 0 } else { 2 }, es, ev);
+    let (kind_name, spec) = match kind % 6 {
+        0 => (
+            "MeshTimeout",
+            if ek % 3 == 2 {
+                json!({"from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": format!("{}s", value + 1)}}]})
+            } else {
+                json!({"to": [{"targetRef": mesh_or_service, "default": {"idleTimeout": format!("{}s", value + 1)}}]})
+            },
+        ),
+        1 => {
+            let service = SERVICES[(es + value as usize) % SERVICES.len()];
+            (
+                "MeshTCPRoute",
+                json!({"to": [{"targetRef": target(2, es, 0), "rules": [{"default": {"backendRefs": [
+                    {"kind": "MeshService", "name": service, "weight": 1 + u32::from(value % 3)},
+                    {"kind": "MeshServiceSubset", "name": service, "tags": {"version": format!("v{}", ev % 2 + 1)}, "weight": 1}
+                ]}}]}]}),
+            )
+        }
+        2 => (
+            "MeshTrafficPermission",
+            json!({"from": [{"targetRef": target(ek, es, ev), "default": {"action": if value.is_multiple_of(2) { "Allow" } else { "Deny" }}}]}),
+        ),
+        3 => (
+            "MeshLoadBalancingStrategy",
+            json!({"to": [{"targetRef": mesh_or_service, "default": {"localityAwareness": {"disabled": value.is_multiple_of(2)}}}]}),
+        ),
+        4 => (
+            "MeshCircuitBreaker",
+            json!({"to": [{"targetRef": mesh_or_service, "default": {"connectionLimits": {"maxConnections": u32::from(value) + 1}}}]}),
+        ),
+        _ => (
+            "MeshHealthCheck",
+            json!({"to": [{"targetRef": mesh_or_service, "default": {"interval": format!("{}s", value + 1), "timeout": "1s", "unhealthyThreshold": 2, "healthyThreshold": 1}}]}),
+        ),
+    };
+    let mut spec = spec;
+    spec["targetRef"] = target(top.0, top.1, top.2);
+    let mut doc =
+        json!({"type": kind_name, "mesh": mesh, "name": format!("p-{name}"), "spec": spec});
+    if zone_origin {
+        doc["labels"] = json!({"kuma.io/origin": "zone"});
+    }
+    doc
+}
+
+fn policy_kind(kind: u8) -> ResourceKind {
+    [
+        ResourceKind::MeshTimeout,
+        ResourceKind::MeshTcpRoute,
+        ResourceKind::MeshTrafficPermission,
+        ResourceKind::MeshLoadBalancingStrategy,
+        ResourceKind::MeshCircuitBreaker,
+        ResourceKind::MeshHealthCheck,
+    ][usize::from(kind % 6)]
+}
+
+fn dataplane_doc(
+    mesh: &str,
+    name: u8,
+    service: usize,
+    version: u8,
+    ready: bool,
+    outbounds: &[usize],
+) -> Value {
+    let outbound: Vec<Value> = outbounds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"port": 15001 + i, "tags": {"kuma.io/service": SERVICES[s % SERVICES.len()]}}))
+        .collect();
+    json!({"type": "Dataplane", "mesh": mesh, "name": format!("dp-{name}"),
+        "networking": {"address": format!("10.0.0.{}", name + 1), "inbound": [{"port": 20001,
+            "tags": {"kuma.io/service": SERVICES[service % SERVICES.len()],
+                     "version": format!("v{}", version % 2 + 1), "kuma.io/zone": ZONE},
+            "health": {"ready": ready}}],
+            "outbound": outbound}})
+}
+
+const ZONES: [&str; 3] = ["west", "north", ZONE];
+
+/// The test world: the store's contents and the connected proxies.
+struct World {
+    store: BTreeMap<ResourceKey, StoredResource>,
+    engine: Engine,
+    /// Receivers of the connected proxies' channels (kept so sends succeed).
+    channels: BTreeMap<ResourceKey, watch::Receiver<Option<super::registry::VersionedConfig>>>,
+    revision: i64,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            store: BTreeMap::new(),
+            engine: Engine::new(ZoneState::new(ZONE)),
+            channels: BTreeMap::new(),
+            revision: 0,
+        }
+    }
+
+    fn put(
+        &mut self,
+        doc: Value,
+        zone: Option<&str>,
+        changed: &mut BTreeMap<ResourceKey, Option<String>>,
+    ) {
+        let r = stored(doc, zone);
+        changed.insert(r.key.clone(), r.zone.clone());
+        self.store.insert(r.key.clone(), r);
+    }
+
+    fn remove(&mut self, key: &ResourceKey, changed: &mut BTreeMap<ResourceKey, Option<String>>) {
+        if let Some(r) = self.store.remove(key) {
+            changed.insert(key.clone(), r.zone);
+        }
+    }
+
+    fn connect(&mut self, kind: ProxyKind, key: ResourceKey, doc: Option<Value>) {
+        let dataplane = doc.map(|d| match parse_document(d).map(|r| r.spec) {
+            Ok(Spec::Dataplane(dp)) => std::sync::Arc::new(dp),
+            other => panic!("not a dataplane: {other:?}"),
+        });
+        let (config, rx) = watch::channel(None);
+        self.channels.insert(key.clone(), rx);
+        self.engine.connect(Connection {
+            kind,
+            key,
+            dataplane,
+            config,
+        });
+    }
+
+    fn disconnect(&mut self, key: &ResourceKey) {
+        self.channels.remove(key);
+        self.engine.disconnect(key);
+    }
+
+    fn op(&mut self, op: &Op, changed: &mut BTreeMap<ResourceKey, Option<String>>) {
+        match op {
+            Op::Mesh { mesh, mtls, egress } => {
+                let mut doc = json!({"type": "Mesh", "name": MESHES[*mesh]});
+                if *mtls {
+                    doc["mtls"] = json!({"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]});
+                }
+                if *egress {
+                    doc["routing"] = json!({"zoneEgress": true});
+                }
+                self.put(doc, None, changed);
+            }
+            Op::DeleteMesh(mesh) => {
+                // As the store does: the mesh and everything in it.
+                let mesh = MESHES[*mesh];
+                let owned: Vec<ResourceKey> = self
+                    .store
+                    .keys()
+                    .filter(|k| k.mesh == mesh || (k.kind == ResourceKind::Mesh && k.name == mesh))
+                    .cloned()
+                    .collect();
+                // Connected sidecars stay connected, without a mesh.
+                for key in owned {
+                    self.remove(&key, changed);
+                }
+            }
+            Op::Policy {
+                mesh,
+                kind,
+                name,
+                top,
+                entry,
+                value,
+                zone_origin,
+            } => {
+                if self
+                    .store
+                    .contains_key(&ResourceKey::global(ResourceKind::Mesh, MESHES[*mesh]))
+                {
+                    let doc = policy_doc(
+                        MESHES[*mesh],
+                        *kind,
+                        *name,
+                        *top,
+                        *entry,
+                        *value,
+                        *zone_origin,
+                    );
+                    self.put(doc, None, changed);
+                }
+            }
+            Op::DeletePolicy { mesh, kind, name } => {
+                let key =
+                    ResourceKey::in_mesh(policy_kind(*kind), MESHES[*mesh], format!("p-{name}"));
+                self.remove(&key, changed);
+            }
+            Op::Dataplane {
+                mesh,
+                name,
+                service,
+                version,
+                ready,
+                outbounds,
+                connect,
+            } => {
+                let mesh = MESHES[*mesh];
+                if !self
+                    .store
+                    .contains_key(&ResourceKey::global(ResourceKind::Mesh, mesh))
+                {
+                    return;
+                }
+                let doc = dataplane_doc(mesh, *name, *service, *version, *ready, outbounds);
+                let key = ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, format!("dp-{name}"));
+                // A reconnect with another registration: a new stream.
+                if self.channels.contains_key(&key) {
+                    self.disconnect(&key);
+                }
+                if *connect {
+                    self.connect(ProxyKind::Sidecar, key, Some(doc.clone()));
+                }
+                self.put(doc, Some(ZONE), changed);
+            }
+            Op::DeleteDataplane { mesh, name } => {
+                let key = ResourceKey::in_mesh(
+                    ResourceKind::Dataplane,
+                    MESHES[*mesh],
+                    format!("dp-{name}"),
+                );
+                if self.channels.contains_key(&key) {
+                    self.disconnect(&key);
+                }
+                self.remove(&key, changed);
+            }
+            Op::Ingress { zone, instances } => {
+                let zone = ZONES[usize::from(*zone) % ZONES.len()];
+                let available: Vec<Value> = instances
+                    .iter()
+                    .map(|(s, v, n)| json!({"mesh": "default", "instances": n,
+                        "tags": {"kuma.io/service": SERVICES[s % SERVICES.len()], "version": format!("v{}", v % 2 + 1)}}))
+                    .collect();
+                let name = if zone == ZONE {
+                    "ingress".to_owned()
+                } else {
+                    format!("ingress.{zone}")
+                };
+                let doc = json!({"type": "ZoneIngress", "name": name, "zone": zone,
+                    "networking": {"address": "10.9.0.1", "port": 10001,
+                        "advertisedAddress": format!("10.9.0.{}", instances.len() + 1), "advertisedPort": 10001},
+                    "availableServices": available});
+                self.put(doc, Some(zone), changed);
+            }
+            Op::DeleteIngress(zone) => {
+                let zone = ZONES[usize::from(*zone) % ZONES.len()];
+                let name = if zone == ZONE {
+                    "ingress".to_owned()
+                } else {
+                    format!("ingress.{zone}")
+                };
+                self.remove(
+                    &ResourceKey::global(ResourceKind::ZoneIngress, name),
+                    changed,
+                );
+            }
+            Op::Egress(present) => {
+                let key = ResourceKey::global(ResourceKind::ZoneEgress, "egress");
+                if *present {
+                    let doc = json!({"type": "ZoneEgress", "name": "egress", "zone": ZONE,
+                        "networking": {"address": "10.0.0.200", "port": 10002}});
+                    self.put(doc, Some(ZONE), changed);
+                } else {
+                    self.remove(&key, changed);
+                }
+            }
+            Op::Zone { zone, enabled } => {
+                let zone = ZONES[usize::from(*zone) % 2];
+                self.put(
+                    json!({"type": "Zone", "name": zone, "enabled": enabled}),
+                    None,
+                    changed,
+                );
+            }
+            Op::ZoneProxy { egress, connected } => {
+                let (kind, name) = if *egress {
+                    (ProxyKind::Egress, "egress-proxy")
+                } else {
+                    (ProxyKind::Ingress, "ingress-proxy")
+                };
+                let key = ResourceKey::global(
+                    if *egress {
+                        ResourceKind::ZoneEgress
+                    } else {
+                        ResourceKind::ZoneIngress
+                    },
+                    name,
+                );
+                if self.channels.contains_key(&key) {
+                    self.disconnect(&key);
+                }
+                if *connected {
+                    self.connect(kind, key, None);
+                }
+            }
+        }
+    }
+
+    /// Applies `ops` as one batch of the change stream.
+    fn step(&mut self, ops: &[Op]) {
+        let mut changed = BTreeMap::new();
+        for op in ops {
+            self.op(op, &mut changed);
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let mut batch = Vec::new();
+        for (key, zone) in changed {
+            self.revision += 1;
+            batch.push(match self.store.get_mut(&key) {
+                Some(r) => {
+                    r.revision = self.revision;
+                    Change::Upsert(r.clone())
+                }
+                None => Change::Delete {
+                    zone,
+                    key,
+                    revision: self.revision,
+                },
+            });
+        }
+        self.engine.apply(batch, self.revision);
+    }
+
+    /// Every connected proxy's config, and the state, equal a from-scratch
+    /// computation of the store's contents.
+    fn check(&self) -> Result<(), TestCaseError> {
+        let fresh = ZoneState::from_resources(ZONE, self.revision, self.store.values().cloned());
+        prop_assert_eq!(self.engine.state(), &fresh, "state and indexes");
+        for (key, want) in self.engine.from_scratch(&fresh) {
+            let got = self.engine.config(&key).cloned();
+            prop_assert_eq!(&got, &want, "config of {}", key);
+            let published = self.channels[&key]
+                .borrow()
+                .as_ref()
+                .map(|v| (*v.config).clone());
+            if let Some(want) = want {
+                prop_assert_eq!(published, Some(want), "published config of {}", key);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let target = (0u8..4, 0usize..3, 0u8..2);
+    prop_oneof![
+        (0usize..2, any::<bool>(), any::<bool>()).prop_map(|(mesh, mtls, egress)| Op::Mesh {
+            mesh,
+            mtls,
+            egress
+        }),
+        (0usize..2).prop_map(Op::DeleteMesh),
+        (
+            0usize..2,
+            0u8..6,
+            0u8..4,
+            target.clone(),
+            target,
+            0u8..4,
+            any::<bool>()
+        )
+            .prop_map(
+                |(mesh, kind, name, top, entry, value, zone_origin)| Op::Policy {
+                    mesh,
+                    kind,
+                    name,
+                    top,
+                    entry,
+                    value,
+                    zone_origin
+                }
+            ),
+        (0usize..2, 0u8..6, 0u8..4).prop_map(|(mesh, kind, name)| Op::DeletePolicy {
+            mesh,
+            kind,
+            name
+        }),
+        (
+            0usize..2,
+            0u8..6,
+            0usize..3,
+            0u8..2,
+            any::<bool>(),
+            prop::collection::vec(0usize..3, 0..3),
+            any::<bool>()
+        )
+            .prop_map(
+                |(mesh, name, service, version, ready, outbounds, connect)| Op::Dataplane {
+                    mesh,
+                    name,
+                    service,
+                    version,
+                    ready,
+                    outbounds,
+                    connect
+                }
+            ),
+        (0usize..2, 0u8..6).prop_map(|(mesh, name)| Op::DeleteDataplane { mesh, name }),
+        (
+            0u8..3,
+            prop::collection::vec((0usize..3, 0u8..2, 0u32..3), 0..4)
+        )
+            .prop_map(|(zone, instances)| Op::Ingress { zone, instances }),
+        (0u8..3).prop_map(Op::DeleteIngress),
+        any::<bool>().prop_map(Op::Egress),
+        (0u8..2, any::<bool>()).prop_map(|(zone, enabled)| Op::Zone { zone, enabled }),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(egress, connected)| Op::ZoneProxy { egress, connected }),
+    ]
+}
+
+proptest! {
+    // Bounded for CI: each case is up to 40 batches of up to 3 changes.
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_equals_from_scratch(steps in prop::collection::vec(prop::collection::vec(op(), 1..4), 1..40)) {
+        let mut world = World::new();
+        // Start from a mesh with mTLS and both zone proxies connected, so
+        // short sequences already reach every kind of config.
+        world.step(&[mesh_op(true)]);
+        world.step(&[Op::ZoneProxy { egress: false, connected: true }]);
+        world.step(&[Op::ZoneProxy { egress: true, connected: true }]);
+        for ops in &steps {
+            world.step(ops);
+            world.check()?;
+        }
+    }
+}
+
+fn mesh_op(mtls: bool) -> Op {
+    Op::Mesh {
+        mesh: 0,
+        mtls,
+        egress: false,
+    }
+}
+
+fn dataplane_op(name: u8, service: usize, outbounds: Vec<usize>) -> Op {
+    Op::Dataplane {
+        mesh: 0,
+        name,
+        service,
+        version: 0,
+        ready: true,
+        outbounds,
+        connect: true,
+    }
+}
+
+/// Counts of computations made while `f` runs.
+fn counted(world: &mut World, f: impl FnOnce(&mut World)) -> BTreeMap<Reason, u64> {
+    let before = world.engine.counts().clone();
+    f(world);
+    let mut delta = world.engine.counts().clone();
+    for (reason, n) in before {
+        if let Some(d) = delta.get_mut(&reason) {
+            *d -= n;
+        }
+    }
+    delta.retain(|_, n| *n > 0);
+    delta
+}
+
+#[test]
+fn an_unrelated_change_recomputes_nothing() {
+    let mut world = World::new();
+    world.step(&[mesh_op(true)]);
+    // web-0 calls backend; db-1 calls nothing.
+    world.step(&[dataplane_op(0, 0, vec![1]), dataplane_op(1, 2, vec![])]);
+    // A policy only for the clients of db (nobody), in another mesh, then a
+    // secret: no sidecar is reachable by any of them.
+    let delta = counted(&mut world, |w| {
+        w.step(&[Op::Mesh {
+            mesh: 1,
+            mtls: false,
+            egress: false,
+        }]);
+        w.step(&[Op::Policy {
+            mesh: 1,
+            kind: 0,
+            name: 0,
+            top: (0, 0, 0),
+            entry: (0, 0, 0),
+            value: 1,
+            zone_origin: false,
+        }]);
+        // MeshTimeout targeting MeshService web, `to` MeshService db: web-0
+        // has no outbound to db.
+        w.step(&[Op::Policy {
+            mesh: 0,
+            kind: 0,
+            name: 1,
+            top: (2, 0, 0),
+            entry: (1, 2, 0),
+            value: 1,
+            zone_origin: false,
+        }]);
+        let secret = json!({"type": "Secret", "mesh": "default", "name": "s", "data": "aGVsbG8="});
+        let mut changed = BTreeMap::new();
+        w.put(secret, None, &mut changed);
+        w.revision += 1;
+        let batch = changed
+            .keys()
+            .map(|k| Change::Upsert(w.store[k].clone()))
+            .collect();
+        w.engine.apply(batch, w.revision);
+    });
+    assert_eq!(delta, BTreeMap::new(), "nothing recomputed");
+    world.check().expect("still equivalent");
+}
+
+#[test]
+fn a_policy_recomputes_only_the_proxies_it_selects() {
+    let mut world = World::new();
+    world.step(&[mesh_op(true)]);
+    world.step(&[
+        dataplane_op(0, 0, vec![1]), // web → backend
+        dataplane_op(1, 0, vec![1]), // web → backend
+        dataplane_op(2, 1, vec![2]), // backend → db
+        dataplane_op(3, 2, vec![]),  // db
+    ]);
+    // MeshTimeout on the clients of backend (top MeshService web, to backend).
+    let delta = counted(&mut world, |w| {
+        w.step(&[Op::Policy {
+            mesh: 0,
+            kind: 0,
+            name: 0,
+            top: (2, 0, 0),
+            entry: (1, 1, 0),
+            value: 3,
+            zone_origin: false,
+        }])
+    });
+    assert_eq!(delta, BTreeMap::from([(Reason::Policy, 2)]));
+    world.check().expect("equivalent");
+}
+
+#[test]
+fn an_instance_joining_updates_only_its_clients_endpoints() {
+    let mut world = World::new();
+    world.step(&[mesh_op(true)]);
+    world.step(&[
+        dataplane_op(0, 0, vec![1]), // web → backend
+        dataplane_op(1, 2, vec![2]), // db → db
+        dataplane_op(2, 1, vec![]),  // backend
+    ]);
+    let web = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "dp-0");
+    let version = |w: &World| w.channels[&web].borrow().as_ref().map(|v| v.version);
+    let before = version(&world);
+    // A second backend instance, registered but not connected here.
+    let delta = counted(&mut world, |w| {
+        w.step(&[Op::Dataplane {
+            mesh: 0,
+            name: 5,
+            service: 1,
+            version: 1,
+            ready: true,
+            outbounds: vec![],
+            connect: false,
+        }])
+    });
+    assert_eq!(
+        delta,
+        BTreeMap::from([(Reason::Endpoints, 1)]),
+        "only web-0's endpoints"
+    );
+    assert_eq!(
+        version(&world),
+        before.map(|v| v + 1),
+        "web-0 got one new config"
+    );
+    world.check().expect("equivalent");
+}
+
+#[test]
+fn a_route_change_reaches_the_zone_proxies() {
+    let mut world = World::new();
+    world.step(&[mesh_op(true)]);
+    world.step(&[Op::ZoneProxy {
+        egress: false,
+        connected: true,
+    }]);
+    world.step(&[Op::Dataplane {
+        mesh: 0,
+        name: 0,
+        service: 1,
+        version: 0,
+        ready: true,
+        outbounds: vec![],
+        connect: false,
+    }]);
+    // A route to backend's v1 subset: the ingress must learn its SNI name.
+    let delta = counted(&mut world, |w| {
+        w.step(&[Op::Policy {
+            mesh: 0,
+            kind: 1,
+            name: 0,
+            top: (0, 0, 0),
+            entry: (0, 1, 0),
+            value: 0,
+            zone_origin: false,
+        }])
+    });
+    assert_eq!(delta, BTreeMap::from([(Reason::ZoneProxy, 1)]));
+    world.check().expect("equivalent");
+    let ingress = ResourceKey::global(ResourceKind::ZoneIngress, "ingress-proxy");
+    let Some(meridian_proxy_api::ProxyConfig::Ingress(cfg)) = world.engine.config(&ingress) else {
+        panic!("no ingress config");
+    };
+    assert_eq!(
+        cfg.routes.len(),
+        2,
+        "the service and its v1 subset: {cfg:?}"
+    );
+}
