@@ -23,7 +23,6 @@
 //! [`serve`] binds a router and runs it until shut down. [`auth`] decides who may
 //! do what: the admin token everything, read-only tokens GET and HEAD.
 
-pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod health;

@@ -6,24 +6,24 @@
 //!   workload certificate is present; 503 with the reason otherwise (see
 //!   [`Readiness`]).
 //! - `/metrics`: Prometheus text from the process-wide recorder that
-//!   [`meridian_api::telemetry::prometheus`] installs on first use, shared
+//!   [`meridian_telemetry::prometheus`] installs on first use, shared
 //!   with every other server in the process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use meridian_api::ApiServer;
+use meridian_telemetry::HttpServer;
 
 use crate::error::DataplaneError;
 use crate::sidecar::Readiness;
 
 /// A running admin server.
 pub struct AdminServer {
-    server: ApiServer,
+    server: HttpServer,
 }
 
-fn check(readiness: Readiness) -> meridian_api::admin::ReadinessCheck {
+fn check(readiness: Readiness) -> meridian_telemetry::admin::ReadinessCheck {
     Arc::new(move || readiness.check().map_err(str::to_owned))
 }
 
@@ -34,7 +34,7 @@ impl AdminServer {
     /// # Errors
     /// [`DataplaneError::AdminBind`] when `addr` cannot be bound.
     pub async fn start(addr: SocketAddr, readiness: Readiness) -> Result<Self, DataplaneError> {
-        let server = meridian_api::admin::start(addr, check(readiness))
+        let server = meridian_telemetry::admin::start(addr, check(readiness))
             .await
             .map_err(|e| DataplaneError::AdminBind {
                 addr: e.addr,
@@ -58,5 +58,5 @@ impl AdminServer {
 
 /// The admin routes.
 pub fn router(readiness: Readiness) -> Router {
-    meridian_api::admin::router(check(readiness))
+    meridian_telemetry::admin::router(check(readiness))
 }

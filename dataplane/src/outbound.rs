@@ -18,10 +18,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use meridian_lb::Endpoint;
+use meridian_lb::weighted_index;
 use meridian_relay::{connect, relay, relay_tcp};
 use rand::Rng;
-use rand::seq::IndexedRandom;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -174,37 +173,16 @@ async fn attempt(
     }
 }
 
-/// The next endpoint to try: the balancer's pick unless already tried, else
-/// an untried endpoint (healthy ones first); the same address again only when
-/// it is the only one.
+/// The next endpoint to try: one not tried yet
+/// ([`Balancer::pick_untried`](meridian_lb::Balancer::pick_untried)); a tried
+/// one again only when none is left.
 fn next_endpoint(backend: &BackendState, tried: &[SocketAddr]) -> Option<SocketAddr> {
     let mut rng = rand::rng();
     let mut lb = lock(&backend.balancer);
-    let first = lb.pick(&mut rng).map(|e| e.address)?;
-    if !tried.contains(&first) {
-        return Some(first);
+    if let Some(untried) = lb.pick_untried(tried, &mut rng) {
+        return Some(untried.address);
     }
-    let now = Instant::now();
-    let untried: Vec<&Endpoint> = lb
-        .plan()
-        .endpoints()
-        .iter()
-        .filter(|e| e.weight > 0 && !tried.contains(&e.address))
-        .collect();
-    if untried.is_empty() {
-        return Some(first);
-    }
-    let healthy: Vec<&Endpoint> = untried
-        .iter()
-        .copied()
-        .filter(|e| lb.is_healthy(e.address, now))
-        .collect();
-    let pool = if healthy.is_empty() {
-        &untried
-    } else {
-        &healthy
-    };
-    pool.choose(&mut rng).map(|e| e.address)
+    lb.pick(&mut rng).map(|e| e.address)
 }
 
 /// A backend drawn by weight; weight 0 never, `None` when all are 0.
@@ -212,19 +190,8 @@ pub(crate) fn pick_backend<'a>(
     backends: &'a [BackendState],
     rng: &mut impl Rng,
 ) -> Option<&'a BackendState> {
-    let total: u64 = backends.iter().map(|b| u64::from(b.config.weight)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut r = rng.random_range(0..total);
-    for b in backends {
-        let w = u64::from(b.config.weight);
-        if r < w {
-            return Some(b);
-        }
-        r -= w;
-    }
-    None
+    let weights = backends.iter().map(|b| u64::from(b.config.weight));
+    backends.get(weighted_index(weights, rng)?)
 }
 
 #[cfg(test)]
@@ -233,7 +200,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
-    use meridian_lb::{Balancer, HealthConfig, Plan};
+    use meridian_lb::{Balancer, Endpoint, HealthConfig, Plan};
     use meridian_proxy_api::BackendConfig;
     use rand::SeedableRng;
 
@@ -254,7 +221,6 @@ mod tests {
                 Plan::build("z1", &BTreeMap::new(), eps, None),
                 HealthConfig::default(),
             ))),
-            health: HealthConfig::default(),
         }
     }
 

@@ -7,33 +7,26 @@
 //!
 //! State that must outlive a config update is carried over from the previous
 //! snapshot when building the next one:
-//! - the [`Balancer`] of each (outbound listen address, backend SNI), whose
-//!   passive and active health survive endpoint changes through
-//!   [`Balancer::set_plan`] (rebuilt only when the outlier-detection settings
-//!   change, which a balancer cannot take in place);
+//! - the [`Balancer`](meridian_lb::Balancer) of each (outbound listen
+//!   address, backend SNI), whose passive and active health survive endpoint
+//!   changes ([`meridian_lb::carry_over`]: rebuilt only when the
+//!   outlier-detection settings change, which a balancer cannot take in
+//!   place);
 //! - the [`ConnectionLimiter`] of each listen address while its limit is the
 //!   same, so connections already open keep counting against it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use meridian_lb::{Balancer, HealthConfig, Plan};
+use meridian_lb::{HealthConfig, Plan, carry_over};
+pub(crate) use meridian_lb::{SharedBalancer, lock};
 use meridian_proxy_api::{
     BackendConfig, EndpointConfig, InboundConfig, OutboundConfig, SidecarConfig, Via,
 };
 use meridian_relay::{ConnectionLimiter, RelayConfig};
 
 use crate::tls::TlsCache;
-
-/// A balancer shared by every connection of one backend, across config updates.
-pub(crate) type SharedBalancer = Arc<Mutex<Balancer>>;
-
-/// Locks a balancer. Balancer methods do not panic halfway through an update
-/// in a way that matters, so a poisoned lock is still used.
-pub(crate) fn lock(balancer: &SharedBalancer) -> std::sync::MutexGuard<'_, Balancer> {
-    balancer.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// What connections to one inbound use.
 #[derive(Debug)]
@@ -66,8 +59,6 @@ pub(crate) struct BackendState {
     pub(crate) config: BackendConfig,
     /// Endpoint selection with health.
     pub(crate) balancer: SharedBalancer,
-    /// The settings the balancer was built with.
-    pub(crate) health: HealthConfig,
 }
 
 /// One applied sidecar config.
@@ -166,20 +157,12 @@ fn build_outbound(
                     .collect(),
                 outbound.locality.as_ref(),
             );
-            let reused = old
+            let previous = old
                 .and_then(|o| o.backends.iter().find(|b| b.config.sni == backend.sni))
-                .filter(|b| b.health == health);
-            let balancer = match reused {
-                Some(b) => {
-                    lock(&b.balancer).set_plan(plan);
-                    Arc::clone(&b.balancer)
-                }
-                None => Arc::new(Mutex::new(Balancer::new(plan, health.clone()))),
-            };
+                .map(|b| &b.balancer);
             BackendState {
                 config: backend.clone(),
-                balancer,
-                health: health.clone(),
+                balancer: carry_over(previous, plan, &health),
             }
         })
         .collect();

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use meridian_grpc_client::ChannelConfig;
 use meridian_proto::raft::RaftMessage;
 use meridian_proto::raft::raft_client::RaftClient;
 use openraft::error::{
@@ -26,7 +27,7 @@ use openraft::raft::{
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 use crate::cluster::RaftTls;
 use crate::forward::{ForwardError, ForwardRequest, ForwardResponse};
@@ -144,21 +145,15 @@ impl Peers {
             addr: addr.to_owned(),
             reason,
         };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|e| bad(format!("not a usable address: {e}")))?
+        let mut dial = ChannelConfig::new(format!("{scheme}://{addr}"))
             .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
+            .keep_alive(Duration::from_secs(5), Duration::from_secs(5));
         if let Some(tls) = &self.inner.tls {
-            let config = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&tls.ca_pem))
-                .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-            endpoint = endpoint
-                .tls_config(config)
-                .map_err(|e| bad(format!("TLS settings: {e}")))?;
+            dial = dial
+                .trust(Some(&tls.ca_pem))
+                .identity(&tls.cert_pem, &tls.key_pem);
         }
-        Ok(endpoint.connect_lazy())
+        dial.connect_lazy().map_err(|e| bad(e.to_string()))
     }
 
     /// Sends one RPC and decodes the peer's `Result`.

@@ -40,6 +40,10 @@ use rand::Rng;
 use crate::health::{EndpointHealth, HealthConfig, HealthTracker};
 use crate::plan::{Endpoint, Plan};
 
+/// How many draws [`Balancer::pick_untried_at`] makes before falling back to
+/// the untried endpoints directly.
+pub const UNTRIED_DRAWS: usize = 8;
+
 /// Locality-aware endpoint selection over a [`Plan`] with health state.
 #[derive(Debug, Clone)]
 pub struct Balancer {
@@ -59,6 +63,12 @@ impl Balancer {
     /// The plan in use.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The outlier-detection settings the balancer was built with (a balancer
+    /// cannot take new ones in place; see [`crate::shared::carry_over`]).
+    pub fn health_config(&self) -> &HealthConfig {
+        self.health.config()
     }
 
     /// Replaces the plan (new endpoints or policy), keeping the health state
@@ -102,6 +112,62 @@ impl Balancer {
         let i =
             members[choose_weighted(members.iter().map(|&i| u64::from(endpoints[i].weight)), rng)?];
         Some(&endpoints[i])
+    }
+
+    /// Picks an endpoint for a retry: one whose address is not in `tried`.
+    ///
+    /// The balancer draws up to [`UNTRIED_DRAWS`] times (priorities, weights
+    /// and health as [`Balancer::pick_at`]); when every draw lands on a tried
+    /// address, an untried endpoint of weight above zero is drawn by weight,
+    /// healthy ones first, from the lowest priority that has one. `None` when
+    /// every such endpoint was tried: whether to try one again is the caller's
+    /// choice.
+    pub fn pick_untried_at(
+        &mut self,
+        now: Instant,
+        tried: &[SocketAddr],
+        rng: &mut impl Rng,
+    ) -> Option<&Endpoint> {
+        for _ in 0..UNTRIED_DRAWS {
+            let address = self.pick_at(now, rng)?.address;
+            if !tried.contains(&address) {
+                return self.plan.endpoints().iter().find(|e| e.address == address);
+            }
+        }
+        let untried = |healthy: bool| {
+            self.plan.priorities().iter().find_map(|p| {
+                let pool: Vec<usize> = p
+                    .endpoint_indexes()
+                    .filter(|&i| {
+                        let e = &self.plan.endpoints()[i];
+                        e.weight > 0
+                            && !tried.contains(&e.address)
+                            && (!healthy || self.health.is_healthy(e.address, now))
+                    })
+                    .collect();
+                (!pool.is_empty()).then_some(pool)
+            })
+        };
+        let pool = untried(true).or_else(|| untried(false))?;
+        let endpoints = self.plan.endpoints();
+        let i = weighted_index(pool.iter().map(|&i| u64::from(endpoints[i].weight)), rng)?;
+        Some(&endpoints[pool[i]])
+    }
+
+    /// [`Balancer::pick_untried_at`] now.
+    pub fn pick_untried(&mut self, tried: &[SocketAddr], rng: &mut impl Rng) -> Option<&Endpoint> {
+        self.pick_untried_at(Instant::now(), tried, rng)
+    }
+
+    /// Records a connection attempt's outcome at `now`; returns `true` if a
+    /// failure ejected the endpoint.
+    pub fn report(&mut self, addr: SocketAddr, connected: bool, now: Instant) -> bool {
+        if connected {
+            self.report_success(addr, now);
+            false
+        } else {
+            self.report_failure(addr, now)
+        }
     }
 
     /// The share of traffic (0..=1) each of [`Plan::priorities`] gets at
@@ -215,9 +281,19 @@ fn choose_weighted(
     if n == 0 {
         return None;
     }
+    weighted_index(weights, rng).or_else(|| Some(rng.random_range(0..n)))
+}
+
+/// Draws an index with probability proportional to its weight; weight 0 never.
+/// `None` when there is nothing to draw or every weight is zero.
+pub fn weighted_index(
+    weights: impl Iterator<Item = u64> + Clone,
+    rng: &mut impl Rng,
+) -> Option<usize> {
+    let n = weights.clone().count();
     let total: u128 = weights.clone().map(u128::from).sum();
     if total == 0 {
-        return Some(rng.random_range(0..n));
+        return None;
     }
     let mut x = rng.random_range(0..total);
     for (i, w) in weights.enumerate() {
@@ -749,5 +825,81 @@ mod tests {
         }
         assert_eq!(choose_by_load(&[0.0, 0.0], &mut rng), None);
         assert_eq!(choose_by_load(&[0.0, 1.0], &mut rng), Some(1));
+    }
+
+    #[test]
+    fn weighted_index_never_draws_weight_zero_and_gives_up_on_all_zero() {
+        let mut rng = rng();
+        assert_eq!(weighted_index(std::iter::empty(), &mut rng), None);
+        assert_eq!(weighted_index([0, 0].into_iter(), &mut rng), None);
+        let mut counts = [0; 3];
+        for _ in 0..4000 {
+            counts[weighted_index([3, 0, 1].into_iter(), &mut rng).unwrap()] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        assert!((2800..3200).contains(&counts[0]), "{counts:?}");
+    }
+
+    #[test]
+    fn untried_picking_skips_tried_addresses_and_ends_when_all_are_tried() {
+        let now = Instant::now();
+        // 1 takes almost all the weight; excluding it still yields another.
+        let mut b = balancer(
+            vec![ep(1, "z1", 1000), ep(2, "z1", 1), ep(3, "z1", 1)],
+            None,
+        );
+        let mut rng = rng();
+        for _ in 0..200 {
+            let mut tried = vec![];
+            for _ in 0..3 {
+                let next = b.pick_untried_at(now, &tried, &mut rng).unwrap().address;
+                assert!(!tried.contains(&next), "{next} twice in {tried:?}");
+                tried.push(next);
+            }
+            assert_eq!(b.pick_untried_at(now, &tried, &mut rng), None);
+        }
+        let mut empty = balancer(vec![], None);
+        assert_eq!(empty.pick_untried_at(now, &[], &mut rng), None);
+    }
+
+    #[test]
+    fn untried_picking_prefers_healthy_then_the_lowest_priority() {
+        let now = Instant::now();
+        // Local 1 and 2, remote 3 (priority 1). 1 tried, 2 ejected: the healthy
+        // remote 3 comes before the ejected local 2.
+        let mut b = balancer(vec![ep(1, "z1", 1), ep(2, "z1", 1), ep(3, "z2", 1)], None);
+        for _ in 0..3 {
+            b.report_failure(addr(2), now);
+        }
+        let mut rng = rng();
+        for _ in 0..100 {
+            assert_eq!(
+                b.pick_untried_at(now, &[addr(1)], &mut rng)
+                    .map(|e| e.address),
+                Some(addr(3))
+            );
+        }
+        // Nothing healthy left untried: an unhealthy untried one beats none.
+        assert_eq!(
+            b.pick_untried_at(now, &[addr(1), addr(3)], &mut rng)
+                .map(|e| e.address),
+            Some(addr(2))
+        );
+        // Weight-zero endpoints are never retried.
+        let mut z = balancer(vec![ep(1, "z1", 1), ep(2, "z1", 0)], None);
+        assert_eq!(z.pick_untried_at(now, &[addr(1)], &mut rng), None);
+    }
+
+    #[test]
+    fn report_counts_failures_and_success_resets_them() {
+        let now = Instant::now();
+        let mut b = balancer(vec![ep(1, "z1", 1)], None);
+        assert!(!b.report(addr(1), false, now));
+        assert!(!b.report(addr(1), false, now));
+        assert!(!b.report(addr(1), true, now));
+        assert!(!b.report(addr(1), false, now));
+        assert!(!b.report(addr(1), false, now));
+        assert!(b.report(addr(1), false, now), "the third in a row ejects");
+        assert!(!b.is_healthy(addr(1), now));
     }
 }

@@ -1,7 +1,7 @@
 //! Locality-aware load balancing: endpoint priorities, failover, weights by
 //! healthy instances.
 //!
-//! The sidecar and the zone egress use this crate to choose where a new
+//! The sidecar and the zone ingress and egress use this crate to choose where a new
 //! connection goes. It is pure: no I/O, no clock of its own (time is passed
 //! in), randomness from the caller's [`rand::Rng`].
 //!
@@ -11,7 +11,13 @@
 //! * [`HealthTracker`] ([`health`]) keeps passive (consecutive failures →
 //!   ejection) and active health per endpoint address.
 //! * [`Balancer`] ([`balancer`]) combines both: a priority by the failover
-//!   threshold, then an endpoint by weight.
+//!   threshold, then an endpoint by weight; for retries, an endpoint not tried
+//!   yet ([`Balancer::pick_untried`]).
+//! * [`SharedBalancer`] ([`shared`]): one destination's balancer shared by its
+//!   connections and carried across config updates ([`carry_over`]), so health
+//!   survives endpoint changes. Both the sidecar and the zone proxies use it.
+//! * [`weighted_index`]: the one weighted draw (weight 0 never wins), also used
+//!   for the sidecar's MeshTCPRoute backend weights.
 //!
 //! # The priority model
 //!
@@ -71,10 +77,12 @@
 pub mod balancer;
 pub mod health;
 pub mod plan;
+pub mod shared;
 
-pub use balancer::Balancer;
+pub use balancer::{Balancer, UNTRIED_DRAWS, weighted_index};
 pub use health::{
     DEFAULT_BASE_EJECTION_TIME, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_DECAY_INTERVAL,
     DEFAULT_MAX_EJECTION_TIME, EndpointHealth, HealthConfig, HealthTracker,
 };
 pub use plan::{AffinityGroup, DEFAULT_FAILOVER_THRESHOLD_PERCENT, Endpoint, Plan, Priority};
+pub use shared::{SharedBalancer, carry_over, lock};

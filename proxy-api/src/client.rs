@@ -6,7 +6,8 @@
 //! channels: the latest accepted [`ProxyConfig`] and the latest
 //! [`WorkloadIdentity`]. Proxies read those and never block on the CP: when
 //! the stream breaks, the last config and certificate stay in force while the
-//! task reconnects (exponential backoff from 100 ms to 10 s, full jitter).
+//! task reconnects (exponential backoff from 100 ms to 10 s, full jitter:
+//! [`meridian_grpc_client::Backoff`]).
 //!
 //! A sidecar whose mesh has mTLS on asks for a certificate as soon as its
 //! config says so, with a fresh key each time, and again at
@@ -16,6 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use meridian_grpc_client::{Backoff, ChannelConfig, ChannelError};
 use meridian_identity::{IssuedCert, MeshTrust, WorkloadId, WorkloadKey};
 use meridian_proto::dp::control_message::Message as FromCp;
 use meridian_proto::dp::dataplane_config_client::DataplaneConfigClient;
@@ -26,7 +28,7 @@ use meridian_proto::dp::{
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
 use crate::config::{ENDPOINT_UPDATES, EndpointChanges, EndpointConfig, ProxyConfig};
 
@@ -76,14 +78,9 @@ pub enum ClientError {
     /// The settings are unusable (bad URL, plain HTTP to a remote host, bad CA).
     #[error("zone CP settings: {0}")]
     Settings(String),
-    /// Connecting failed.
-    #[error("connecting to the zone CP at {url}: {source}")]
-    Connect {
-        /// The URL dialled.
-        url: String,
-        /// The transport error.
-        source: tonic::transport::Error,
-    },
+    /// Dialling failed: a bad URL or CA, or no connection.
+    #[error("zone CP: {0}")]
+    Connect(#[from] ChannelError),
     /// The CP ended or broke the stream.
     #[error("config stream: {0}")]
     Stream(#[from] tonic::Status),
@@ -153,58 +150,16 @@ fn zone_cp_urls(zone_cp: &str) -> Vec<&str> {
 }
 
 fn check_url(url: &str) -> Result<(), ClientError> {
-    let bad = |why: &str| ClientError::Settings(format!("--zone-cp {url:?}: {why}"));
-    if url.starts_with("https://") {
-        return Ok(());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(bad("expected an http:// or https:// URL"));
-    };
-    let host_port = rest.split('/').next().unwrap_or_default();
-    let host = match host_port.rsplit_once(':') {
-        Some((h, _)) => h,
-        None => host_port,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(bad(
-            "plain http:// is only accepted for loopback addresses; use https:// with --zone-cp-ca",
-        ))
-    }
+    meridian_grpc_client::check_url(url)
+        .map_err(|why| ClientError::Settings(format!("--zone-cp {url:?}: {why}")))
 }
 
 async fn connect(
     settings: &ClientSettings,
     url: &str,
 ) -> Result<DataplaneConfigClient<Channel>, ClientError> {
-    let mut endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| ClientError::Settings(format!("invalid --zone-cp URL {url:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20));
-    if url.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new();
-        tls = match &settings.zone_cp_ca_pem {
-            Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
-            None => tls.with_webpki_roots(),
-        };
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| ClientError::Settings(format!("TLS settings: {e}")))?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|source| ClientError::Connect {
-            url: url.to_owned(),
-            source,
-        })?;
+    let trust = settings.zone_cp_ca_pem.as_ref();
+    let channel = ChannelConfig::new(url).trust(trust).connect().await?;
     Ok(DataplaneConfigClient::new(channel))
 }
 
@@ -214,7 +169,7 @@ async fn run(
     identity_tx: watch::Sender<Option<Arc<WorkloadIdentity>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     let urls = zone_cp_urls(&settings.zone_cp);
     let mut attempt = 0usize;
     loop {
@@ -238,19 +193,18 @@ async fn run(
             }
         }
         if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_millis(100);
+            backoff.reset();
         }
         // Another replica is tried at once; the backoff applies once per round.
         if !attempt.is_multiple_of(urls.len()) {
             continue;
         }
-        let jittered = backoff.mul_f64(rand::random::<f64>().max(0.1));
+        let jittered = backoff.next_delay();
         tracing::info!(retry_in = ?jittered, "reconnecting to the zone CP");
         tokio::select! {
             _ = tokio::time::sleep(jittered) => {}
             _ = shutdown.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -1,15 +1,14 @@
 //! Talking KDS to global directly, as a zone would: a TLS channel that trusts
 //! global's CA, and the zone's name and token on a request.
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use meridian_grpc_client::ChannelConfig;
+use tonic::transport::Channel;
 
-/// A connected channel to global's KDS at `url`, trusting `ca_pem`.
+/// A connected channel to global's KDS at `url`, trusting `ca_pem` (dialled as a
+/// zone dials, with `meridian-grpc-client`).
 pub async fn channel(url: &str, ca_pem: &[u8]) -> Channel {
-    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
-    Endpoint::from_shared(url.to_owned())
-        .expect("a KDS URL")
-        .tls_config(tls)
-        .expect("TLS settings")
+    ChannelConfig::new(url)
+        .trust(Some(ca_pem))
         .connect()
         .await
         .expect("connect to KDS")

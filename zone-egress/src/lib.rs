@@ -8,12 +8,15 @@
 //! zone's healthy instances. The routing is [`meridian_zone_proxy::SniProxy`]; this
 //! crate adds the `ZoneEgress` document it registers with, and [`run`].
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use meridian_model::{
+    Resource, ResourceKind, ResourceMeta, Spec, ZoneEgressNetworking, ZoneEgressSpec,
+};
 use meridian_proxy_api::{ProxyKind, Registration};
 use meridian_zone_proxy::RunError;
-use serde_json::json;
 
 /// How a zone egress runs.
 #[derive(Debug, Clone)]
@@ -31,20 +34,30 @@ pub struct EgressSettings {
 }
 
 /// The egress's registration: a Kuma universal `ZoneEgress` document listening on
-/// `listen`.
+/// `listen`, rendered from the model's typed [`ZoneEgressSpec`].
 pub fn registration(name: &str, listen: SocketAddr) -> Registration {
+    let spec = ZoneEgressSpec {
+        zone: None,
+        networking: ZoneEgressNetworking {
+            address: listen.ip().to_string(),
+            port: listen.port().into(),
+            admin: None,
+        },
+    };
+    let resource = Resource {
+        meta: ResourceMeta {
+            kind: ResourceKind::ZoneEgress,
+            name: name.to_owned(),
+            mesh: None,
+            labels: BTreeMap::new(),
+        },
+        spec: Spec::ZoneEgress(spec),
+    };
     Registration {
         kind: ProxyKind::Egress,
         mesh: String::new(),
         name: name.to_owned(),
-        resource: json!({
-            "type": "ZoneEgress",
-            "name": name,
-            "networking": {
-                "address": listen.ip().to_string(),
-                "port": listen.port(),
-            },
-        }),
+        resource: resource.to_document(),
     }
 }
 
@@ -74,7 +87,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meridian_model::{ResourceKind, Spec, parse_document};
+    use meridian_model::parse_document;
+    use serde_json::json;
 
     #[test]
     fn registration_is_a_valid_zone_egress_document() {

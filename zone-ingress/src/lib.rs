@@ -11,12 +11,15 @@
 //! [`ProxyConfig::Ingress`](meridian_proxy_api::ProxyConfig::Ingress): one route per
 //! service and subset the zone serves, each with the zone's local instances.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use meridian_model::{
+    Resource, ResourceKind, ResourceMeta, Spec, ZoneIngressNetworking, ZoneIngressSpec,
+};
 use meridian_proxy_api::{ProxyKind, Registration};
 use meridian_zone_proxy::RunError;
-use serde_json::json;
 
 /// How a zone ingress runs.
 #[derive(Debug, Clone)]
@@ -36,22 +39,34 @@ pub struct IngressSettings {
 }
 
 /// The ingress's registration: a Kuma universal `ZoneIngress` document listening on
-/// `listen` and reached by other zones at `advertise`.
+/// `listen` and reached by other zones at `advertise`, rendered from the model's
+/// typed [`ZoneIngressSpec`] (the zone CP fills in the zone and available services).
 pub fn registration(name: &str, listen: SocketAddr, advertise: SocketAddr) -> Registration {
+    let spec = ZoneIngressSpec {
+        zone: None,
+        networking: ZoneIngressNetworking {
+            address: listen.ip().to_string(),
+            port: listen.port().into(),
+            advertised_address: Some(advertise.ip().to_string()),
+            advertised_port: Some(advertise.port().into()),
+            admin: None,
+        },
+        available_services: None,
+    };
+    let resource = Resource {
+        meta: ResourceMeta {
+            kind: ResourceKind::ZoneIngress,
+            name: name.to_owned(),
+            mesh: None,
+            labels: BTreeMap::new(),
+        },
+        spec: Spec::ZoneIngress(spec),
+    };
     Registration {
         kind: ProxyKind::Ingress,
         mesh: String::new(),
         name: name.to_owned(),
-        resource: json!({
-            "type": "ZoneIngress",
-            "name": name,
-            "networking": {
-                "address": listen.ip().to_string(),
-                "port": listen.port(),
-                "advertisedAddress": advertise.ip().to_string(),
-                "advertisedPort": advertise.port(),
-            },
-        }),
+        resource: resource.to_document(),
     }
 }
 
@@ -81,7 +96,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meridian_model::{ResourceKind, parse_document};
+    use meridian_model::parse_document;
+    use serde_json::json;
 
     #[test]
     fn registration_is_a_valid_zone_ingress_document() {

@@ -4,19 +4,19 @@
 //! - `GET /readyz`: 200 once a config has arrived from the zone control plane,
 //!   503 before (the proxy refuses every connection until then).
 //! - `GET /metrics`: the process's Prometheus metrics (the recorder of
-//!   [`meridian_api::telemetry::prometheus`], installed on first use).
+//!   [`meridian_telemetry::prometheus`], installed on first use).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use meridian_api::{ApiServer, BindError};
 use meridian_proxy_api::ProxyConfig;
+use meridian_telemetry::{BindError, HttpServer};
 use tokio::sync::watch;
 
 /// A running admin server.
 pub struct AdminServer {
-    server: ApiServer,
+    server: HttpServer,
 }
 
 impl std::fmt::Debug for AdminServer {
@@ -37,7 +37,7 @@ impl AdminServer {
         addr: SocketAddr,
         config: watch::Receiver<Option<Arc<ProxyConfig>>>,
     ) -> Result<AdminServer, BindError> {
-        let server = meridian_api::admin::start(addr, check(config)).await?;
+        let server = meridian_telemetry::admin::start(addr, check(config)).await?;
         Ok(AdminServer { server })
     }
 
@@ -52,7 +52,9 @@ impl AdminServer {
     }
 }
 
-fn check(config: watch::Receiver<Option<Arc<ProxyConfig>>>) -> meridian_api::admin::ReadinessCheck {
+fn check(
+    config: watch::Receiver<Option<Arc<ProxyConfig>>>,
+) -> meridian_telemetry::admin::ReadinessCheck {
     Arc::new(move || match config.borrow().is_some() {
         true => Ok(()),
         false => Err("waiting for the first config from the zone control plane".to_owned()),
@@ -61,5 +63,5 @@ fn check(config: watch::Receiver<Option<Arc<ProxyConfig>>>) -> meridian_api::adm
 
 /// The admin routes, ready once `config` holds a config.
 pub fn router(config: watch::Receiver<Option<Arc<ProxyConfig>>>) -> Router {
-    meridian_api::admin::router(check(config))
+    meridian_telemetry::admin::router(check(config))
 }

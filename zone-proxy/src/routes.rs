@@ -2,20 +2,17 @@
 //!
 //! A table is immutable once built and shared by the connections accepted while it
 //! was current (`Arc<RouteTable>`). A new config builds a new table; the balancer of
-//! a name present before is carried over (the same `Arc`) and given the new plan with
-//! [`Balancer::set_plan`], so passive health (consecutive failures, ejections) survives
+//! a name present before is carried over (the same `Arc`, [`meridian_lb::carry_over`])
+//! with the new plan, so passive health (consecutive failures, ejections) survives
 //! config updates and connections still using the old table report into the same
-//! state.
+//! state. Picking and health are `meridian-lb`'s; this module only keys them by name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
-use meridian_lb::{Balancer, HealthConfig, Plan};
+use meridian_lb::{HealthConfig, Plan, SharedBalancer, carry_over, lock};
 use meridian_proxy_api::{ProxyConfig, SniRoute, ZoneProxyConfig};
-
-/// How many draws from the balancer before falling back to any untried endpoint.
-const PICK_DRAWS: usize = 8;
 
 /// Where the connections of one SNI name go.
 #[derive(Debug)]
@@ -25,44 +22,25 @@ pub(crate) struct Route {
     /// The route's service (for logs).
     pub(crate) service: String,
     /// Shared with the tables built before and after this one (see the module docs).
-    balancer: Arc<Mutex<Balancer>>,
+    balancer: SharedBalancer,
 }
 
 impl Route {
-    fn lock(&self) -> MutexGuard<'_, Balancer> {
-        // The balancer holds no invariant a panic elsewhere could break half-way.
-        self.balancer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Picks an endpoint not in `tried`: by the balancer (priorities, weights,
-    /// health), or, when it keeps drawing tried ones, the first untried endpoint
-    /// of weight > 0 in priority order. `None` when there is none.
+    /// Picks an endpoint not in `tried`
+    /// ([`Balancer::pick_untried`](meridian_lb::Balancer::pick_untried)): by the
+    /// balancer (priorities, weights, health), or, when it keeps drawing tried
+    /// ones, an untried endpoint of weight > 0 from the lowest priority. `None`
+    /// when there is none.
     pub(crate) fn pick(&self, tried: &[SocketAddr]) -> Option<SocketAddr> {
-        let mut balancer = self.lock();
-        let mut rng = rand::rng();
-        for _ in 0..PICK_DRAWS {
-            let addr = balancer.pick(&mut rng)?.address;
-            if !tried.contains(&addr) {
-                return Some(addr);
-            }
-        }
-        let plan = balancer.plan();
-        plan.priorities()
-            .iter()
-            .flat_map(|p| p.endpoint_indexes())
-            .filter_map(|i| plan.endpoints().get(i))
-            .filter(|e| e.weight > 0)
+        lock(&self.balancer)
+            .pick_untried(tried, &mut rand::rng())
             .map(|e| e.address)
-            .find(|a| !tried.contains(a))
     }
 
     /// Records a connection attempt's outcome for passive health.
     pub(crate) fn report(&self, addr: SocketAddr, connected: bool) {
         let now = std::time::Instant::now();
-        let mut balancer = self.lock();
-        if connected {
-            balancer.report_success(addr, now);
-        } else if balancer.report_failure(addr, now) {
+        if lock(&self.balancer).report(addr, connected, now) {
             tracing::info!(endpoint = %addr, "endpoint ejected after consecutive connection failures");
         }
     }
@@ -121,18 +99,12 @@ impl RouteTable {
                 tracing::warn!(%sni, service = %route.service, "duplicate SNI route; the first one is kept");
                 continue;
             }
+            let previous = previous.routes.get(&sni).map(|old| &old.balancer);
             let plan = plan_of(&config.zone, route);
-            let balancer = match previous.routes.get(&sni) {
-                Some(old) => {
-                    old.lock().set_plan(plan);
-                    Arc::clone(&old.balancer)
-                }
-                None => Arc::new(Mutex::new(Balancer::new(plan, HealthConfig::default()))),
-            };
             let entry = Route {
                 mesh: route.mesh.clone(),
                 service: route.service.clone(),
-                balancer,
+                balancer: carry_over(previous, plan, &HealthConfig::default()),
             };
             routes.insert(sni, Arc::new(entry));
         }

@@ -8,8 +8,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use meridian_api::BindError;
 use meridian_proxy_api::{ClientError, ClientSettings, ProxyClient, Registration};
+use meridian_telemetry::BindError;
 use tokio::net::TcpListener;
 
 use crate::admin::AdminServer;

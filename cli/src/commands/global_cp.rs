@@ -10,6 +10,7 @@ use meridian_embedded_store::EmbeddedStore;
 use meridian_global_cp::auth::TokenOrigin;
 use meridian_global_cp::kds::tls;
 use meridian_global_cp::{DutyElection, GlobalCp, GlobalCpConfig, KdsSettings};
+use meridian_grpc_client::Backoff;
 use meridian_store::{Store, StoreError, postgres::PostgresStore};
 
 /// Arguments of `meridian global-cp`.
@@ -59,15 +60,17 @@ pub struct GlobalCpArgs {
 
 /// Connects to PostgreSQL, retrying while it is unreachable (it may still be
 /// starting) and failing at once on errors a retry cannot fix (bad URL, bad password).
+/// The wait doubles from 250 ms to 5 s, without jitter: one process, its own database.
 async fn connect_postgres(url: &str) -> anyhow::Result<PostgresStore> {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {
         match PostgresStore::connect(url).await {
             Ok(store) => return Ok(store),
             Err(error @ StoreError::Unavailable(_)) => {
-                tracing::warn!(%error, retry_in = ?backoff, "PostgreSQL not reachable yet");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let retry_in = backoff.ceiling();
+                tracing::warn!(%error, ?retry_in, "PostgreSQL not reachable yet");
+                tokio::time::sleep(retry_in).await;
+                backoff.grow();
             }
             Err(error) => return Err(error).context("connecting to PostgreSQL"),
         }

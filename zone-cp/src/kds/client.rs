@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meridian_grpc_client::{Backoff, ChannelConfig, ChannelError};
 use meridian_proto::kds::kds_client::KdsClient;
 use meridian_store::Store;
 use tokio::sync::watch;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
 use super::session;
 
@@ -61,14 +62,9 @@ pub enum ClientError {
     /// The URL or TLS settings are unusable.
     #[error("KDS client configuration: {0}")]
     Config(String),
-    /// Could not connect.
-    #[error("connecting to {url}: {source}")]
-    Connect {
-        /// Global's URL.
-        url: String,
-        /// The transport error.
-        source: tonic::transport::Error,
-    },
+    /// Could not dial global: a bad URL or CA, or no connection.
+    #[error(transparent)]
+    Connect(#[from] ChannelError),
     /// Global refused or ended a stream.
     #[error("{stream}: {status}")]
     Stream {
@@ -83,28 +79,8 @@ pub enum ClientError {
 }
 
 async fn connect(config: &KdsClientConfig, url: &str) -> Result<KdsClient<Channel>, ClientError> {
-    let mut endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| ClientError::Config(format!("invalid --global-kds URL {url:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20));
-    if url.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new();
-        tls = match &config.global_ca_pem {
-            Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
-            None => tls.with_webpki_roots(),
-        };
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| ClientError::Config(format!("TLS settings: {e}")))?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|source| ClientError::Connect {
-            url: url.to_owned(),
-            source,
-        })?;
+    let trust = config.global_ca_pem.as_ref();
+    let channel = ChannelConfig::new(url).trust(trust).connect().await?;
     Ok(KdsClient::new(channel)
         .max_decoding_message_size(8 * 1024 * 1024)
         .max_encoding_message_size(8 * 1024 * 1024))
@@ -147,7 +123,7 @@ pub async fn run(
         tracing::error!("KDS client started without a global URL; not syncing");
         return;
     }
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     let connected = session::Connected::default();
     let (mut next, mut failed_in_round) = (0, 0);
     loop {
@@ -178,11 +154,11 @@ pub async fn run(
             Ok(()) => tracing::info!("KDS session ended"),
         }
         if connected.take() {
-            backoff = Duration::from_millis(100);
+            backoff.reset();
             failed_in_round = 0;
         }
         next = (next + 1) % config.global_urls.len();
-        let jittered = backoff.mul_f64(rand::random::<f64>().max(0.1));
+        let jittered = backoff.delay();
         tracing::info!(retry_in = ?jittered, url = %config.global_urls[next], "reconnecting to global");
         tokio::select! {
             _ = tokio::time::sleep(jittered) => {}
@@ -191,7 +167,7 @@ pub async fn run(
         failed_in_round += 1;
         if failed_in_round >= config.global_urls.len() {
             failed_in_round = 0;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            backoff.grow();
         }
     }
 }
