@@ -107,7 +107,7 @@ fn policy(i: usize, services: usize) -> serde_json::Value {
             "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}});
     }
     let svc = service(i % services);
-    let (top, to) = if i % 100 == 0 {
+    let (top, to) = if i.is_multiple_of(100) {
         (
             serde_json::json!({"kind": "Mesh"}),
             serde_json::json!({"kind": "Mesh"}),
