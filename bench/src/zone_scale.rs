@@ -280,15 +280,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     "settled".to_owned()
                 }
                 _ if line == "stats" => {
-                    let reasons = [
-                        Reason::Connect,
-                        Reason::Mesh,
-                        Reason::Policy,
-                        Reason::Endpoints,
-                        Reason::ZoneProxy,
-                        Reason::Resync,
-                    ];
-                    let computed: Vec<String> = reasons
+                    let computed: Vec<String> = Reason::ALL
                         .iter()
                         .map(|r| format!("{}={}", r.label(), stats.computations(*r)))
                         .collect();

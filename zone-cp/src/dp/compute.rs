@@ -407,28 +407,10 @@ impl ZoneState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dp::equivalence::stored;
     use meridian_model::{AvailableService, parse_document};
-    use meridian_store::{Change, ResourceKey, StoredResource};
+    use meridian_store::{Change, ResourceKey};
     use serde_json::json;
-
-    /// A document as the zone's store holds it.
-    fn stored(doc: serde_json::Value, zone: Option<&str>) -> StoredResource {
-        let r = parse_document(doc).expect("valid document");
-        let key = match &r.meta.mesh {
-            Some(m) => ResourceKey::in_mesh(r.meta.kind, m.clone(), r.meta.name.clone()),
-            None => ResourceKey::global(r.meta.kind, r.meta.name.clone()),
-        };
-        StoredResource {
-            key,
-            labels: r.meta.labels.clone(),
-            spec: r.spec.to_value(),
-            zone: zone.map(str::to_owned),
-            version: 1,
-            revision: 1,
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            modified_at: chrono::DateTime::UNIX_EPOCH,
-        }
-    }
 
     fn put(v: &mut ZoneState, doc: serde_json::Value, zone: Option<&str>) {
         let r = v.revision + 1;

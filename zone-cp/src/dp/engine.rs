@@ -56,6 +56,16 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 6] = [
+        Reason::Connect,
+        Reason::Mesh,
+        Reason::Policy,
+        Reason::Endpoints,
+        Reason::ZoneProxy,
+        Reason::Resync,
+    ];
+
     /// The metric label.
     pub const fn label(self) -> &'static str {
         match self {

@@ -35,14 +35,7 @@ impl Part {
     }
 }
 
-const REASONS: [Reason; 6] = [
-    Reason::Connect,
-    Reason::Mesh,
-    Reason::Policy,
-    Reason::Endpoints,
-    Reason::ZoneProxy,
-    Reason::Resync,
-];
+const REASONS: [Reason; 6] = Reason::ALL;
 
 /// The counters (see the module docs).
 #[derive(Debug)]
