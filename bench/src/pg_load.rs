@@ -46,10 +46,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let store = PostgresStore::connect(&args.database_url)
         .await
         .context("connecting to PostgreSQL")?;
-    let mesh = from_document(
-        serde_json::json!({"type": "Mesh", "name": "default"}),
-        None,
-    )?;
+    let mesh = from_document(serde_json::json!({"type": "Mesh", "name": "default"}), None)?;
     store.put(mesh, Precondition::Any).await?;
     println!(
         "pg-load: {} MeshTimeouts into PostgreSQL through Store::apply, one writer",
