@@ -197,15 +197,6 @@ pub(crate) fn read_resource(
     Ok(Some(row.into_stored(key.clone())))
 }
 
-/// Whether the global resource `kind`/`name` (a Mesh or a Zone) exists.
-pub(crate) fn global_exists(
-    resources: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static [u8]>,
-    kind: meridian_model::ResourceKind,
-    name: &str,
-) -> Result<bool, EmbeddedStoreError> {
-    Ok(resources.get((kind.type_name(), "", name))?.is_some())
-}
-
 /// Every resource of `kind` (only in `mesh`, if given), ordered by mesh then name.
 pub(crate) fn resources_of_kind(
     resources: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static [u8]>,

@@ -223,6 +223,21 @@ impl From<WriteOp> for WireWriteOp {
     }
 }
 
+impl WireWriteOp {
+    /// The [`WriteOp`] this mirrors, or a [`StoreError::Backend`] naming an unknown
+    /// kind.
+    pub fn to_write_op(&self) -> Result<WriteOp, StoreError> {
+        Ok(match self {
+            WireWriteOp::Put(r, p) => WriteOp::Put(r.to_new_resource()?, (*p).into()),
+            WireWriteOp::Delete(key, p) => WriteOp::Delete(key.to_key()?, (*p).into()),
+            WireWriteOp::SetSetting { key, value } => WriteOp::SetSetting {
+                key: key.clone(),
+                value: value.clone(),
+            },
+        })
+    }
+}
+
 impl WireNewResource {
     /// The [`NewResource`] this mirrors.
     pub fn to_new_resource(&self) -> Result<NewResource, StoreError> {
