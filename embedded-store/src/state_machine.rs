@@ -7,7 +7,7 @@
 //! [`Command::Apply`] batch runs [`meridian_store::engine`] (the write rules every
 //! backend shares) over the transaction's tables; if any operation is refused the
 //! transaction is aborted and a fresh one records only `last_applied`, and the
-//! response carries the refusal ([`WireStoreError`]) — a deterministic result every
+//! response carries the refusal (a [`StoreError`]) — a deterministic result every
 //! replica reaches, never a Raft error. Only redb failures are storage errors (which
 //! stop the node).
 //!
@@ -44,10 +44,7 @@ use crate::tables::{
     SNAPSHOT_DATA, SNAPSHOT_META, ZONE_INSIGHTS, decode, encode, read_counters, read_resource,
     resources_of_kind, revision_key,
 };
-use crate::types::{
-    Command, CommandResponse, Entry, NodeId, TypeConfig, WireStoreError, WireWriteOp,
-    WireWriteOutcome,
-};
+use crate::types::{Command, CommandResponse, Entry, NodeId, TypeConfig};
 
 /// The snapshot payload format written by this version.
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -175,7 +172,7 @@ impl StateMachine {
                     // Nothing of the batch may stay: drop it, record only the log id.
                     txn.abort()?;
                     txn = self.db.begin_write()?;
-                    CommandResponse::Applied(Err(WireStoreError::from(&error)))
+                    CommandResponse::Applied(Err(error))
                 }
                 Err(Failure::Storage(error)) => return Err(error),
             },
@@ -579,21 +576,12 @@ fn execute(
     match command {
         Command::Apply { ops, now } => {
             let now = clamp_clock(&mut counters, now);
-            let ops = ops
-                .iter()
-                .map(WireWriteOp::to_write_op)
-                .collect::<Result<Vec<_>, _>>()?;
             let start = counters.revision;
             let applied = engine::apply(&mut t, ops, start, now)?;
             counters.revision = applied.revision;
             t.write_counters(&counters)?;
-            let outcomes = applied
-                .outcomes
-                .iter()
-                .map(WireWriteOutcome::from)
-                .collect();
             let announce = (applied.revision != start).then_some(applied.revision);
-            Ok((CommandResponse::Applied(Ok(outcomes)), announce))
+            Ok((CommandResponse::Applied(Ok(applied.outcomes)), announce))
         }
         Command::Compact { through } => {
             let through = through.min(counters.revision);
@@ -663,7 +651,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::types::WirePrecondition;
 
     fn entry(index: u64, command: Command) -> Entry {
         Entry {
@@ -672,8 +659,8 @@ mod tests {
         }
     }
 
-    fn put_op(resource: NewResource) -> WireWriteOp {
-        WireWriteOp::from(WriteOp::Put(resource, Precondition::Any))
+    fn put_op(resource: NewResource) -> WriteOp {
+        WriteOp::Put(resource, Precondition::Any)
     }
 
     fn mesh(name: &str) -> NewResource {
@@ -709,15 +696,7 @@ mod tests {
                 Command::Apply {
                     ops: vec![
                         put_op(mesh("b")),
-                        WireWriteOp::Put(
-                            crate::types::WireNewResource {
-                                key: (&ResourceKey::global(ResourceKind::Mesh, "a")).into(),
-                                labels: Default::default(),
-                                spec: json!({}),
-                                zone: None,
-                            },
-                            WirePrecondition::Absent,
-                        ),
+                        WriteOp::Put(mesh("a"), Precondition::Absent),
                     ],
                     now,
                 },
@@ -726,7 +705,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             &refused[0],
-            CommandResponse::Applied(Err(WireStoreError::AlreadyExists(_)))
+            CommandResponse::Applied(Err(StoreError::AlreadyExists(_)))
         ));
         let (applied, _) = sm.applied_state().await.unwrap();
         assert_eq!(applied.map(|l| l.index), Some(2));

@@ -24,7 +24,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::EmbeddedStoreError;
-use crate::types::parse_kind;
 
 /// Resources by `(type name, mesh, name)`.
 pub(crate) const RESOURCES: TableDefinition<(&str, &str, &str), &[u8]> =
@@ -158,6 +157,17 @@ pub(crate) fn revision_key(revision: Revision) -> Result<u64, EmbeddedStoreError
 pub(crate) fn key_revision(key: u64) -> Result<Revision, EmbeddedStoreError> {
     Revision::try_from(key)
         .map_err(|_| EmbeddedStoreError::Corrupt(format!("revision {key} out of range")))
+}
+
+/// Parses a Kuma type name.
+pub(crate) fn parse_kind(
+    kind: &str,
+) -> Result<meridian_model::ResourceKind, meridian_store::StoreError> {
+    meridian_model::ResourceKind::from_type_name(kind).ok_or_else(|| {
+        meridian_store::StoreError::Backend(format!(
+            "unknown resource kind {kind:?} in the embedded store"
+        ))
+    })
 }
 
 /// Parses a stored type name.
