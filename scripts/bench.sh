@@ -84,6 +84,11 @@ psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS meridian_bench" 2>/de
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE meridian_bench"
 "$bin" propagation --zones "$zones" --changes "$changes" --rate 20 --meridian-bin "$meridian" \
   --database-url postgres://postgres@127.0.0.1:5432/meridian_bench
+echo "== pg-load: 10,000 policies written into PostgreSQL, 500 per transaction"
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS meridian_bench_load" 2>/dev/null
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE meridian_bench_load"
+if [ $smoke -eq 1 ]; then load=(--smoke); else load=(); fi
+"$bin" pg-load "${load[@]}" --database-url postgres://postgres@127.0.0.1:5432/meridian_bench_load
 echo "== reconnect: zone re-sync after K missed changes, global on the embedded store"
 if [ $smoke -eq 1 ]; then "$bin" reconnect --smoke; else "$bin" reconnect; fi
 echo "== reconnect, global on PostgreSQL"

@@ -2,12 +2,13 @@
 //! fail. `scripts/bench.sh` runs them all; CI runs a tiny smoke of each.
 //!
 //! - `propagation`: policy PUT on global → applied in every zone, for N zones.
-//! - `reconnect`, `scale`, `zone-scale`, `fullpath`: see each module.
+//! - `reconnect`, `scale`, `zone-scale`, `fullpath`, `pg-load`: see each module.
 //! - `datapath`: connections/s, latency, throughput, CPU and memory of Meridian's
 //!   zone-ingress SNI router, HAProxy and nginx, and of no proxy.
 
 mod datapath;
 mod fullpath;
+mod pg_load;
 mod procfs;
 mod propagation;
 mod reconnect;
@@ -35,9 +36,13 @@ enum Bench {
     Scale(scale::Args),
     /// The whole data path (sidecar → egress → ingress → sidecar) against a direct connection.
     Fullpath(fullpath::Args),
+    /// One zone CP with many proxies and policies: what a change costs it.
     ZoneScale(zone_scale::Args),
+    /// The `zone-scale` benchmark's zone CP child.
     #[command(hide = true)]
     ServeZone(zone_scale::ServeArgs),
+    /// Time to write 10,000 policies into PostgreSQL in batches (create, update, delete).
+    PgLoad(pg_load::Args),
     /// Meridian's SNI router with fixed routes (the `datapath` benchmark's child).
     #[command(hide = true)]
     ServeIngress(datapath::ingress::Args),
@@ -62,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Reconnect(args) => runtime()?.block_on(reconnect::run(args)),
         Bench::Scale(args) => runtime()?.block_on(scale::run(args)),
         Bench::Fullpath(args) => runtime()?.block_on(fullpath::run(args)),
+        Bench::PgLoad(args) => runtime()?.block_on(pg_load::run(args)),
         Bench::ServeIngress(args) => datapath::ingress::run(args),
         Bench::ZoneScale(args) => runtime()?.block_on(zone_scale::run(args)),
         Bench::ServeZone(args) => zone_scale::serve(args),

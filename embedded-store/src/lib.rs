@@ -21,7 +21,7 @@
 //!                                                        │  └─ SingleNodeNetwork    │     snapshot
 //!                                                        │      (network.rs)        │
 //!                                                        └───────────┬──────────────┘
-//!  CommandResponse (Ok outcomes | WireStoreError) ◀── client_write ──┘
+//!  CommandResponse (Ok outcomes | StoreError)     ◀── client_write ──┘
 //!                                                        │ after each batch that used revisions
 //!                                                        ▼
 //!  Store::watch() ◀── watch::Sender<Revision> (never moves back)

@@ -4,10 +4,10 @@
 //! Every log entry is applied in one redb write transaction that also records the
 //! entry's log id as `last_applied` (and the membership, for membership entries), so
 //! the state on disk always matches exactly one point of the log. A
-//! [`Command::Apply`] batch runs [`meridian_store::rules`] and the ownership rules of
-//! the PostgreSQL backend against the transaction; if any operation is refused the
+//! [`Command::Apply`] batch runs [`meridian_store::engine`] (the write rules every
+//! backend shares) over the transaction's tables; if any operation is refused the
 //! transaction is aborted and a fresh one records only `last_applied`, and the
-//! response carries the refusal ([`WireStoreError`]) — a deterministic result every
+//! response carries the refusal (a [`StoreError`]) — a deterministic result every
 //! replica reaches, never a Raft error. Only redb failures are storage errors (which
 //! stop the node).
 //!
@@ -26,10 +26,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use meridian_model::ResourceKind;
-use meridian_store::rules::{check_precondition, check_write, unchanged};
-use meridian_store::{
-    NewResource, Precondition, PutOutcome, ResourceKey, Revision, StoreError, WriteOutcome,
-};
+use meridian_store::engine::{self, LogEntry, LogOp, Owned, WriteTxn};
+use meridian_store::{ResourceKey, Revision, StoreError, StoredResource};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, StorageError,
@@ -43,13 +41,10 @@ use crate::error::{EmbeddedStoreError, storage_error};
 use crate::tables::{
     CHANGE_LOG, ChangeOp, ChangeRow, Counters, InsightRow, LATEST_CHANGE, META_COUNTERS,
     META_LAST_APPLIED, META_MEMBERSHIP, RESOURCES, ResourceRow, SETTINGS, SM_META, SNAPSHOT,
-    SNAPSHOT_DATA, SNAPSHOT_META, ZONE_INSIGHTS, decode, encode, global_exists, read_counters,
-    read_resource, resources_of_kind, revision_key,
+    SNAPSHOT_DATA, SNAPSHOT_META, ZONE_INSIGHTS, decode, encode, read_counters, read_resource,
+    resources_of_kind, revision_key,
 };
-use crate::types::{
-    Command, CommandResponse, Entry, NodeId, TypeConfig, WireStoreError, WireWriteOp,
-    WireWriteOutcome,
-};
+use crate::types::{Command, CommandResponse, Entry, NodeId, TypeConfig};
 
 /// The snapshot payload format written by this version.
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -177,7 +172,7 @@ impl StateMachine {
                     // Nothing of the batch may stay: drop it, record only the log id.
                     txn.abort()?;
                     txn = self.db.begin_write()?;
-                    CommandResponse::Applied(Err(WireStoreError::from(&error)))
+                    CommandResponse::Applied(Err(error))
                 }
                 Err(Failure::Storage(error)) => return Err(error),
             },
@@ -462,20 +457,93 @@ impl<'txn> Tables<'txn> {
             .insert(META_COUNTERS, encode("counters", counters)?.as_slice())?;
         Ok(())
     }
+}
 
-    fn log_change(
-        &mut self,
-        revision: Revision,
-        key: &ResourceKey,
-        zone: Option<&str>,
-        op: ChangeOp,
-    ) -> Result<(), EmbeddedStoreError> {
+/// The engine's view of a batch's redb transaction: reads and writes go straight to
+/// the open tables (the engine writes only once the whole batch is accepted; a
+/// refused batch's transaction is aborted anyway).
+impl WriteTxn for Tables<'_> {
+    type Error = Failure;
+
+    fn read(&mut self, key: &ResourceKey) -> Result<Option<StoredResource>, Failure> {
+        Ok(read_resource(&self.resources, key)?)
+    }
+
+    fn owned_by(&mut self, owner: &ResourceKey) -> Result<Vec<Owned>, Failure> {
+        let mut owned = Vec::new();
+        let kinds = ResourceKind::ALL.into_iter();
+        let (kinds, mesh): (Vec<ResourceKind>, Option<&str>) = match owner.kind {
+            ResourceKind::Mesh => (
+                kinds.filter(|k| k.is_mesh_scoped()).collect(),
+                Some(owner.name.as_str()),
+            ),
+            ResourceKind::Zone => (kinds.filter(|k| k.is_zone_owned()).collect(), None),
+            _ => return Ok(owned),
+        };
+        for kind in kinds {
+            for r in resources_of_kind(&self.resources, kind, mesh)? {
+                if owner.kind == ResourceKind::Mesh
+                    || r.zone.as_deref() == Some(owner.name.as_str())
+                {
+                    owned.push(Owned {
+                        key: r.key,
+                        zone: r.zone,
+                    });
+                }
+            }
+        }
+        Ok(owned)
+    }
+
+    fn write_row(&mut self, row: StoredResource) -> Result<(), Failure> {
+        let StoredResource {
+            key,
+            labels,
+            spec,
+            zone,
+            version,
+            revision,
+            created_at,
+            modified_at,
+        } = row;
+        let row = ResourceRow {
+            zone,
+            labels,
+            spec,
+            version,
+            revision,
+            created_at,
+            modified_at,
+        };
+        self.resources.insert(
+            (key.kind.type_name(), key.mesh.as_str(), key.name.as_str()),
+            encode("resource", &row)?.as_slice(),
+        )?;
+        Ok(())
+    }
+
+    fn delete_row(&mut self, key: &ResourceKey) -> Result<(), Failure> {
+        self.resources
+            .remove((key.kind.type_name(), key.mesh.as_str(), key.name.as_str()))?;
+        Ok(())
+    }
+
+    fn append_log(&mut self, entry: LogEntry) -> Result<(), Failure> {
+        let LogEntry {
+            revision,
+            key,
+            zone,
+            op,
+        } = entry;
         let row = ChangeRow {
             kind: key.kind.type_name().to_owned(),
             mesh: key.mesh.clone(),
             name: key.name.clone(),
-            zone: zone.map(str::to_owned),
-            op,
+            zone,
+            op: match op {
+                LogOp::Upsert => ChangeOp::Upsert,
+                LogOp::Delete => ChangeOp::Delete,
+            },
         };
         let at = revision_key(revision)?;
         self.log.insert(at, encode("change", &row)?.as_slice())?;
@@ -483,6 +551,16 @@ impl<'txn> Tables<'txn> {
             (key.kind.type_name(), key.mesh.as_str(), key.name.as_str()),
             at,
         )?;
+        Ok(())
+    }
+
+    fn set_setting(&mut self, key: String, value: String) -> Result<(), Failure> {
+        self.settings.insert(key.as_str(), value.as_str())?;
+        Ok(())
+    }
+
+    fn delete_zone_insight(&mut self, zone: &str) -> Result<(), Failure> {
+        self.insights.remove(zone)?;
         Ok(())
     }
 }
@@ -499,31 +577,11 @@ fn execute(
         Command::Apply { ops, now } => {
             let now = clamp_clock(&mut counters, now);
             let start = counters.revision;
-            let mut revision = start;
-            let mut outcomes = Vec::with_capacity(ops.len());
-            for op in ops {
-                let outcome = match op {
-                    WireWriteOp::Put(resource, precondition) => put(
-                        &mut t,
-                        resource.to_new_resource()?,
-                        precondition.into(),
-                        &mut revision,
-                        now,
-                    )?,
-                    WireWriteOp::Delete(key, precondition) => {
-                        delete(&mut t, key.to_key()?, precondition.into(), &mut revision)?
-                    }
-                    WireWriteOp::SetSetting { key, value } => {
-                        t.settings.insert(key.as_str(), value.as_str())?;
-                        WriteOutcome::SettingSet
-                    }
-                };
-                outcomes.push(WireWriteOutcome::from(&outcome));
-            }
-            counters.revision = revision;
+            let applied = engine::apply(&mut t, ops, start, now)?;
+            counters.revision = applied.revision;
             t.write_counters(&counters)?;
-            let announce = (revision != start).then_some(revision);
-            Ok((CommandResponse::Applied(Ok(outcomes)), announce))
+            let announce = (applied.revision != start).then_some(applied.revision);
+            Ok((CommandResponse::Applied(Ok(applied.outcomes)), announce))
         }
         Command::Compact { through } => {
             let through = through.min(counters.revision);
@@ -575,16 +633,6 @@ fn execute(
     }
 }
 
-/// Takes the next revision.
-fn next_revision(revision: &mut Revision) -> Result<(), Failure> {
-    *revision = revision.checked_add(1).ok_or_else(|| {
-        Failure::Storage(EmbeddedStoreError::Corrupt(
-            "the revision counter is exhausted".to_owned(),
-        ))
-    })?;
-    Ok(())
-}
-
 /// The command's time, truncated to microseconds (what PostgreSQL keeps) and never
 /// earlier than any time applied before; records it as the clock.
 fn clamp_clock(counters: &mut Counters, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -594,135 +642,15 @@ fn clamp_clock(counters: &mut Counters, now: DateTime<Utc>) -> DateTime<Utc> {
     now
 }
 
-fn put(
-    t: &mut Tables<'_>,
-    resource: NewResource,
-    precondition: Precondition,
-    revision: &mut Revision,
-    now: DateTime<Utc>,
-) -> Result<WriteOutcome, Failure> {
-    check_write(&resource)?;
-    let key = &resource.key;
-    let existing = read_resource(&t.resources, key)?;
-    check_precondition(key, existing.as_ref(), precondition)?;
-    if let Some(same) = unchanged(existing.as_ref(), &resource) {
-        return Ok(WriteOutcome::Put(PutOutcome::Unchanged, same.clone()));
-    }
-    if let Some(mesh) = key.mesh()
-        && !global_exists(&t.resources, ResourceKind::Mesh, mesh)?
-    {
-        return Err(StoreError::MeshNotFound {
-            key: key.clone(),
-            mesh: mesh.to_owned(),
-        }
-        .into());
-    }
-    if let Some(zone) = &resource.zone
-        && !global_exists(&t.resources, ResourceKind::Zone, zone)?
-    {
-        return Err(StoreError::ZoneNotFound {
-            key: key.clone(),
-            zone: zone.clone(),
-        }
-        .into());
-    }
-    next_revision(revision)?;
-    let (outcome, version, created_at) = match &existing {
-        Some(existing) => (
-            PutOutcome::Updated,
-            existing.version + 1,
-            existing.created_at,
-        ),
-        None => (PutOutcome::Created, 1, now),
-    };
-    let NewResource {
-        key,
-        labels,
-        spec,
-        zone,
-    } = resource;
-    let row = ResourceRow {
-        zone,
-        labels,
-        spec,
-        version,
-        revision: *revision,
-        created_at,
-        modified_at: now,
-    };
-    t.resources.insert(
-        (key.kind.type_name(), key.mesh.as_str(), key.name.as_str()),
-        encode("resource", &row)?.as_slice(),
-    )?;
-    t.log_change(*revision, &key, row.zone.as_deref(), ChangeOp::Upsert)?;
-    Ok(WriteOutcome::Put(outcome, row.into_stored(key)))
-}
-
-fn delete(
-    t: &mut Tables<'_>,
-    key: ResourceKey,
-    precondition: Precondition,
-    revision: &mut Revision,
-) -> Result<WriteOutcome, Failure> {
-    let existing =
-        read_resource(&t.resources, &key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
-    check_precondition(&key, Some(&existing), precondition)?;
-
-    // What the target owns goes first, each with its own tombstone, in the order
-    // PostgreSQL uses: (type name, mesh, name, zone).
-    let mut owned: Vec<(&'static str, String, String, Option<String>, ResourceKind)> = Vec::new();
-    match key.kind {
-        ResourceKind::Mesh => {
-            for kind in ResourceKind::ALL.into_iter().filter(|k| k.is_mesh_scoped()) {
-                for r in resources_of_kind(&t.resources, kind, Some(&key.name))? {
-                    owned.push((kind.type_name(), r.key.mesh, r.key.name, r.zone, kind));
-                }
-            }
-        }
-        ResourceKind::Zone => {
-            for kind in ResourceKind::ALL.into_iter().filter(|k| k.is_zone_owned()) {
-                for r in resources_of_kind(&t.resources, kind, None)? {
-                    if r.zone.as_deref() == Some(key.name.as_str()) {
-                        owned.push((kind.type_name(), r.key.mesh, r.key.name, r.zone, kind));
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    owned.sort_by(|a, b| (a.0, &a.1, &a.2, &a.3).cmp(&(b.0, &b.1, &b.2, &b.3)));
-    if key.kind == ResourceKind::Zone {
-        t.insights.remove(key.name.as_str())?;
-    }
-    let mut keys = vec![key.clone()];
-    for (type_name, mesh, name, zone, kind) in owned {
-        t.resources
-            .remove((type_name, mesh.as_str(), name.as_str()))?;
-        let owned_key = ResourceKey { kind, mesh, name };
-        next_revision(revision)?;
-        t.log_change(*revision, &owned_key, zone.as_deref(), ChangeOp::Delete)?;
-        keys.push(owned_key);
-    }
-    t.resources
-        .remove((key.kind.type_name(), key.mesh.as_str(), key.name.as_str()))?;
-    next_revision(revision)?;
-    t.log_change(*revision, &key, existing.zone.as_deref(), ChangeOp::Delete)?;
-    Ok(WriteOutcome::Deleted {
-        keys,
-        revision: *revision,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use meridian_store::{NewResource, WriteOp};
+    use meridian_store::{NewResource, Precondition, WriteOp};
     use openraft::CommittedLeaderId;
     use serde_json::json;
 
     use super::*;
-    use crate::types::WirePrecondition;
 
     fn entry(index: u64, command: Command) -> Entry {
         Entry {
@@ -731,8 +659,8 @@ mod tests {
         }
     }
 
-    fn put_op(resource: NewResource) -> WireWriteOp {
-        WireWriteOp::from(WriteOp::Put(resource, Precondition::Any))
+    fn put_op(resource: NewResource) -> WriteOp {
+        WriteOp::Put(resource, Precondition::Any)
     }
 
     fn mesh(name: &str) -> NewResource {
@@ -768,15 +696,7 @@ mod tests {
                 Command::Apply {
                     ops: vec![
                         put_op(mesh("b")),
-                        WireWriteOp::Put(
-                            crate::types::WireNewResource {
-                                key: (&ResourceKey::global(ResourceKind::Mesh, "a")).into(),
-                                labels: Default::default(),
-                                spec: json!({}),
-                                zone: None,
-                            },
-                            WirePrecondition::Absent,
-                        ),
+                        WriteOp::Put(mesh("a"), Precondition::Absent),
                     ],
                     now,
                 },
@@ -785,7 +705,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             &refused[0],
-            CommandResponse::Applied(Err(WireStoreError::AlreadyExists(_)))
+            CommandResponse::Applied(Err(StoreError::AlreadyExists(_)))
         ));
         let (applied, _) = sm.applied_state().await.unwrap();
         assert_eq!(applied.map(|l| l.index), Some(2));

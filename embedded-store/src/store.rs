@@ -46,7 +46,7 @@ use crate::tables::{
     SM_META, ZONE_INSIGHTS, all_resources, decode, read_counters, read_resource, resources_of_kind,
     revision_key, stored_key,
 };
-use crate::types::{Command, CommandResponse, NodeId, Raft, SINGLE_NODE_ID, WireWriteOp};
+use crate::types::{Command, CommandResponse, NodeId, Raft, SINGLE_NODE_ID};
 
 /// The Raft log's file in the data directory.
 pub const LOG_FILE: &str = "raft-log.redb";
@@ -602,14 +602,11 @@ impl Store for EmbeddedStore {
         }
         // The leader stamps the time so every replica applies the same one.
         let command = Command::Apply {
-            ops: ops.into_iter().map(WireWriteOp::from).collect(),
+            ops,
             now: Utc::now().trunc_subsecs(6),
         };
         match self.write(command).await? {
-            CommandResponse::Applied(Ok(outcomes)) => {
-                outcomes.into_iter().map(WriteOutcome::try_from).collect()
-            }
-            CommandResponse::Applied(Err(error)) => Err(error.into()),
+            CommandResponse::Applied(result) => result,
             other => Err(unexpected(&other, "a write batch")),
         }
     }

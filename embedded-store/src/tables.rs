@@ -24,7 +24,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::EmbeddedStoreError;
-use crate::types::parse_kind;
 
 /// Resources by `(type name, mesh, name)`.
 pub(crate) const RESOURCES: TableDefinition<(&str, &str, &str), &[u8]> =
@@ -160,6 +159,17 @@ pub(crate) fn key_revision(key: u64) -> Result<Revision, EmbeddedStoreError> {
         .map_err(|_| EmbeddedStoreError::Corrupt(format!("revision {key} out of range")))
 }
 
+/// Parses a Kuma type name.
+pub(crate) fn parse_kind(
+    kind: &str,
+) -> Result<meridian_model::ResourceKind, meridian_store::StoreError> {
+    meridian_model::ResourceKind::from_type_name(kind).ok_or_else(|| {
+        meridian_store::StoreError::Backend(format!(
+            "unknown resource kind {kind:?} in the embedded store"
+        ))
+    })
+}
+
 /// Parses a stored type name.
 pub(crate) fn stored_key(
     kind: &str,
@@ -195,15 +205,6 @@ pub(crate) fn read_resource(
     };
     let row: ResourceRow = decode("resource", bytes.value())?;
     Ok(Some(row.into_stored(key.clone())))
-}
-
-/// Whether the global resource `kind`/`name` (a Mesh or a Zone) exists.
-pub(crate) fn global_exists(
-    resources: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static [u8]>,
-    kind: meridian_model::ResourceKind,
-    name: &str,
-) -> Result<bool, EmbeddedStoreError> {
-    Ok(resources.get((kind.type_name(), "", name))?.is_some())
 }
 
 /// Every resource of `kind` (only in `mesh`, if given), ordered by mesh then name.

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::{
     Change, ListQuery, NewResource, Precondition, PutOutcome, ResourceKey, Store, StoreError,
-    WriteOp,
+    WriteOp, WriteOutcome,
 };
 
 /// Owns a fresh, empty store for one case, and what it lives on.
@@ -57,7 +57,11 @@ macro_rules! conformance_tests {
             settings_are_written_atomically_with_a_batch,
             snapshot_is_every_resource_at_one_revision,
             zone_insights_are_status_not_config,
-            zone_insight_replace_is_compare_and_set
+            zone_insight_replace_is_compare_and_set,
+            a_large_batch_with_mixed_preconditions_applies_in_order,
+            a_batch_failing_halfway_leaves_nothing,
+            a_batch_sees_its_own_writes,
+            a_resource_moved_away_from_a_zone_survives_its_deletion
         );
     };
     (@cases $new_store:expr; $($case:ident),* $(,)?) => {
@@ -711,4 +715,304 @@ pub async fn zone_insight_replace_is_compare_and_set(store: &dyn Store) {
         Some(json!({"online": false}))
     );
     assert_eq!(store.current_revision().await.unwrap(), 0);
+}
+
+fn timeout_key(mesh: &str, name: &str) -> ResourceKey {
+    ResourceKey::in_mesh(ResourceKind::MeshTimeout, mesh, name)
+}
+
+/// The kind of each outcome and the revision it carries (`-` for none), for compact
+/// assertions on long batches.
+fn summarise(outcomes: &[WriteOutcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            WriteOutcome::Put(PutOutcome::Created, r) => {
+                format!("created v{} @{}", r.version, r.revision)
+            }
+            WriteOutcome::Put(PutOutcome::Updated, r) => {
+                format!("updated v{} @{}", r.version, r.revision)
+            }
+            WriteOutcome::Put(PutOutcome::Unchanged, r) => format!("unchanged v{}", r.version),
+            WriteOutcome::Deleted { keys, revision } => {
+                format!("deleted {} @{revision}", keys.len())
+            }
+            WriteOutcome::SettingSet => "setting".to_owned(),
+        })
+        .collect()
+}
+
+/// One batch of hundreds of puts and deletes with every kind of precondition: each op
+/// gets the outcome and revision it would get alone, in op order.
+pub async fn a_large_batch_with_mixed_preconditions_applies_in_order(store: &dyn Store) {
+    put(store, mesh("default")).await; // 1
+    let creates = (0..300)
+        .map(|i| {
+            WriteOp::Put(
+                policy("default", &format!("p{i}"), &[]),
+                Precondition::Absent,
+            )
+        })
+        .collect();
+    let created = store.apply(creates).await.unwrap(); // 2..=301
+    assert_eq!(summarise(&created)[299], "created v1 @301");
+
+    let mut ops = Vec::new();
+    for i in 0..100 {
+        let changed = policy("default", &format!("p{i}"), &[("round", "2")]);
+        ops.push(WriteOp::Put(changed, Precondition::Version(1))); // 302..=401
+    }
+    for i in 100..150 {
+        ops.push(WriteOp::Delete(
+            timeout_key("default", &format!("p{i}")),
+            Precondition::Version(1),
+        )); // 402..=451
+    }
+    for i in 150..170 {
+        ops.push(WriteOp::Put(
+            policy("default", &format!("p{i}"), &[]),
+            Precondition::Any,
+        ));
+    }
+    for i in 0..50 {
+        ops.push(WriteOp::Put(
+            policy("default", &format!("n{i}"), &[]),
+            Precondition::Absent,
+        ));
+        // 452..=501
+    }
+    ops.push(WriteOp::SetSetting {
+        key: "applied".into(),
+        value: "big".into(),
+    });
+    ops.push(WriteOp::Delete(
+        timeout_key("default", "p170"),
+        Precondition::Any,
+    )); // 502
+    let outcomes = store.apply(ops).await.unwrap();
+    let summary = summarise(&outcomes);
+    assert_eq!(summary.len(), 222);
+    assert_eq!(summary[0], "updated v2 @302");
+    assert_eq!(summary[99], "updated v2 @401");
+    assert_eq!(summary[100], "deleted 1 @402");
+    assert_eq!(summary[149], "deleted 1 @451");
+    assert!(
+        summary[150..170].iter().all(|s| s == "unchanged v1"),
+        "{summary:?}"
+    );
+    assert_eq!(summary[170], "created v1 @452");
+    assert_eq!(summary[219], "created v1 @501");
+    assert_eq!(summary[220], "setting");
+    assert_eq!(summary[221], "deleted 1 @502");
+    assert_eq!(store.current_revision().await.unwrap(), 502);
+
+    let p0 = store
+        .get(&timeout_key("default", "p0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p0.version, p0.revision), (2, 302));
+    assert_eq!(p0.labels.get("round").map(String::as_str), Some("2"));
+    assert_eq!(
+        store.get(&timeout_key("default", "p120")).await.unwrap(),
+        None
+    );
+    let p160 = store
+        .get(&timeout_key("default", "p160"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p160.version, p160.revision), (1, 162));
+    let mut query = ListQuery::all(ResourceKind::MeshTimeout);
+    query.limit = 1;
+    assert_eq!(store.list(&query).await.unwrap().total, 300 - 51 + 50);
+    assert_eq!(
+        store.setting("applied").await.unwrap().as_deref(),
+        Some("big")
+    );
+
+    let batch = store.changes_since(301, 1000).await.unwrap();
+    assert_eq!(batch.through, 502);
+    let revisions: Vec<_> = batch.changes.iter().map(|c| c.revision()).collect();
+    assert_eq!(revisions, (302..=502).collect::<Vec<_>>());
+}
+
+/// A batch refused at its 150th op leaves no trace of the 149 before it: no row, no
+/// revision, no change-log entry, no setting. The refusal names the op that failed,
+/// against the batch's own earlier write of that key.
+pub async fn a_batch_failing_halfway_leaves_nothing(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    put(store, zone("zone-1")).await;
+    put(store, dataplane("default", "dp-1", "zone-1")).await;
+    let creates = (0..100)
+        .map(|i| WriteOp::Put(policy("default", &format!("p{i}"), &[]), Precondition::Any))
+        .collect();
+    store.apply(creates).await.unwrap();
+    let before = store.current_revision().await.unwrap();
+    let snapshot = store.snapshot().await.unwrap();
+
+    let mut ops = vec![WriteOp::SetSetting {
+        key: "applied".into(),
+        value: "never".into(),
+    }];
+    for i in 0..100 {
+        let changed = policy("default", &format!("p{i}"), &[("round", "2")]);
+        ops.push(WriteOp::Put(changed, Precondition::Version(1)));
+    }
+    ops.push(WriteOp::Put(
+        policy("default", "new", &[]),
+        Precondition::Absent,
+    ));
+    ops.push(WriteOp::Delete(
+        ResourceKey::global(ResourceKind::Zone, "zone-1"),
+        Precondition::Any,
+    ));
+    for i in 100..146 {
+        ops.push(WriteOp::Put(
+            policy("default", &format!("p{i}"), &[]),
+            Precondition::Any,
+        ));
+    }
+    // p0 is at version 2 by now, within the batch.
+    ops.push(WriteOp::Delete(
+        timeout_key("default", "p0"),
+        Precondition::Version(1),
+    ));
+    ops.push(WriteOp::Put(
+        policy("default", "after", &[]),
+        Precondition::Any,
+    ));
+    assert_eq!(ops.len(), 151);
+    let err = store.apply(ops).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict { ref key, expected: 1, actual: Some(2) } if key.name == "p0"
+        ),
+        "{err}"
+    );
+
+    assert_eq!(store.current_revision().await.unwrap(), before);
+    assert_eq!(store.snapshot().await.unwrap(), snapshot);
+    let nothing = store.changes_since(before, 1000).await.unwrap();
+    assert!(nothing.changes.is_empty(), "{:?}", nothing.changes);
+    assert_eq!(store.setting("applied").await.unwrap(), None);
+}
+
+/// Later ops of a batch see earlier ones: a policy finds the Mesh created before it,
+/// a second put of a key updates the first, deleting a Mesh removes what the batch put
+/// in it, and a deleted key can be created again.
+pub async fn a_batch_sees_its_own_writes(store: &dyn Store) {
+    let mut changed = policy("m", "p", &[("v", "2")]);
+    changed.spec = json!({"targetRef": {"kind": "Mesh"}});
+    let ops = vec![
+        WriteOp::Put(mesh("m"), Precondition::Absent),
+        WriteOp::Put(zone("z"), Precondition::Absent),
+        WriteOp::Put(policy("m", "p", &[]), Precondition::Absent),
+        WriteOp::Put(changed, Precondition::Version(1)),
+        WriteOp::Put(dataplane("m", "dp", "z"), Precondition::Any),
+        WriteOp::Delete(
+            ResourceKey::global(ResourceKind::Mesh, "m"),
+            Precondition::Version(1),
+        ),
+        WriteOp::Put(mesh("m"), Precondition::Absent),
+        WriteOp::Put(policy("m", "p", &[]), Precondition::Absent),
+    ];
+    let outcomes = store.apply(ops).await.unwrap();
+    assert_eq!(
+        summarise(&outcomes),
+        [
+            "created v1 @1",
+            "created v1 @2",
+            "created v1 @3",
+            "updated v2 @4",
+            "created v1 @5",
+            "deleted 3 @8",
+            "created v1 @9",
+            "created v1 @10",
+        ]
+    );
+    let WriteOutcome::Deleted { keys, .. } = &outcomes[5] else {
+        panic!("{:?}", outcomes[5]);
+    };
+    assert_eq!(
+        keys,
+        &[
+            ResourceKey::global(ResourceKind::Mesh, "m"),
+            ResourceKey::in_mesh(ResourceKind::Dataplane, "m", "dp"),
+            timeout_key("m", "p"),
+        ]
+    );
+    let p = store.get(&timeout_key("m", "p")).await.unwrap().unwrap();
+    assert_eq!((p.version, p.revision), (1, 10));
+    assert!(p.labels.is_empty());
+    let dp = ResourceKey::in_mesh(ResourceKind::Dataplane, "m", "dp");
+    assert_eq!(store.get(&dp).await.unwrap(), None);
+    assert_eq!(store.current_revision().await.unwrap(), 10);
+
+    let batch = store.changes_since(0, 100).await.unwrap();
+    let summary: Vec<_> = batch
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Upsert(r) => format!("upsert {}/{} @{}", r.key.kind, r.key.name, r.revision),
+            Change::Delete {
+                key,
+                zone,
+                revision,
+            } => {
+                format!("delete {}/{} {zone:?} @{revision}", key.kind, key.name)
+            }
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "upsert Zone/z @2",
+            "delete Dataplane/dp Some(\"z\") @6",
+            "upsert Mesh/m @9",
+            "upsert MeshTimeout/p @10",
+        ]
+    );
+}
+
+/// A resource moved to another zone in the same batch that deletes its old zone is
+/// not the old zone's any more: it survives, with its new zone.
+pub async fn a_resource_moved_away_from_a_zone_survives_its_deletion(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    put(store, zone("zone-1")).await;
+    put(store, zone("zone-2")).await;
+    put(store, dataplane("default", "dp-1", "zone-1")).await;
+    put(store, dataplane("default", "dp-2", "zone-1")).await;
+    let outcomes = store
+        .apply(vec![
+            WriteOp::Put(
+                dataplane("default", "dp-1", "zone-2"),
+                Precondition::Version(1),
+            ),
+            WriteOp::Delete(
+                ResourceKey::global(ResourceKind::Zone, "zone-1"),
+                Precondition::Any,
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(summarise(&outcomes), ["updated v2 @6", "deleted 2 @8"]);
+    let dps = store
+        .list(&ListQuery::all(ResourceKind::Dataplane))
+        .await
+        .unwrap();
+    let placed: Vec<_> = dps
+        .items
+        .iter()
+        .map(|r| (r.key.name.as_str(), r.zone.as_deref(), r.version))
+        .collect();
+    assert_eq!(placed, [("dp-1", Some("zone-2"), 2)]);
+    assert_eq!(
+        store
+            .get(&ResourceKey::global(ResourceKind::Zone, "zone-1"))
+            .await
+            .unwrap(),
+        None
+    );
 }

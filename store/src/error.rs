@@ -4,7 +4,11 @@
 use crate::{ResourceKey, Revision};
 
 /// A failed store operation.
-#[derive(Debug, thiserror::Error)]
+///
+/// Errors compare equal when they say the same thing; with the `serde` feature they
+/// serialise, so a refusal travels between the embedded store's replicas as a value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum StoreError {
     /// The resource does not exist.
     #[error("{0} not found")]

@@ -21,9 +21,13 @@
 //! Status data (zone insights) and settings live apart from config rows so heartbeats
 //! never contend with policy writes and never produce revisions.
 //!
+//! The write rules live once, in [`engine`]: every backend's `apply` hands its batch
+//! to [`engine::apply`] over a small transaction trait ([`engine::WriteTxn`]).
+//!
 //! Backends: [`postgres::PostgresStore`] here; the embedded openraft store implements
 //! the same trait. [`conformance`] (feature `conformance`) is the suite both pass.
 
+pub mod engine;
 mod error;
 pub mod postgres;
 mod resource;

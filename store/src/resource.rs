@@ -1,4 +1,8 @@
 //! The values a store keeps and returns: keys, stored resources, writes, changes.
+//!
+//! With the `serde` feature, the values a write carries (keys, resources, ops,
+//! outcomes) derive serde: a key's kind is its Kuma type name, and the JSON is the
+//! embedded store's Raft log format, so a field's name or shape never changes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +16,7 @@ pub type Revision = i64;
 /// Identifies one resource: its kind, its mesh (empty for global kinds such as Mesh
 /// and Zone) and its name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ResourceKey {
     /// The resource type.
     pub kind: ResourceKind,
@@ -58,6 +63,7 @@ impl fmt::Display for ResourceKey {
 
 /// A resource as stored, with its bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StoredResource {
     /// Which resource this is.
     pub key: ResourceKey,
@@ -79,6 +85,7 @@ pub struct StoredResource {
 
 /// A resource to write.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NewResource {
     /// Which resource to write.
     pub key: ResourceKey,
@@ -92,6 +99,7 @@ pub struct NewResource {
 
 /// One operation of an atomic batch ([`crate::Store::apply`]).
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum WriteOp {
     /// Create or update a resource.
     Put(NewResource, crate::Precondition),
@@ -110,6 +118,7 @@ pub enum WriteOp {
 
 /// What a put did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PutOutcome {
     /// The resource did not exist and was created.
     Created,
@@ -122,6 +131,7 @@ pub enum PutOutcome {
 
 /// The result of one [`WriteOp`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum WriteOutcome {
     /// A put, with the resource as now stored.
     Put(PutOutcome, StoredResource),

@@ -10,6 +10,7 @@ use crate::{
 
 /// A condition a write must meet, checked atomically with the write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Precondition {
     /// No condition: create or overwrite.
     #[default]
