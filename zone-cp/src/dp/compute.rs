@@ -17,7 +17,7 @@
 //!
 //! Without mTLS there is no SNI to route by, so only local endpoints are used.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use meridian_model::{
@@ -93,12 +93,35 @@ fn subset_matches(subset: &BTreeMap<String, String>, tags: &BTreeMap<String, Str
     subset.iter().all(|(k, v)| tags.get(k) == Some(v))
 }
 
+/// Endpoint lists already computed from one state, by (mesh, service,
+/// subset): sidecars calling the same service share them. Valid only until the
+/// state changes; the engine clears it on every batch.
+#[derive(Debug, Default)]
+pub struct EndpointMemo(HashMap<(String, String, BTreeMap<String, String>), Vec<EndpointConfig>>);
+
+impl EndpointMemo {
+    /// Forgets everything (the state changed).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 impl ZoneState {
     /// The config of sidecar `dp` in `mesh`.
     pub fn sidecar_config(
         &self,
         mesh: &str,
         dp: &DataplaneSpec,
+    ) -> Result<SidecarConfig, ComputeError> {
+        self.sidecar_config_with(mesh, dp, &mut EndpointMemo::default())
+    }
+
+    /// [`ZoneState::sidecar_config`], reusing and filling `memo`.
+    pub fn sidecar_config_with(
+        &self,
+        mesh: &str,
+        dp: &DataplaneSpec,
+        memo: &mut EndpointMemo,
     ) -> Result<SidecarConfig, ComputeError> {
         let mesh_spec = self
             .meshes
@@ -164,7 +187,7 @@ impl ZoneState {
                         subset: subset.clone(),
                     };
                     BackendConfig {
-                        endpoints: self.endpoints(mesh, mesh_spec, &name, &subset),
+                        endpoints: self.memoized_endpoints(memo, mesh, mesh_spec, &name, &subset),
                         sni: target.to_sni(),
                         service: name,
                         weight: b.effective_weight(),
@@ -192,6 +215,21 @@ impl ZoneState {
             inbounds,
             outbounds,
         })
+    }
+
+    /// [`ZoneState::endpoints`] through `memo`.
+    pub fn memoized_endpoints(
+        &self,
+        memo: &mut EndpointMemo,
+        mesh: &str,
+        mesh_spec: &MeshSpec,
+        service: &str,
+        subset: &BTreeMap<String, String>,
+    ) -> Vec<EndpointConfig> {
+        memo.0
+            .entry((mesh.to_owned(), service.to_owned(), subset.clone()))
+            .or_insert_with(|| self.endpoints(mesh, mesh_spec, service, subset))
+            .clone()
     }
 
     /// Every endpoint of `service` (restricted to `subset`) in `mesh`.

@@ -29,10 +29,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use meridian_model::{DataplaneSpec, may_affect};
-use meridian_proxy_api::{EndpointConfig, ProxyConfig, ProxyKind};
+use meridian_proxy_api::{ProxyConfig, ProxyKind};
 use meridian_store::{Change, ResourceKey, Revision};
 use tokio::sync::watch;
 
+use super::compute::EndpointMemo;
 use super::registry::{Connection, VersionedConfig, publish};
 use super::state::{PolicyChange, ServiceKey, Touched, ZoneState};
 use super::stats::DpStats;
@@ -107,6 +108,8 @@ pub struct Engine {
     zone_proxies: BTreeSet<ResourceKey>,
     counts: Counts,
     stats: Arc<DpStats>,
+    /// Endpoint lists computed since the state last changed.
+    memo: EndpointMemo,
 }
 
 /// The keys of a sidecar's inbound and outbound services.
@@ -172,6 +175,7 @@ impl Engine {
             zone_proxies: BTreeSet::new(),
             counts: Counts::new(),
             stats: Arc::default(),
+            memo: EndpointMemo::default(),
         }
     }
 
@@ -211,7 +215,12 @@ impl Engine {
     pub fn from_scratch(&self, state: &ZoneState) -> BTreeMap<ResourceKey, Option<ProxyConfig>> {
         self.proxies
             .iter()
-            .map(|(key, p)| (key.clone(), compute(state, key, p)))
+            .map(|(key, p)| {
+                (
+                    key.clone(),
+                    compute(state, key, p, &mut EndpointMemo::default()),
+                )
+            })
             .collect()
     }
 
@@ -267,6 +276,7 @@ impl Engine {
     /// recomputes every proxy.
     pub fn reset(&mut self, state: ZoneState) {
         self.state = state;
+        self.memo.clear();
         let keys: Vec<ResourceKey> = self.proxies.keys().cloned().collect();
         for key in keys {
             self.recompute(&key, Reason::Resync);
@@ -281,6 +291,7 @@ impl Engine {
         if touched.is_empty() {
             return touched;
         }
+        self.memo.clear();
         let mut full: BTreeMap<ResourceKey, Reason> = BTreeMap::new();
         for mesh in &touched.meshes {
             for key in self.by_mesh.get(mesh).into_iter().flatten() {
@@ -345,7 +356,7 @@ impl Engine {
         let Some(p) = self.proxies.get(key) else {
             return;
         };
-        let computed = compute(&self.state, key, p).map(Arc::new);
+        let computed = compute(&self.state, key, p, &mut self.memo).map(Arc::new);
         self.count(reason);
         self.install(key, computed);
     }
@@ -382,9 +393,6 @@ impl Engine {
                 }
             }
         }
-        // Many sidecars share a backend: compute each endpoint set once.
-        let mut memo: HashMap<(String, String, BTreeMap<String, String>), Vec<EndpointConfig>> =
-            HashMap::new();
         for key in reached {
             let Some(Some(ProxyConfig::Sidecar(current))) =
                 self.proxies.get(&key).map(|p| p.computed.as_deref())
@@ -400,18 +408,13 @@ impl Engine {
                 if !services.contains(&id) {
                     continue;
                 }
-                let memo_key = (id.0, id.1, backend.subset.clone());
-                backend.endpoints = memo
-                    .entry(memo_key)
-                    .or_insert_with(|| {
-                        self.state.endpoints(
-                            &next.mesh,
-                            mesh_spec,
-                            &backend.service,
-                            &backend.subset,
-                        )
-                    })
-                    .clone();
+                backend.endpoints = self.state.memoized_endpoints(
+                    &mut self.memo,
+                    &next.mesh,
+                    mesh_spec,
+                    &backend.service,
+                    &backend.subset,
+                );
             }
             let changed = &next != current;
             self.count(Reason::Endpoints);
@@ -429,9 +432,14 @@ impl Engine {
 
 /// One proxy's config from `state`; `None` when it cannot be computed (its
 /// mesh is not here yet, or its addresses are unusable: logged).
-fn compute(state: &ZoneState, key: &ResourceKey, p: &Proxy) -> Option<ProxyConfig> {
+fn compute(
+    state: &ZoneState,
+    key: &ResourceKey,
+    p: &Proxy,
+    memo: &mut EndpointMemo,
+) -> Option<ProxyConfig> {
     match (p.kind, &p.dataplane) {
-        (ProxyKind::Sidecar, Some(dp)) => match state.sidecar_config(&key.mesh, dp) {
+        (ProxyKind::Sidecar, Some(dp)) => match state.sidecar_config_with(&key.mesh, dp, memo) {
             Ok(cfg) => Some(ProxyConfig::Sidecar(cfg)),
             Err(error) => {
                 tracing::debug!(proxy = %key, %error, "cannot compute the sidecar's config yet");
