@@ -99,6 +99,8 @@ if [ $smoke -eq 1 ]; then
 else
   "$bin" reconnect --database-url postgres://postgres@127.0.0.1:5432/meridian_bench
 fi
+echo "== zone-scale: one zone CP, 1000 config-stream proxies, 10000 policies, 100 remote zones"
+if [ $smoke -eq 1 ]; then "$bin" zone-scale --smoke; else "$bin" zone-scale; fi
 echo "== scale: 100 zones x 1000 dataplanes, 10000 policies, global on the embedded store"
 if [ $smoke -eq 1 ]; then "$bin" scale --smoke; else "$bin" scale; fi
 install_proxies
