@@ -22,14 +22,17 @@
 
 pub mod convert;
 mod error;
+pub mod fanout;
 mod inbound;
 mod outbound;
 pub mod scope;
+pub mod session;
 pub mod transform;
 
 pub use error::KdsError;
+pub use fanout::Fanout;
 pub use inbound::{Applied, Inbound};
-pub use outbound::{CatchUp, DEFAULT_MAX_MESSAGE_BYTES, Outbound};
+pub use outbound::{CatchUp, CatchUpStream, DEFAULT_MAX_MESSAGE_BYTES, Outbound};
 pub use scope::Scope;
 pub use transform::Transform;
 
