@@ -28,6 +28,7 @@ mod outbound;
 pub mod scope;
 pub mod session;
 pub mod transform;
+pub mod zone_token;
 
 pub use error::KdsError;
 pub use fanout::Fanout;

@@ -19,13 +19,13 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use meridian_api::zone_token::{CheckError, TokenError, ZoneTokens};
 use meridian_kds::fanout::Batch;
 use meridian_kds::scope::{GlobalToZone, ZoneToGlobal};
 use meridian_kds::session::{
     self, AckSide, Pending, QUEUE, Queue, ReceiveSide, SendSide, Sent, SessionEnd,
 };
 use meridian_kds::transform::FromZone;
+use meridian_kds::zone_token::{CheckError, TokenError, ZoneTokens};
 use meridian_kds::{Applied, Fanout, Inbound, KdsError, Outbound};
 use meridian_model::{ResourceKind, Spec};
 use meridian_proto::kds::kds_server::Kds;
