@@ -166,6 +166,9 @@ pub trait SendSide: Send + Sync {
         async { Ok(()) }
     }
 
+    /// The session left the fan-out for one store read: `"gap"` or `"lagged"`.
+    fn fell_back(&self, _reason: &'static str) {}
+
     /// How often to send an empty message while idle, if at all.
     fn heartbeat(&self) -> Option<Duration> {
         None
@@ -206,6 +209,7 @@ pub async fn send_loop<S: Scope, H: SendSide>(
                     if batch.from > since {
                         metrics::counter!("meridian_kds_fanout_fallbacks_total", "reason" => "gap")
                             .increment(1);
+                        side.fell_back("gap");
                         since = from_store(outbound, since, queue, pending, side, false).await?;
                         continue;
                     }
@@ -231,6 +235,7 @@ pub async fn send_loop<S: Scope, H: SendSide>(
                     );
                     metrics::counter!("meridian_kds_fanout_fallbacks_total", "reason" => "lagged")
                         .increment(1);
+                    side.fell_back("lagged");
                     since = from_store(outbound, since, queue, pending, side, false).await?;
                 }
                 Err(broadcast::error::RecvError::Closed) => {
