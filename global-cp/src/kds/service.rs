@@ -1,6 +1,11 @@
 //! The KDS gRPC service on global: authenticates each zone, then runs one task per
-//! stream with separate send and receive loops, bounded queues and send timeouts, so
-//! a slow zone never blocks another and never deadlocks its own stream.
+//! stream on the shared session engine ([`meridian_kds::session`]: separate send and
+//! receive loops, bounded queues and send timeouts), so a slow zone never blocks
+//! another and never deadlocks its own stream. This file supplies global's sides:
+//! insights and metrics per zone, and the disabled-zone check.
+//!
+//! Every global→zone session reads the one [`Fanout`] of this replica (started with
+//! the first stream): a commit is read from the store once, not once per zone.
 //!
 //! Each stream is admitted by leader term first ([`super::fencing`]): a stream whose
 //! term is lower than the highest this replica has seen for its zone is refused with
