@@ -439,10 +439,16 @@ pub async fn list_after_pages_one_kind_by_key(store: &dyn Store) {
         assert!(page.len() <= 2);
         let Some(last) = page.last() else { break };
         after = Some((last.key.mesh.clone(), last.key.name.clone()));
-        seen.extend(page.iter().map(|r| format!("{}/{}", r.key.mesh, r.key.name)));
+        seen.extend(
+            page.iter()
+                .map(|r| format!("{}/{}", r.key.mesh, r.key.name)),
+        );
     }
     assert_eq!(seen, ["a/p9", "b/p1", "b/p2", "b/p3"]);
-    let meshes = store.list_after(ResourceKind::Mesh, None, 10).await.unwrap();
+    let meshes = store
+        .list_after(ResourceKind::Mesh, None, 10)
+        .await
+        .unwrap();
     assert_eq!(meshes.len(), 2);
     let past = store
         .list_after(ResourceKind::Zone, Some(("", "z1")), 10)
