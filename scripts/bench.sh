@@ -89,6 +89,12 @@ psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS meridian_bench_load" 
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE meridian_bench_load"
 if [ $smoke -eq 1 ]; then load=(--smoke); else load=(); fi
 "$bin" pg-load "${load[@]}" --database-url postgres://postgres@127.0.0.1:5432/meridian_bench_load
+echo "== fanout: 1000 lightweight KDS clients, global on the embedded store"
+if [ $smoke -eq 1 ]; then
+  "$bin" fanout --smoke --meridian-bin "$meridian"
+else
+  "$bin" fanout --zones 1000 --changes "$changes" --rate 20 --meridian-bin "$meridian"
+fi
 echo "== reconnect: zone re-sync after K missed changes, global on the embedded store"
 if [ $smoke -eq 1 ]; then "$bin" reconnect --smoke; else "$bin" reconnect; fi
 echo "== reconnect, global on PostgreSQL"

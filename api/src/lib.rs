@@ -36,7 +36,9 @@ pub mod router;
 pub mod server;
 pub mod telemetry;
 pub mod tokens;
-pub mod zone_token;
+/// Zone tokens live beside KDS, which verifies them; the REST layer issues and
+/// revokes them through this re-export.
+pub use meridian_kds::zone_token;
 pub mod zones;
 
 pub use router::{ApiPath, AppState, Role, router};

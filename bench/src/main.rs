@@ -2,11 +2,13 @@
 //! fail. `scripts/bench.sh` runs them all; CI runs a tiny smoke of each.
 //!
 //! - `propagation`: policy PUT on global → applied in every zone, for N zones.
+//! - `fanout`: policy PUT on global → received by 1,000 lightweight KDS clients.
 //! - `reconnect`, `scale`, `zone-scale`, `fullpath`, `pg-load`: see each module.
 //! - `datapath`: connections/s, latency, throughput, CPU and memory of Meridian's
 //!   zone-ingress SNI router, HAProxy and nginx, and of no proxy.
 
 mod datapath;
+mod fanout;
 mod fullpath;
 mod pg_load;
 mod procfs;
@@ -28,6 +30,8 @@ struct Cli {
 enum Bench {
     /// Time from a policy PUT on global until every zone has applied it.
     Propagation(propagation::Args),
+    /// PUT on global -> received by N lightweight KDS clients; global's CPU and RSS.
+    Fanout(fanout::Args),
     /// TLS passthrough by SNI: Meridian's zone ingress, HAProxy, nginx and no proxy.
     Datapath(datapath::Args),
     /// Resources and bytes re-sent when a zone reconnects after K changes, or restarts.
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().bench {
         Bench::Propagation(args) => runtime()?.block_on(propagation::run(args)),
+        Bench::Fanout(args) => runtime()?.block_on(fanout::run(args)),
         Bench::Datapath(args) => datapath::run(args),
         Bench::Reconnect(args) => runtime()?.block_on(reconnect::run(args)),
         Bench::Scale(args) => runtime()?.block_on(scale::run(args)),

@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::fullpath::process::{Process, meridian_bin};
 
-const ADMIN: &str = "bench-admin-token";
+pub(crate) const ADMIN: &str = "bench-admin-token";
 /// How long the last changes may take to arrive everywhere.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -73,7 +73,7 @@ pub struct Args {
 }
 
 /// Arrival times of every change at a set of observers (zones, or the proxy).
-struct Arrivals {
+pub(crate) struct Arrivals {
     /// Per observer: the newest change index + 1 it has reached.
     reached_by: Vec<usize>,
     /// Per change: how many observers reached it (or a later one) …
@@ -85,7 +85,7 @@ struct Arrivals {
 }
 
 impl Arrivals {
-    fn new(observers: usize, changes: usize) -> Arrivals {
+    pub(crate) fn new(observers: usize, changes: usize) -> Arrivals {
         Arrivals {
             reached_by: vec![0; observers],
             reached: vec![0; changes],
@@ -95,7 +95,7 @@ impl Arrivals {
     }
 
     /// `observer` now holds the value of change `value - 1` (value 0: none).
-    fn observe(&mut self, observer: usize, value: usize, at: Instant) {
+    pub(crate) fn observe(&mut self, observer: usize, value: usize, at: Instant) {
         let changes = self.reached.len();
         let Some(before) = self.reached_by.get(observer).copied() else {
             return;
@@ -111,14 +111,14 @@ impl Arrivals {
         self.reached_by[observer] = value;
     }
 
-    fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         let observers = self.reached_by.len();
         self.reached.iter().all(|&n| n == observers)
     }
 
     /// Times from each change's PUT to its arrival at the last observer, changes
     /// that never arrived everywhere, and skipped (observer, change) pairs.
-    fn summary(&self, started: &[Instant]) -> anyhow::Result<Summary> {
+    pub(crate) fn summary(&self, started: &[Instant]) -> anyhow::Result<Summary> {
         let observers = self.reached_by.len();
         let mut histogram = Histogram::<u64>::new(3)?;
         let (mut lost, mut coalesced) = (0, 0);
@@ -141,10 +141,10 @@ impl Arrivals {
     }
 }
 
-struct Summary {
-    histogram: Histogram<u64>,
-    lost: usize,
-    coalesced: usize,
+pub(crate) struct Summary {
+    pub(crate) histogram: Histogram<u64>,
+    pub(crate) lost: usize,
+    pub(crate) coalesced: usize,
 }
 
 /// One zone count's result.
@@ -224,7 +224,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The policy PUT for change `i`: the same name every time, `idleTimeout` `i+1` s.
-fn policy(name: &str, i: usize) -> serde_json::Value {
+pub(crate) fn policy(name: &str, i: usize) -> serde_json::Value {
     serde_json::json!({
         "type": "MeshTimeout", "name": name, "mesh": "default",
         "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"},
@@ -233,7 +233,7 @@ fn policy(name: &str, i: usize) -> serde_json::Value {
 }
 
 /// Global as a child process: its REST base URL, KDS URL and the KDS CA (PEM).
-async fn start_global(
+pub(crate) async fn start_global(
     bin: &std::path::Path,
     dir: &std::path::Path,
     database_url: Option<&str>,
@@ -269,7 +269,11 @@ async fn start_global(
     Ok((global, api, kds, ca_pem))
 }
 
-async fn issue_token(http: &reqwest::Client, api: &str, zone: &str) -> anyhow::Result<String> {
+pub(crate) async fn issue_token(
+    http: &reqwest::Client,
+    api: &str,
+    zone: &str,
+) -> anyhow::Result<String> {
     let response = http
         .post(format!("{api}/tokens/zone"))
         .bearer_auth(ADMIN)
@@ -436,7 +440,7 @@ async fn measure(zone_count: usize, args: &Args, bin: &std::path::Path) -> anyho
 }
 
 /// A per-run id, so repeated runs on one PostgreSQL database never match old rows.
-fn rand_id() -> u32 {
+pub(crate) fn rand_id() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())

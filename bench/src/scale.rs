@@ -27,6 +27,8 @@
 //! - **Global's `Store::snapshot()`** alone, which is what KDS reads for a full sync
 //!   (every resource, data planes included, filtered to the zone's scope after): its
 //!   time and the RSS growth while the result is held.
+//! - **RSS peak during the zone's sync**: the highest `VmRSS` sampled every 10 ms
+//!   while it runs, minus before it started (same caveats as the delta below).
 //! - **Zone RSS delta**: this process's RSS after the zone synced minus before it
 //!   started. Global runs in the same process and works during the sync (it reads
 //!   such a snapshot again), so this is a delta of a shared process, not the zone's
@@ -204,6 +206,9 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     // A new zone's full sync.
     let relay = Relay::start(global.kds_addr()?).await?;
     let rss_before_zone = rss_bytes();
+    // The peak while the sync runs, sampled every 10 ms (a delta taken only at the
+    // end misses memory held during the sync and freed before it ended).
+    let sampling = rss_sampler();
     let started = Instant::now();
     let zone_store =
         meridian_embedded_store::EmbeddedStore::open(&dir.path().join(NEW_ZONE)).await?;
@@ -218,6 +223,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     .context("the new zone's full sync")?;
     let sync_bytes = relay.bytes();
     let rss_after_zone = rss_bytes();
+    let rss_peak_zone = sampling.stop().await;
     let count = |kind| {
         let zone_store = &zone_store;
         async move {
@@ -265,6 +271,10 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     figure(
         "RSS delta over the zone's sync",
         delta(rss_before_zone, rss_after_zone),
+    );
+    figure(
+        "RSS peak during the zone's sync",
+        delta(rss_before_zone, rss_peak_zone),
     );
 
     // Config computation in the new zone.
@@ -349,6 +359,34 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         "RSS: VmRSS of this one process (global, the new zone, the bench's own allocations, redb caches; freed memory is not always returned); the zone's figure is a delta of that shared process, measured after the snapshot above was freed; bytes: through the relay, TLS and framing included"
     );
     Ok(())
+}
+
+/// Samples this process's RSS until stopped; [`RssSampler::stop`] gives the peak.
+struct RssSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Option<u64>>,
+}
+
+impl RssSampler {
+    async fn stop(self) -> Option<u64> {
+        let _ = self.stop.send(());
+        self.task.await.ok().flatten()
+    }
+}
+
+fn rss_sampler() -> RssSampler {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut peak = rss_bytes();
+        let mut every = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                _ = every.tick() => peak = peak.max(rss_bytes()),
+                _ = &mut stopped => return peak.max(rss_bytes()),
+            }
+        }
+    });
+    RssSampler { stop, task }
 }
 
 /// An RSS change, `+x MiB (a -> b MiB)`.

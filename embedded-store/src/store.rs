@@ -687,6 +687,43 @@ impl Store for EmbeddedStore {
         })
     }
 
+    async fn list_after(
+        &self,
+        kind: meridian_model::ResourceKind,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        use std::ops::Bound;
+        let txn = self.read_txn()?;
+        let resources = txn.open_table(RESOURCES).internal()?;
+        let type_name = kind.type_name();
+        let start = match after {
+            Some((mesh, name)) => Bound::Excluded((type_name, mesh, name)),
+            None => Bound::Included((type_name, "", "")),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in resources
+            .range::<(&str, &str, &str)>((start, Bound::Unbounded))
+            .internal()?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item.internal()?;
+            let (k, mesh, name) = key.value();
+            if k != type_name {
+                break;
+            }
+            let row: ResourceRow = decode("resource", value.value()).internal()?;
+            out.push(row.into_stored(ResourceKey {
+                kind,
+                mesh: mesh.to_owned(),
+                name: name.to_owned(),
+            }));
+        }
+        Ok(out)
+    }
+
     async fn compact(&self, through: Revision) -> Result<Revision, StoreError> {
         match self.write(Command::Compact { through }).await? {
             CommandResponse::Compacted(horizon) => Ok(horizon),

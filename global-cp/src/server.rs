@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_api::auth::{AdminAuth, ReadTokens, TokenOrigin};
-use meridian_api::zone_token::{self, ZoneTokens};
 use meridian_api::{ApiServer, AppState, BindError, Role, telemetry};
+use meridian_kds::zone_token::{self, ZoneTokens};
 use meridian_model::ResourceKind;
 use meridian_store::{NewResource, Precondition, ResourceKey, Revision, Store, StoreError};
 use tokio::net::TcpListener;

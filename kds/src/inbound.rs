@@ -9,6 +9,7 @@ use meridian_proto::kds;
 use meridian_store::{Precondition, ResourceKey, Revision, Store, WriteOp};
 
 use crate::convert::{from_proto, key_of, key_to_proto};
+use crate::outbound::PAGE;
 use crate::{KdsError, Scope, Transform};
 
 /// Applies received [`kds::Changes`] to a store.
@@ -148,23 +149,43 @@ impl<S: Scope, T: Transform> Inbound<S, T> {
             });
             applied.through = Some(changes.through_revision);
         }
-        self.commit(ops, &mut applied).await?;
+        // A heartbeat (or a message whose every resource was NACKed without a
+        // revision to record) writes nothing: no transaction at all.
+        if !ops.is_empty() {
+            self.commit(ops, &mut applied).await?;
+        }
         Ok(applied)
     }
 
     /// In-scope local resources a finished snapshot did not contain, owned resources
-    /// before their owners so each delete finds its target.
+    /// before their owners so each delete finds its target. Reads only the scope's
+    /// kinds, page by page, keeping only the keys to delete.
     async fn stale_resources(
         &self,
         seen: &HashSet<ResourceKey>,
     ) -> Result<Vec<ResourceKey>, KdsError> {
-        let snapshot = self.store.snapshot().await?;
-        let mut stale: Vec<ResourceKey> = snapshot
-            .resources
-            .into_iter()
-            .filter(|r| self.scope.includes(&r.key, r.zone.as_deref()) && !seen.contains(&r.key))
-            .map(|r| r.key)
-            .collect();
+        let mut stale = Vec::new();
+        for kind in self.scope.kinds() {
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let cursor = after.as_ref().map(|(m, n)| (m.as_str(), n.as_str()));
+                let page = self.store.list_after(kind, cursor, PAGE).await?;
+                let full = page.len() >= PAGE;
+                after = page
+                    .last()
+                    .map(|r| (r.key.mesh.clone(), r.key.name.clone()));
+                stale.extend(
+                    page.into_iter()
+                        .filter(|r| {
+                            self.scope.includes(&r.key, r.zone.as_deref()) && !seen.contains(&r.key)
+                        })
+                        .map(|r| r.key),
+                );
+                if !full {
+                    break;
+                }
+            }
+        }
         stale.sort_by_key(|key| matches!(key.kind, ResourceKind::Mesh | ResourceKind::Zone));
         Ok(stale)
     }

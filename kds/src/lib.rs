@@ -16,20 +16,38 @@
 //!   resource, so a zone can only ever touch its own resources.
 //!
 //! The receiver persists the last sender revision it applied; on reconnect the sender
-//! continues from it ([`Outbound::catch_up`]), falling back to a chunked snapshot only
-//! when its change log was compacted past that revision. After a snapshot's last
-//! chunk, the receiver deletes what is in scope but was not in the snapshot.
+//! continues from it ([`Outbound::stream`]), falling back to a chunked, scoped full
+//! sync only when its change log was compacted past that revision. After a
+//! snapshot's last chunk, the receiver deletes what is in scope but was not in it.
+//!
+//! Around that:
+//! - [`fanout`]: one change-log read per commit per process, decoded once and
+//!   broadcast to every session (each applies its scope); a session that lags it
+//!   reads the store itself.
+//! - [`session`]: the send, ACK and receive loops with their bounded queues and send
+//!   timeouts, used by global's service and the zone's client alike.
+//! - [`zone_token`]: the zone tokens KDS admits zones with (issued through REST).
+//!
+//! ```text
+//!  Store::watch ─▶ Fanout ─Arc<Batch>─▶ session::send_loop ─▶ Queue ─▶ peer
+//!                    (lag/gap) └────────▶ Outbound::stream (store) ┘
+//!  peer ─▶ session::receive_loop ─▶ Inbound::apply ─▶ store ; ACK ─▶ Queue ─▶ peer
+//! ```
 
 pub mod convert;
 mod error;
+pub mod fanout;
 mod inbound;
 mod outbound;
 pub mod scope;
+pub mod session;
 pub mod transform;
+pub mod zone_token;
 
 pub use error::KdsError;
+pub use fanout::Fanout;
 pub use inbound::{Applied, Inbound};
-pub use outbound::{CatchUp, DEFAULT_MAX_MESSAGE_BYTES, Outbound};
+pub use outbound::{CatchUp, CatchUpStream, DEFAULT_MAX_MESSAGE_BYTES, Outbound};
 pub use scope::Scope;
 pub use transform::Transform;
 

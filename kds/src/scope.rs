@@ -9,6 +9,14 @@ use meridian_store::ResourceKey;
 pub trait Scope: Send + Sync {
     /// Whether a resource with this key and owner flows on the stream.
     fn includes(&self, key: &ResourceKey, owner: Option<&str>) -> bool;
+
+    /// Every kind [`Scope::includes`] may admit, owners (meshes, zones) before what
+    /// they own: a full sync reads only these kinds, in this order, so it never
+    /// touches kinds the stream does not carry (global's data planes on the way
+    /// down). Never leave out a kind `includes` admits.
+    fn kinds(&self) -> Vec<ResourceKind> {
+        ResourceKind::ALL.to_vec()
+    }
 }
 
 /// global→zone for one zone: meshes, zones, policies, and other zones' ingresses.
@@ -29,6 +37,13 @@ impl Scope for GlobalToZone {
             _ => true,
         }
     }
+
+    fn kinds(&self) -> Vec<ResourceKind> {
+        ResourceKind::ALL
+            .into_iter()
+            .filter(|k| !matches!(k, ResourceKind::Dataplane | ResourceKind::ZoneEgress))
+            .collect()
+    }
 }
 
 /// zone→global: the zone's own zone-owned resources.
@@ -41,6 +56,13 @@ pub struct ZoneToGlobal {
 impl Scope for ZoneToGlobal {
     fn includes(&self, key: &ResourceKey, owner: Option<&str>) -> bool {
         key.kind.is_zone_owned() && owner == Some(self.zone.as_str())
+    }
+
+    fn kinds(&self) -> Vec<ResourceKind> {
+        ResourceKind::ALL
+            .into_iter()
+            .filter(|k| k.is_zone_owned())
+            .collect()
     }
 }
 
@@ -61,5 +83,42 @@ mod tests {
         assert!(down.includes(&ingress, Some("b")) && !down.includes(&ingress, Some("a")));
         assert!(!down.includes(&ResourceKey::global(ResourceKind::Zone, "a"), None));
         assert!(down.includes(&ResourceKey::global(ResourceKind::Zone, "b"), None));
+    }
+
+    /// `kinds` must list every kind `includes` can admit, or a full sync would
+    /// silently leave it out (and the receiver prune it).
+    #[test]
+    fn kinds_cover_what_the_scope_admits() {
+        let scopes: [Box<dyn Scope>; 2] = [
+            Box::new(GlobalToZone { zone: "a".into() }),
+            Box::new(ZoneToGlobal { zone: "a".into() }),
+        ];
+        for scope in scopes {
+            let kinds = scope.kinds();
+            for kind in ResourceKind::ALL {
+                let key = if kind.is_mesh_scoped() {
+                    ResourceKey::in_mesh(kind, "default", "x")
+                } else {
+                    ResourceKey::global(kind, "x")
+                };
+                let admitted = [None, Some("a"), Some("b")]
+                    .into_iter()
+                    .any(|owner| scope.includes(&key, owner));
+                assert!(
+                    !admitted || kinds.contains(&kind),
+                    "{kind} admitted but not listed"
+                );
+            }
+            let mesh = kinds.iter().position(|k| *k == ResourceKind::Mesh);
+            let zone = kinds.iter().position(|k| *k == ResourceKind::Zone);
+            for owner in [mesh, zone].into_iter().flatten() {
+                assert!(owner <= 1, "owners come first: {kinds:?}");
+            }
+        }
+        assert!(
+            !GlobalToZone { zone: "a".into() }
+                .kinds()
+                .contains(&ResourceKind::Dataplane)
+        );
     }
 }

@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             deleting_a_zone_deletes_what_it_owns,
             delete_of_missing_resource_is_not_found,
             list_filters_orders_and_pages,
+            list_after_pages_one_kind_by_key,
             changes_since_returns_latest_state_per_key_in_order,
             changes_since_pages_by_revision,
             compaction_drops_old_changes_and_reports_the_horizon,
@@ -418,6 +419,46 @@ pub async fn list_filters_orders_and_pages(store: &dyn Store) {
     let zoned = store.list(&by_zone).await.unwrap();
     assert_eq!(zoned.total, 1);
     assert_eq!(zoned.items[0].key.name, "dp-2");
+}
+
+/// `list_after` walks one kind by (mesh, name), resuming after the last key it gave,
+/// and never strays into another kind.
+pub async fn list_after_pages_one_kind_by_key(store: &dyn Store) {
+    put(store, mesh("a")).await;
+    put(store, mesh("b")).await;
+    for name in ["p3", "p1", "p2"] {
+        put(store, policy("b", name, &[])).await;
+    }
+    put(store, policy("a", "p9", &[])).await;
+    put(store, zone("z1")).await;
+    put(store, dataplane("a", "dp-1", "z1")).await;
+    let mut seen = Vec::new();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let cursor = after.as_ref().map(|(m, n)| (m.as_str(), n.as_str()));
+        let page = store
+            .list_after(ResourceKind::MeshTimeout, cursor, 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some((last.key.mesh.clone(), last.key.name.clone()));
+        seen.extend(
+            page.iter()
+                .map(|r| format!("{}/{}", r.key.mesh, r.key.name)),
+        );
+    }
+    assert_eq!(seen, ["a/p9", "b/p1", "b/p2", "b/p3"]);
+    let meshes = store
+        .list_after(ResourceKind::Mesh, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(meshes.len(), 2);
+    let past = store
+        .list_after(ResourceKind::Zone, Some(("", "z1")), 10)
+        .await
+        .unwrap();
+    assert!(past.is_empty(), "{past:?}");
 }
 
 /// changes_since gives each changed key once, in its latest state, in revision order;

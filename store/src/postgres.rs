@@ -648,6 +648,31 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn list_after(
+        &self,
+        kind: ResourceKind,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        // Row comparison on the (kind, mesh, name) unique index: each page is an
+        // index range scan, however deep into the kind it starts.
+        let (mesh, name) = after.unwrap_or(("", ""));
+        let rows: Vec<ResourceRow> = sqlx::query_as(trusted(format!(
+            "SELECT {COLUMNS} FROM resources
+             WHERE kind = $1 AND ($2 OR (mesh, name) > ($3, $4))
+             ORDER BY mesh, name LIMIT $5"
+        )))
+        .bind(kind.type_name())
+        .bind(after.is_none())
+        .bind(mesh)
+        .bind(name)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.inner.pool)
+        .await
+        .db()?;
+        rows.into_iter().map(StoredResource::try_from).collect()
+    }
+
     async fn compact(&self, through: Revision) -> Result<Revision, StoreError> {
         let mut tx = self.inner.pool.begin().await.db()?;
         let (current, horizon): (Revision, Revision) = sqlx::query_as(

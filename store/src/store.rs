@@ -1,6 +1,7 @@
 //! The [`Store`] trait every backend implements, and write preconditions.
 
 use async_trait::async_trait;
+use meridian_model::ResourceKind;
 use tokio::sync::watch;
 
 use crate::{
@@ -47,6 +48,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every resource, consistent at one revision.
     async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+
+    /// Up to `limit` resources of `kind` whose `(mesh, name)` sorts after `after`
+    /// (from the first when `None`), ordered by mesh then name: keyset paging, so a
+    /// caller can walk one kind page by page without holding the rest in memory.
+    /// Each call is consistent on its own, at the revision current when it ran;
+    /// pages read at different revisions are made consistent by the caller (KDS
+    /// replays [`Store::changes_since`] from the revision it started at).
+    async fn list_after(
+        &self,
+        kind: ResourceKind,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError>;
 
     /// Drops change-log entries up to and including `through` (clamped to the current
     /// revision) and returns the new horizon. Tombstones older than the horizon are

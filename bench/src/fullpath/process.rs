@@ -165,6 +165,11 @@ impl Process {
     }
 
     /// Its CPU seconds and peak RSS so far (zero once it has exited).
+    /// The child's process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub(crate) fn usage(&self) -> Usage {
         let Some(pid) = self.child.id() else {
             return Usage::default();

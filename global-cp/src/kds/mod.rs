@@ -4,6 +4,7 @@
 //!  zone ──TLS──▶ KdsService::admit (token ↔ zone name, Zone enabled)
 //!                ──▶ fencing (leader term: refuse older, supersede lower)
 //!         GlobalToZone: Subscribe{since} ──▶ Outbound(GlobalToZone scope) ──▶ deltas, on every commit
+//!                       (one Fanout per replica reads each commit once for every zone)
 //!         ZoneToGlobal: Resume{since} ◀── ; deltas ──▶ Inbound(FromZone) ──▶ store (one txn each)
 //!                                     └──▶ Insights ──▶ zone_insights (status)
 //! ```

@@ -1,6 +1,11 @@
 //! The KDS gRPC service on global: authenticates each zone, then runs one task per
-//! stream with separate send and receive loops, bounded queues and send timeouts, so
-//! a slow zone never blocks another and never deadlocks its own stream.
+//! stream on the shared session engine ([`meridian_kds::session`]: separate send and
+//! receive loops, bounded queues and send timeouts), so a slow zone never blocks
+//! another and never deadlocks its own stream. This file supplies global's sides:
+//! insights and metrics per zone, and the disabled-zone check.
+//!
+//! Every global→zone session reads the one [`Fanout`] of this replica (started with
+//! the first stream): a commit is read from the store once, not once per zone.
 //!
 //! Each stream is admitted by leader term first ([`super::fencing`]): a stream whose
 //! term is lower than the highest this replica has seen for its zone is refused with
@@ -13,16 +18,20 @@
 //! through another. Refused admissions are counted in
 //! `meridian_kds_zone_refused_total{reason}`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use meridian_api::zone_token::{CheckError, TokenError, ZoneTokens};
+use meridian_kds::fanout::Batch;
 use meridian_kds::scope::{GlobalToZone, ZoneToGlobal};
+use meridian_kds::session::{
+    self, AckSide, Pending, QUEUE, Queue, ReceiveSide, SendSide, Sent, SessionEnd,
+};
 use meridian_kds::transform::FromZone;
-use meridian_kds::{Inbound, KdsError, Outbound};
+use meridian_kds::zone_token::{CheckError, TokenError, ZoneTokens};
+use meridian_kds::{Applied, Fanout, Inbound, KdsError, Outbound};
 use meridian_model::{ResourceKind, Spec};
 use meridian_proto::kds::kds_server::Kds;
 use meridian_proto::kds::{
@@ -34,16 +43,12 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::fencing::{self, Direction, ZoneStreams};
 use super::insight::Insights;
 
-/// Messages queued per stream before the sender waits for the zone to read.
-const QUEUE: usize = 16;
-/// A zone that does not take a queued message within this time is disconnected.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Full snapshots read at once unless [`KdsService::with_full_sync_limit`] says.
 pub const DEFAULT_FULL_SYNCS: usize = 4;
 
@@ -65,6 +70,9 @@ pub struct KdsService {
     /// Full snapshots read at once, across every zone (admission control after
     /// a restart, when every zone may need one).
     full_syncs: Arc<Semaphore>,
+    /// The one change-log reader every global→zone session of this replica reads
+    /// from (started with the first stream).
+    fanout: Arc<OnceLock<Fanout>>,
     stop: CancellationToken,
 }
 
@@ -95,6 +103,7 @@ impl KdsService {
             streams: ZoneStreams::default(),
             sessions: TaskTracker::new(),
             full_syncs: Arc::new(Semaphore::new(DEFAULT_FULL_SYNCS)),
+            fanout: Arc::default(),
             stop: CancellationToken::new(),
         }
     }
@@ -131,7 +140,7 @@ impl KdsService {
         peer: Peer,
         mut fence: fencing::Stream,
         stream: &'static str,
-        tx: mpsc::Sender<Result<T, Status>>,
+        tx: Queue<Result<T, Status>>,
         session: impl Future<Output = String> + Send + 'static,
     ) {
         let service = self.clone();
@@ -144,13 +153,13 @@ impl KdsService {
                 reason = session => reason,
                 term = fence.superseded() => {
                     let reason = format!("superseded by a stream with leader term {term}");
-                    let _ = tx.try_send(Err(Status::failed_precondition(reason.clone())));
+                    tx.try_send(Err(Status::failed_precondition(reason.clone())));
                     reason
                 }
                 refused = service.token_withdrawn(&peer.token, &zone, peer.token_changes) => {
                     let reason = refused.to_string();
                     tracing::warn!(%zone, reason = refused.label(), "ending a KDS stream: its zone token is no longer valid");
-                    let _ = tx.try_send(Err(Status::unauthenticated(reason.clone())));
+                    tx.try_send(Err(Status::unauthenticated(reason.clone())));
                     reason
                 }
                 _ = service.stop.cancelled() => "global is shutting down".to_owned(),
@@ -320,34 +329,189 @@ fn kds_status(error: KdsError) -> Status {
     }
 }
 
-/// Per-type resource counts of a message.
-fn counts(changes: &kds::Changes) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for t in changes
-        .upserts
-        .iter()
-        .map(|r| &r.r#type)
-        .chain(changes.removals.iter().map(|k| &k.r#type))
-    {
-        *counts.entry(t.clone()).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// Sends on a stream's queue, giving up on a zone that stopped reading.
-async fn send<T>(
-    tx: &mpsc::Sender<Result<T, Status>>,
-    item: Result<T, Status>,
-) -> Result<(), &'static str> {
-    match tokio::time::timeout(SEND_TIMEOUT, tx.send(item)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err("the zone closed the stream"),
-        Err(_) => Err("the zone did not read its stream in time"),
+/// Tells the zone why its stream ends when this end failed; returns the reason.
+async fn ended<T: Send>(end: SessionEnd, queue: &Queue<Result<T, Status>>, failed: &str) -> String {
+    match end {
+        SessionEnd::Closed(reason) => reason,
+        SessionEnd::Transport(status) => format!("receive error: {}", status.message()),
+        SessionEnd::Failed(error) => {
+            let status = kds_status(error);
+            let _ = queue.send(Err(status.clone())).await;
+            format!("{failed}{}", status.message())
+        }
     }
 }
 
-/// Messages sent and not yet acknowledged: nonce → (through revision, per-type counts).
-type Pending = Arc<Mutex<HashMap<String, (i64, BTreeMap<String, u64>)>>>;
+/// global→zone for one zone: what the session engine needs from global.
+struct ToZone<'a> {
+    service: &'a KdsService,
+    zone: &'a str,
+    /// The zone's own Zone record: a batch touching it may have disabled the zone.
+    zone_key: ResourceKey,
+    queue: Queue<Result<GlobalDelta, Status>>,
+}
+
+impl SendSide for ToZone<'_> {
+    type Wire = Result<GlobalDelta, Status>;
+
+    fn wrap(&self, changes: kds::Changes, global_revision: i64) -> Self::Wire {
+        Ok(GlobalDelta {
+            changes: Some(changes),
+            global_revision,
+        })
+    }
+
+    fn sending(&self, counts: &BTreeMap<String, u64>, global_revision: i64) {
+        let zone = self.zone;
+        self.service.insights.update(zone, |i| {
+            for (t, n) in counts {
+                *i.global_to_zone.sent.entry(t.clone()).or_insert(0) += n;
+                metrics::counter!("meridian_kds_resources_sent_total", "zone" => zone.to_owned(), "type" => t.clone()).increment(*n);
+            }
+            i.global_revision = global_revision;
+        });
+    }
+
+    fn caught_up(&self, revision: i64) {
+        // Nothing in scope changed: the zone is as current as global.
+        self.service
+            .insights
+            .update(self.zone, |i| i.set_positions(revision, revision));
+    }
+
+    async fn check(&self, batch: Option<&Batch>) -> Result<(), SessionEnd> {
+        // Only a change to the zone's own record can disable it: no store read per
+        // commit per zone.
+        if batch.is_some_and(|b| !b.touches(&self.zone_key)) {
+            return Ok(());
+        }
+        if self.service.zone_enabled(self.zone).await {
+            return Ok(());
+        }
+        let status = Status::permission_denied(format!("zone {} was disabled", self.zone));
+        let _ = self.queue.send(Err(status)).await;
+        Err(SessionEnd::Closed("the zone was disabled".to_owned()))
+    }
+
+    fn peer(&self) -> &str {
+        self.zone
+    }
+}
+
+impl AckSide for ToZone<'_> {
+    type Incoming = ZoneToGlobalAck;
+
+    fn ack(&self, message: ZoneToGlobalAck) -> Result<Option<kds::Ack>, String> {
+        match message.kind {
+            Some(zone_to_global_ack::Kind::Ack(ack)) => Ok(Some(ack)),
+            _ => Err("a second Subscribe".to_owned()),
+        }
+    }
+
+    fn seen(&self) {
+        self.service.insights.seen(self.zone);
+    }
+
+    fn acked(&self, sent: Option<Sent>, ack: &kds::Ack) {
+        let zone = self.zone;
+        let Some(Sent {
+            through,
+            counts: mut sent_counts,
+        }) = sent
+        else {
+            tracing::warn!(%zone, nonce = %ack.nonce, "ACK for an unknown nonce");
+            return;
+        };
+        self.service.insights.update(zone, |i| {
+            for nack in &ack.nacks {
+                let key = nack.key.clone().unwrap_or_default();
+                *i.global_to_zone.nacked.entry(key.r#type.clone()).or_insert(0) += 1;
+                if let Some(n) = sent_counts.get_mut(&key.r#type) {
+                    *n = n.saturating_sub(1);
+                }
+                metrics::counter!("meridian_kds_resources_nacked_total", "zone" => zone.to_owned(), "type" => key.r#type.clone()).increment(1);
+                tracing::warn!(%zone, resource = %format!("{} {}/{}", key.r#type, key.mesh, key.name), reason = %nack.reason, "zone NACKed a resource");
+                i.global_to_zone.last_nack = Some(format!("{} {}/{}: {}", key.r#type, key.mesh, key.name, nack.reason));
+            }
+            for (t, n) in &sent_counts {
+                *i.global_to_zone.acked.entry(t.clone()).or_insert(0) += n;
+            }
+            // Lag is measured against the revision this session last sent, which
+            // the send loop keeps current: no store query per ACK.
+            if through > 0 {
+                i.set_positions(i.global_revision, through.max(i.revision_applied));
+            }
+        });
+    }
+
+    fn peer(&self) -> &'static str {
+        "zone"
+    }
+}
+
+/// zone→global for one zone: what the session engine needs from global.
+struct FromZoneSide<'a> {
+    service: &'a KdsService,
+    zone: &'a str,
+}
+
+impl ReceiveSide for FromZoneSide<'_> {
+    type Incoming = ZoneDelta;
+    type Ack = Result<GlobalAck, Status>;
+
+    fn unwrap(&self, delta: ZoneDelta) -> (kds::Changes, Option<i64>) {
+        (delta.changes.unwrap_or_default(), None)
+    }
+
+    fn wrap_ack(&self, ack: kds::Ack) -> Self::Ack {
+        Ok(GlobalAck {
+            kind: Some(global_ack::Kind::Ack(ack)),
+        })
+    }
+
+    fn seen(&self) {
+        // A heartbeat ends here: in memory, flushed with the insight; no store write.
+        self.service.insights.seen(self.zone);
+    }
+
+    fn applied(&self, received: &BTreeMap<String, u64>, applied: &Applied, _: Option<i64>) {
+        let zone = self.zone;
+        self.service.insights.update(zone, |i| {
+            for (t, n) in received {
+                *i.zone_to_global.sent.entry(t.clone()).or_insert(0) += n;
+            }
+            let mut ok = received.clone();
+            for nack in &applied.nacks {
+                let key = nack.key.clone().unwrap_or_default();
+                *i.zone_to_global
+                    .nacked
+                    .entry(key.r#type.clone())
+                    .or_insert(0) += 1;
+                if let Some(n) = ok.get_mut(&key.r#type) {
+                    *n = n.saturating_sub(1);
+                }
+                i.zone_to_global.last_nack = Some(format!(
+                    "{} {}/{}: {}",
+                    key.r#type, key.mesh, key.name, nack.reason
+                ));
+            }
+            for (t, n) in ok {
+                *i.zone_to_global.acked.entry(t).or_insert(0) += n;
+            }
+            if let Some(through) = applied.through {
+                i.zone_revision_applied = through;
+            }
+        });
+        for nack in &applied.nacks {
+            let key = nack.key.clone().unwrap_or_default();
+            tracing::warn!(%zone, resource = %format!("{} {}/{}", key.r#type, key.mesh, key.name), reason = %nack.reason, "NACKed a zone resource");
+        }
+    }
+
+    fn peer(&self) -> &'static str {
+        "zone"
+    }
+}
 
 #[tonic::async_trait]
 impl Kds for KdsService {
@@ -374,10 +538,11 @@ impl Kds for KdsService {
         };
         let (tx, rx) = mpsc::channel(QUEUE);
         tracing::info!(zone = %peer.zone, term = peer.term, since, "zone subscribed (global→zone)");
-        let (service, zone, session_tx) = (self.clone(), peer.zone.clone(), tx.clone());
-        self.spawn_session(peer, fence, "global→zone", tx, async move {
+        let queue = Queue::new(tx, "zone");
+        let (service, zone, session_queue) = (self.clone(), peer.zone.clone(), queue.clone());
+        self.spawn_session(peer, fence, "global→zone", queue, async move {
             service
-                .run_global_to_zone(&zone, since, acks, &session_tx)
+                .run_global_to_zone(&zone, since, acks, session_queue)
                 .await
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -391,23 +556,32 @@ impl Kds for KdsService {
         let fence = self.fence(&peer, Direction::ZoneToGlobal)?;
         let deltas = request.into_inner();
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (service, zone, session_tx) = (self.clone(), peer.zone.clone(), tx.clone());
-        self.spawn_session(peer, fence, "zone→global", tx, async move {
-            service.run_zone_to_global(&zone, deltas, &session_tx).await
+        let queue = Queue::new(tx, "zone");
+        let (service, zone, session_queue) = (self.clone(), peer.zone.clone(), queue.clone());
+        self.spawn_session(peer, fence, "zone→global", queue, async move {
+            service
+                .run_zone_to_global(&zone, deltas, session_queue)
+                .await
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
 impl KdsService {
-    /// global→zone: send what the zone lacks, then every commit as it lands. Returns
-    /// why the stream ended.
+    /// The process's one change-log reader, started with the first stream.
+    fn fanout(&self) -> &Fanout {
+        self.fanout
+            .get_or_init(|| Fanout::start(self.store.clone()))
+    }
+
+    /// global→zone: send what the zone lacks, then every commit as it lands (from
+    /// the shared fan-out). Returns why the stream ended.
     async fn run_global_to_zone(
         &self,
         zone: &str,
-        mut since: i64,
-        acks: Streaming<ZoneToGlobalAck>,
-        tx: &mpsc::Sender<Result<GlobalDelta, Status>>,
+        since: i64,
+        mut acks: Streaming<ZoneToGlobalAck>,
+        queue: Queue<Result<GlobalDelta, Status>>,
     ) -> String {
         let outbound = Outbound::new(
             self.store.clone(),
@@ -416,127 +590,20 @@ impl KdsService {
             },
         )
         .with_snapshot_permits(self.full_syncs.clone());
-        let pending: Pending = Arc::default();
-        // Aborted when the session ends, whichever way it ends.
-        let mut acks_task = AbortOnDropHandle::new(tokio::spawn(self.clone().read_acks(
-            zone.to_owned(),
-            acks,
-            pending.clone(),
-        )));
-        let mut commits = self.store.watch();
-        loop {
-            commits.borrow_and_update();
-            let catch_up = match outbound.catch_up(since).await {
-                Ok(catch_up) => catch_up,
-                Err(error) => {
-                    let status = kds_status(error);
-                    let _ = send(tx, Err(status.clone())).await;
-                    return format!("could not read changes: {}", status.message());
-                }
-            };
-            for error in &catch_up.oversized {
-                tracing::error!(%zone, %error, "resource not sent");
-            }
-            let global_revision = catch_up.through;
-            let resources = catch_up.resource_count();
-            if catch_up.messages.is_empty() {
-                // Nothing in scope changed: the zone is as current as global.
-                self.insights
-                    .update(zone, |i| i.set_positions(global_revision, global_revision));
-            }
-            for message in catch_up.messages {
-                let message_counts = counts(&message);
-                if let Ok(mut pending) = pending.lock() {
-                    pending.insert(
-                        message.nonce.clone(),
-                        (message.through_revision, message_counts.clone()),
-                    );
-                }
-                self.insights.update(zone, |i| {
-                    for (t, n) in &message_counts {
-                        *i.global_to_zone.sent.entry(t.clone()).or_insert(0) += n;
-                        metrics::counter!("meridian_kds_resources_sent_total", "zone" => zone.to_owned(), "type" => t.clone()).increment(*n);
-                    }
-                    i.global_revision = global_revision;
-                });
-                let delta = GlobalDelta {
-                    changes: Some(message),
-                    global_revision,
-                };
-                if let Err(reason) = send(tx, Ok(delta)).await {
-                    return reason.to_owned();
-                }
-            }
-            if catch_up.snapshot {
-                tracing::info!(%zone, revision = global_revision, resources, "sent a full snapshot");
-            }
-            since = catch_up.through;
-            tokio::select! {
-                changed = commits.changed() => if changed.is_err() { return "the store closed".to_owned() },
-                ended = &mut acks_task => {
-                    return match ended {
-                        Ok(reason) => reason,
-                        Err(_) => "the ACK reader failed".to_owned(),
-                    };
-                }
-            }
-            if !self.zone_enabled(zone).await {
-                let _ = send(
-                    tx,
-                    Err(Status::permission_denied(format!(
-                        "zone {zone} was disabled"
-                    ))),
-                )
-                .await;
-                return "the zone was disabled".to_owned();
-            }
-        }
-    }
-
-    /// Reads the zone's ACKs on the global→zone stream, updating its insight.
-    async fn read_acks(
-        self,
-        zone: String,
-        mut acks: Streaming<ZoneToGlobalAck>,
-        pending: Pending,
-    ) -> String {
-        loop {
-            let message = match acks.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => return "the zone closed the stream".to_owned(),
-                Err(status) => return format!("receive error: {}", status.message()),
-            };
-            self.insights.seen(&zone);
-            let Some(zone_to_global_ack::Kind::Ack(ack)) = message.kind else {
-                return "protocol violation: a second Subscribe".to_owned();
-            };
-            let Some((through, mut sent_counts)) =
-                pending.lock().ok().and_then(|mut p| p.remove(&ack.nonce))
-            else {
-                tracing::warn!(%zone, nonce = %ack.nonce, "ACK for an unknown nonce");
-                continue;
-            };
-            self.insights.update(&zone, |i| {
-                for nack in &ack.nacks {
-                    let key = nack.key.clone().unwrap_or_default();
-                    *i.global_to_zone.nacked.entry(key.r#type.clone()).or_insert(0) += 1;
-                    if let Some(n) = sent_counts.get_mut(&key.r#type) {
-                        *n = n.saturating_sub(1);
-                    }
-                    metrics::counter!("meridian_kds_resources_nacked_total", "zone" => zone.clone(), "type" => key.r#type.clone()).increment(1);
-                    tracing::warn!(%zone, resource = %format!("{} {}/{}", key.r#type, key.mesh, key.name), reason = %nack.reason, "zone NACKed a resource");
-                    i.global_to_zone.last_nack = Some(format!("{} {}/{}: {}", key.r#type, key.mesh, key.name, nack.reason));
-                }
-                for (t, n) in &sent_counts {
-                    *i.global_to_zone.acked.entry(t.clone()).or_insert(0) += n;
-                }
-                // Lag is measured against the revision this session last sent, which
-                // the send loop keeps current: no store query per ACK.
-                if through > 0 {
-                    i.set_positions(i.global_revision, through.max(i.revision_applied));
-                }
-            });
-        }
+        // Subscribed before the first store read, so no commit after it is missed.
+        let feed = self.fanout().subscribe();
+        let pending = Pending::default();
+        let side = ToZone {
+            service: self,
+            zone,
+            zone_key: ResourceKey::global(ResourceKind::Zone, zone),
+            queue: queue.clone(),
+        };
+        let end = tokio::select! {
+            end = session::send_loop(&outbound, feed, since, &queue, &pending, &side) => end,
+            end = session::ack_loop(&mut acks, &pending, &side) => end,
+        };
+        ended(end, &queue, "could not read changes: ").await
     }
 
     /// zone→global: tell the zone where to resume, then apply what it sends.
@@ -544,7 +611,7 @@ impl KdsService {
         &self,
         zone: &str,
         mut deltas: Streaming<ZoneDelta>,
-        tx: &mpsc::Sender<Result<GlobalAck, Status>>,
+        queue: Queue<Result<GlobalAck, Status>>,
     ) -> String {
         let scope = ZoneToGlobal {
             zone: zone.to_owned(),
@@ -561,7 +628,7 @@ impl KdsService {
         let since = match inbound.applied_revision().await {
             Ok(since) => since,
             Err(error) => {
-                let _ = send(tx, Err(kds_status(error))).await;
+                let _ = queue.send(Err(kds_status(error))).await;
                 return "could not read the resume point".to_owned();
             }
         };
@@ -570,67 +637,15 @@ impl KdsService {
                 since_revision: since,
             })),
         };
-        if let Err(reason) = send(tx, Ok(resume)).await {
-            return reason.to_owned();
+        if let Err(end) = queue.send(Ok(resume)).await {
+            return end.to_string();
         }
         tracing::info!(%zone, since, "zone→global stream resumed");
-        loop {
-            let delta = match deltas.message().await {
-                Ok(Some(delta)) => delta,
-                Ok(None) => return "the zone closed the stream".to_owned(),
-                Err(status) => return format!("receive error: {}", status.message()),
-            };
-            self.insights.seen(zone);
-            let changes = delta.changes.unwrap_or_default();
-            let received = counts(&changes);
-            let applied = match inbound.apply(&changes).await {
-                Ok(applied) => applied,
-                Err(error) => {
-                    let status = kds_status(error);
-                    let reason = status.message().to_owned();
-                    let _ = send(tx, Err(status)).await;
-                    return reason;
-                }
-            };
-            self.insights.update(zone, |i| {
-                for (t, n) in &received {
-                    *i.zone_to_global.sent.entry(t.clone()).or_insert(0) += n;
-                }
-                let mut ok = received.clone();
-                for nack in &applied.nacks {
-                    let key = nack.key.clone().unwrap_or_default();
-                    *i.zone_to_global
-                        .nacked
-                        .entry(key.r#type.clone())
-                        .or_insert(0) += 1;
-                    if let Some(n) = ok.get_mut(&key.r#type) {
-                        *n = n.saturating_sub(1);
-                    }
-                    i.zone_to_global.last_nack = Some(format!(
-                        "{} {}/{}: {}",
-                        key.r#type, key.mesh, key.name, nack.reason
-                    ));
-                }
-                for (t, n) in ok {
-                    *i.zone_to_global.acked.entry(t).or_insert(0) += n;
-                }
-                if let Some(through) = applied.through {
-                    i.zone_revision_applied = through;
-                }
-            });
-            for nack in &applied.nacks {
-                let key = nack.key.clone().unwrap_or_default();
-                tracing::warn!(%zone, resource = %format!("{} {}/{}", key.r#type, key.mesh, key.name), reason = %nack.reason, "NACKed a zone resource");
-            }
-            let ack = GlobalAck {
-                kind: Some(global_ack::Kind::Ack(kds::Ack {
-                    nonce: changes.nonce,
-                    nacks: applied.nacks,
-                })),
-            };
-            if let Err(reason) = send(tx, Ok(ack)).await {
-                return reason.to_owned();
-            }
-        }
+        let side = FromZoneSide {
+            service: self,
+            zone,
+        };
+        let end = session::receive_loop(&mut inbound, &mut deltas, &queue, &side).await;
+        ended(end, &queue, "").await
     }
 }

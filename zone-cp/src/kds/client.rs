@@ -125,6 +125,8 @@ pub async fn run(
     }
     let mut backoff = Backoff::default();
     let connected = session::Connected::default();
+    // One reader of this zone's change log for every session of this process.
+    let fanout = meridian_kds::Fanout::start(store.clone());
     let (mut next, mut failed_in_round) = (0, 0);
     loop {
         reload_token(&mut config).await;
@@ -132,7 +134,7 @@ pub async fn run(
         let attempt = async {
             let client = connect(&config, url).await?;
             tracing::info!(%url, "connected to global KDS");
-            session::run_both(client, &config, store.clone(), &connected).await
+            session::run_both(client, &config, store.clone(), &fanout, &connected).await
         };
         let outcome = tokio::select! {
             outcome = attempt => outcome,

@@ -1,4 +1,6 @@
-//! Zone tokens: what a zone presents on KDS to prove its name.
+//! Zone tokens: what a zone presents on KDS to prove its name. They live beside the
+//! KDS code that checks them; `meridian_api::zone_token` re-exports this module for
+//! the REST endpoints that issue and revoke them.
 //!
 //! A token is `mrdz_<payload>.<mac>`: the payload is base64url JSON
 //! `{"zone": NAME, "iat": SECONDS, "exp": SECONDS, "jti": ID}` and the MAC is
