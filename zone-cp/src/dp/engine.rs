@@ -93,9 +93,6 @@ struct Proxy {
     backends: BTreeSet<ServiceKey>,
 }
 
-/// Computations done, by reason (tests and the benchmark read them).
-pub type Counts = BTreeMap<Reason, u64>;
-
 /// The incremental engine (see the module docs).
 #[derive(Debug)]
 pub struct Engine {
@@ -106,7 +103,6 @@ pub struct Engine {
     by_outbound: BTreeMap<ServiceKey, BTreeSet<ResourceKey>>,
     by_backend: BTreeMap<ServiceKey, BTreeSet<ResourceKey>>,
     zone_proxies: BTreeSet<ResourceKey>,
-    counts: Counts,
     stats: Arc<DpStats>,
     /// Endpoint lists computed since the state last changed.
     memo: EndpointMemo,
@@ -173,7 +169,6 @@ impl Engine {
             by_outbound: BTreeMap::new(),
             by_backend: BTreeMap::new(),
             zone_proxies: BTreeSet::new(),
-            counts: Counts::new(),
             stats: Arc::default(),
             memo: EndpointMemo::default(),
         }
@@ -195,9 +190,9 @@ impl Engine {
         self.state.revision
     }
 
-    /// Computations so far, by reason.
-    pub fn counts(&self) -> &Counts {
-        &self.counts
+    /// What the engine has computed so far.
+    pub fn stats(&self) -> &DpStats {
+        &self.stats
     }
 
     /// The config last computed for `key`.
@@ -425,7 +420,6 @@ impl Engine {
     }
 
     fn count(&mut self, reason: Reason) {
-        *self.counts.entry(reason).or_default() += 1;
         self.stats.computed(reason);
     }
 }

@@ -581,16 +581,16 @@ fn dataplane_op(name: u8, service: usize, outbounds: Vec<usize>) -> Op {
 
 /// Counts of computations made while `f` runs.
 fn counted(world: &mut World, f: impl FnOnce(&mut World)) -> BTreeMap<Reason, u64> {
-    let before = world.engine.counts().clone();
+    let counts = |w: &World| Reason::ALL.map(|r| w.engine.stats().computations(r));
+    let before = counts(world);
     f(world);
-    let mut delta = world.engine.counts().clone();
-    for (reason, n) in before {
-        if let Some(d) = delta.get_mut(&reason) {
-            *d -= n;
-        }
-    }
-    delta.retain(|_, n| *n > 0);
-    delta
+    let after = counts(world);
+    Reason::ALL
+        .into_iter()
+        .zip(after.into_iter().zip(before))
+        .filter(|(_, (a, b))| a > b)
+        .map(|(r, (a, b))| (r, a - b))
+        .collect()
 }
 
 #[test]
