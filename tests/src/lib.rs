@@ -18,6 +18,7 @@
 
 pub mod cluster;
 pub mod fault_proxy;
+pub mod fixtures;
 pub mod global_replicas;
 pub mod kds_client;
 pub mod pg_instance;

@@ -19,49 +19,12 @@ use meridian_kds::transform::{FromGlobal, FromZone};
 use meridian_kds::{Fanout, Inbound, Outbound};
 use meridian_model::ResourceKind;
 use meridian_proto::kds;
-use meridian_store::{NewResource, Precondition, ResourceKey, Store, WriteOp};
+use meridian_store::{Precondition, ResourceKey, Store, WriteOp};
 use meridian_tests::postgres::TestDatabase;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-fn resource(
-    kind: ResourceKind,
-    mesh: &str,
-    name: &str,
-    spec: serde_json::Value,
-    zone: Option<&str>,
-) -> NewResource {
-    NewResource {
-        key: ResourceKey {
-            kind,
-            mesh: mesh.into(),
-            name: name.into(),
-        },
-        labels: BTreeMap::new(),
-        spec,
-        zone: zone.map(str::to_owned),
-    }
-}
-
-fn timeout(name: &str, idle: &str) -> NewResource {
-    resource(
-        ResourceKind::MeshTimeout,
-        "default",
-        name,
-        json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": idle}}]}),
-        None,
-    )
-}
-
-fn dataplane(name: &str, zone: &str) -> NewResource {
-    resource(
-        ResourceKind::Dataplane,
-        "default",
-        name,
-        json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}}),
-        Some(zone),
-    )
-}
+use meridian_tests::fixtures::{dataplane, resource, timeout};
 
 /// Global with a mesh, zones a and b, `policies` MeshTimeouts and `dataplanes` of
 /// zone b, written 500 per transaction.

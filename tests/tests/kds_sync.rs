@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meridian_kds::scope::{GlobalToZone, ZoneToGlobal};
@@ -32,44 +31,7 @@ async fn pair() -> Pair {
     }
 }
 
-fn resource(
-    kind: ResourceKind,
-    mesh: &str,
-    name: &str,
-    spec: serde_json::Value,
-    zone: Option<&str>,
-) -> NewResource {
-    NewResource {
-        key: ResourceKey {
-            kind,
-            mesh: mesh.into(),
-            name: name.into(),
-        },
-        labels: BTreeMap::new(),
-        spec,
-        zone: zone.map(str::to_owned),
-    }
-}
-
-fn timeout(name: &str, idle: &str) -> NewResource {
-    resource(
-        ResourceKind::MeshTimeout,
-        "default",
-        name,
-        json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": idle}}]}),
-        None,
-    )
-}
-
-fn dataplane(name: &str, zone: &str) -> NewResource {
-    resource(
-        ResourceKind::Dataplane,
-        "default",
-        name,
-        json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}}),
-        Some(zone),
-    )
-}
+use meridian_tests::fixtures::{dataplane, resource, timeout};
 
 async fn put(store: &dyn Store, r: NewResource) {
     store.put(r, Precondition::Any).await.unwrap();
