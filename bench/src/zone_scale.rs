@@ -50,6 +50,8 @@ use tokio::sync::{Notify, mpsc};
 use crate::reconnect::harness::{self, from_document};
 
 const ZONE: &str = "zone-0";
+/// Proxies connecting at once.
+const WAVE: usize = 100;
 /// How many services each proxy calls.
 const OUTBOUNDS: usize = 5;
 /// How long one scenario step may take before the run fails.
@@ -511,30 +513,35 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let received: Vec<Arc<Received>> = (0..args.proxies).map(|_| Arc::default()).collect();
     let connecting = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, r) in received.iter().enumerate() {
-        let svc = service(i % services);
-        let outbounds: Vec<String> = (1..=OUTBOUNDS)
-            .map(|k| service((i % services + k) % services))
-            .collect();
-        let name = format!("p-{i}");
-        let doc = dataplane(&name, i, &svc, &outbounds, None);
-        tasks.spawn(proxy(addr.clone(), name, svc, doc, r.clone()));
-    }
-    for (i, r) in received.iter().enumerate() {
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            let notified = r.changed.notified();
-            if r.count() > 0 && r.certified.lock().is_ok_and(|c| *c) {
-                break;
-            }
-            if let Some(Ok(Err(e))) = tasks.try_join_next() {
-                bail!("a proxy failed: {e:#}");
-            }
-            if tokio::time::timeout_at(deadline.into(), notified)
-                .await
-                .is_err()
-            {
-                bail!("proxy {i} has no config and certificate");
+    // In waves of WAVE, each configured and certified before the next starts
+    // (a thousand dials in the same millisecond is not how a zone comes up).
+    for wave in (0..args.proxies).collect::<Vec<_>>().chunks(WAVE) {
+        for &i in wave {
+            let svc = service(i % services);
+            let outbounds: Vec<String> = (1..=OUTBOUNDS)
+                .map(|k| service((i % services + k) % services))
+                .collect();
+            let name = format!("p-{i}");
+            let doc = dataplane(&name, i, &svc, &outbounds, None);
+            tasks.spawn(proxy(addr.clone(), name, svc, doc, received[i].clone()));
+        }
+        for &i in wave {
+            let r = &received[i];
+            let deadline = Instant::now() + STEP_TIMEOUT;
+            loop {
+                let notified = r.changed.notified();
+                if r.count() > 0 && r.certified.lock().is_ok_and(|c| *c) {
+                    break;
+                }
+                if let Some(Ok(Err(e))) = tasks.try_join_next() {
+                    bail!("a proxy failed: {e:#}");
+                }
+                if tokio::time::timeout_at(deadline.into(), notified)
+                    .await
+                    .is_err()
+                {
+                    bail!("proxy {i} has no config and certificate");
+                }
             }
         }
     }
