@@ -243,6 +243,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     // Sidecars become endpoints once they can serve; wait for
                     // the zone CP to have marked `n` of them ready.
                     let n: usize = n.parse()?;
+                    let mut commits = store.watch();
                     let deadline = Instant::now() + STEP_TIMEOUT;
                     loop {
                         let query = meridian_store::ListQuery::all(meridian_model::ResourceKind::Dataplane);
@@ -254,10 +255,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         if ready >= n {
                             break;
                         }
-                        if Instant::now() > deadline {
-                            bail!("only {ready} of {n} sidecars became ready");
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Look again after the next commit.
+                        tokio::time::timeout_at(deadline.into(), commits.changed())
+                            .await
+                            .map_err(|_| anyhow!("only {ready} of {n} sidecars became ready"))??;
                     }
                     "ready".to_owned()
                 }

@@ -342,6 +342,15 @@ pub trait AckSide: Send + Sync {
     fn peer(&self) -> &'static str;
 }
 
+/// The peer's next message, or why the stream ended.
+async fn next<M>(incoming: &mut tonic::Streaming<M>, peer: &str) -> Result<M, SessionEnd> {
+    match incoming.message().await {
+        Ok(Some(message)) => Ok(message),
+        Ok(None) => Err(SessionEnd::Closed(format!("the {peer} closed the stream"))),
+        Err(status) => Err(SessionEnd::Transport(status)),
+    }
+}
+
 /// Reads the peer's ACKs until the stream ends; returns why.
 pub async fn ack_loop<A: AckSide>(
     incoming: &mut tonic::Streaming<A::Incoming>,
@@ -349,12 +358,9 @@ pub async fn ack_loop<A: AckSide>(
     side: &A,
 ) -> SessionEnd {
     loop {
-        let message = match incoming.message().await {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                return SessionEnd::Closed(format!("the {} closed the stream", side.peer()));
-            }
-            Err(status) => return SessionEnd::Transport(status),
+        let message = match next(incoming, side.peer()).await {
+            Ok(message) => message,
+            Err(end) => return end,
         };
         side.seen();
         match side.ack(message) {
@@ -402,12 +408,9 @@ pub async fn receive_loop<S: Scope, T: Transform, R: ReceiveSide>(
     side: &R,
 ) -> SessionEnd {
     loop {
-        let message = match incoming.message().await {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                return SessionEnd::Closed(format!("the {} closed the stream", side.peer()));
-            }
-            Err(status) => return SessionEnd::Transport(status),
+        let message = match next(incoming, side.peer()).await {
+            Ok(message) => message,
+            Err(end) => return end,
         };
         side.seen();
         let (changes, sender_revision) = side.unwrap(message);

@@ -567,6 +567,26 @@ fn mesh_op(mtls: bool) -> Op {
     }
 }
 
+/// A global-origin policy op (see [`policy_doc`] for the arguments).
+fn policy_op(
+    mesh: usize,
+    kind: u8,
+    name: u8,
+    top: (u8, usize, u8),
+    entry: (u8, usize, u8),
+    value: u8,
+) -> Op {
+    Op::Policy {
+        mesh,
+        kind,
+        name,
+        top,
+        entry,
+        value,
+        zone_origin: false,
+    }
+}
+
 fn dataplane_op(name: u8, service: usize, outbounds: Vec<usize>) -> Op {
     Op::Dataplane {
         mesh: 0,
@@ -607,26 +627,10 @@ fn an_unrelated_change_recomputes_nothing() {
             mtls: false,
             egress: false,
         }]);
-        w.step(&[Op::Policy {
-            mesh: 1,
-            kind: 0,
-            name: 0,
-            top: (0, 0, 0),
-            entry: (0, 0, 0),
-            value: 1,
-            zone_origin: false,
-        }]);
+        w.step(&[policy_op(1, 0, 0, (0, 0, 0), (0, 0, 0), 1)]);
         // MeshTimeout targeting MeshService web, `to` MeshService db: web-0
         // has no outbound to db.
-        w.step(&[Op::Policy {
-            mesh: 0,
-            kind: 0,
-            name: 1,
-            top: (2, 0, 0),
-            entry: (1, 2, 0),
-            value: 1,
-            zone_origin: false,
-        }]);
+        w.step(&[policy_op(0, 0, 1, (2, 0, 0), (1, 2, 0), 1)]);
         let secret = json!({"type": "Secret", "mesh": "default", "name": "s", "data": "aGVsbG8="});
         let mut changed = BTreeMap::new();
         w.put(secret, None, &mut changed);
@@ -653,15 +657,7 @@ fn a_policy_recomputes_only_the_proxies_it_selects() {
     ]);
     // MeshTimeout on the clients of backend (top MeshService web, to backend).
     let delta = counted(&mut world, |w| {
-        w.step(&[Op::Policy {
-            mesh: 0,
-            kind: 0,
-            name: 0,
-            top: (2, 0, 0),
-            entry: (1, 1, 0),
-            value: 3,
-            zone_origin: false,
-        }])
+        w.step(&[policy_op(0, 0, 0, (2, 0, 0), (1, 1, 0), 3)])
     });
     assert_eq!(delta, BTreeMap::from([(Reason::Policy, 2)]));
     world.check().expect("equivalent");
@@ -723,15 +719,7 @@ fn a_route_change_reaches_the_zone_proxies() {
     }]);
     // A route to backend's v1 subset: the ingress must learn its SNI name.
     let delta = counted(&mut world, |w| {
-        w.step(&[Op::Policy {
-            mesh: 0,
-            kind: 1,
-            name: 0,
-            top: (0, 0, 0),
-            entry: (0, 1, 0),
-            value: 0,
-            zone_origin: false,
-        }])
+        w.step(&[policy_op(0, 1, 0, (0, 0, 0), (0, 1, 0), 0)])
     });
     assert_eq!(delta, BTreeMap::from([(Reason::ZoneProxy, 1)]));
     world.check().expect("equivalent");
