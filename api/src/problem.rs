@@ -135,7 +135,9 @@ impl From<StoreError> for Problem {
             StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => Problem::conflict(detail),
             StoreError::Invalid { .. } => Problem::bad_request(detail),
             StoreError::Unavailable(_) => Problem::unavailable(detail),
-            StoreError::Compacted { .. } | StoreError::Backend(_) => {
+            StoreError::Compacted { .. }
+            | StoreError::Backend(_)
+            | StoreError::Unreadable { .. } => {
                 tracing::error!(%detail, "store failure");
                 Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR, detail)
             }

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use meridian_model::{FieldViolation, ORIGIN_LABEL, ResourceKind, ResourceMeta};
+use meridian_model::{FieldViolation, ORIGIN_LABEL, ResourceKind, ResourceMeta, Spec, SpecBody};
 use meridian_store::{ListQuery, NewResource, PutOutcome, ResourceKey, Store, StoredResource};
 use serde::Serialize;
 
@@ -26,7 +26,7 @@ pub fn render(stored: &StoredResource) -> serde_json::Value {
         mesh: stored.key.mesh().map(str::to_owned),
         labels: stored.labels.clone(),
     };
-    let document = meridian_model::render_document(&meta, &stored.spec);
+    let document = meridian_model::render_document(&meta, &stored.spec.to_value());
     let mut out = serde_json::Map::new();
     for key in ["type", "mesh", "name"] {
         if let Some(value) = document.get(key) {
@@ -179,8 +179,12 @@ pub async fn put(
     let document = body::parse_document(headers, body)?;
     let resource = meridian_model::parse_document(document)?;
     let mut mismatches = path_mismatches(&key, &resource.meta);
-    let spec = resource.spec.to_value();
-    if let (Some(zone), Some(in_doc)) = (role.zone(), spec.get("zone").and_then(|z| z.as_str())) {
+    let named_zone = match &resource.spec {
+        Spec::ZoneIngress(s) => s.zone.as_deref(),
+        Spec::ZoneEgress(s) => s.zone.as_deref(),
+        _ => None,
+    };
+    if let (Some(zone), Some(in_doc)) = (role.zone(), named_zone) {
         // A ZoneIngress or ZoneEgress may name its zone; it must be this one.
         if in_doc != zone {
             mismatches.push(FieldViolation {
@@ -205,7 +209,7 @@ pub async fn put(
     let new = NewResource {
         key,
         labels,
-        spec,
+        spec: SpecBody::new(resource.spec),
         zone,
     };
     let (outcome, stored) = store.put(new, precondition).await?;

@@ -488,8 +488,9 @@ async fn report_zone(
         for change in batch.changes {
             if let Change::Upsert(resource) = change
                 && resource.key.name == name
-                && let Some(value) =
-                    change_value(resource.spec["to"][0]["default"]["idleTimeout"].as_str())
+                && let Some(value) = change_value(
+                    resource.spec.to_value()["to"][0]["default"]["idleTimeout"].as_str(),
+                )
                 && tx.send((zone, value, now)).is_err()
             {
                 return;

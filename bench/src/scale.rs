@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use meridian_model::{DataplaneSpec, ResourceKind, Spec};
+use meridian_model::{DataplaneSpec, ResourceKind, Spec, SpecBody};
 use meridian_store::{ListQuery, NewResource, Precondition, ResourceKey, Store};
 use meridian_zone_cp::dp::ZoneState;
 
@@ -286,7 +286,10 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         ));
     }
     let client = client_spec()?;
-    locals.push(local("bench-client", serde_json::to_value(&client)?));
+    locals.push(local(
+        "bench-client",
+        SpecBody::new(Spec::Dataplane(client.clone())),
+    ));
     harness::put_all(&zone_store, locals, BATCH).await?;
     wait_for_upload(store, args.local_dataplanes + 1).await?;
 
@@ -400,13 +403,7 @@ fn delta(before: Option<u64>, after: Option<u64>) -> String {
 
 /// A zone-owned resource as global stores it after KDS brought it from `zone`:
 /// renamed `<name>.<zone>`, owned by and labelled with the zone.
-fn synced(
-    kind: ResourceKind,
-    mesh: &str,
-    name: &str,
-    zone: &str,
-    spec: serde_json::Value,
-) -> NewResource {
+fn synced(kind: ResourceKind, mesh: &str, name: &str, zone: &str, spec: SpecBody) -> NewResource {
     let labels = [
         ("kuma.io/zone", zone),
         ("kuma.io/origin", "zone"),
@@ -429,7 +426,7 @@ fn synced(
 }
 
 /// A Dataplane of the new zone, in its own store.
-fn local(name: &str, spec: serde_json::Value) -> NewResource {
+fn local(name: &str, spec: SpecBody) -> NewResource {
     let labels = [("kuma.io/zone", NEW_ZONE), ("kuma.io/origin", "zone")]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -446,7 +443,7 @@ fn ip(z: usize, i: usize) -> String {
     format!("10.{}.{}.{}", z % 250, (i / 250) % 250, i % 250 + 1)
 }
 
-fn dataplane_spec(z: usize, i: usize, zone: &str) -> anyhow::Result<serde_json::Value> {
+fn dataplane_spec(z: usize, i: usize, zone: &str) -> anyhow::Result<SpecBody> {
     harness::spec(
         ResourceKind::Dataplane,
         serde_json::json!({"networking": {"address": ip(z, i), "inbound": [{
@@ -456,7 +453,7 @@ fn dataplane_spec(z: usize, i: usize, zone: &str) -> anyhow::Result<serde_json::
     )
 }
 
-fn ingress_spec(z: usize, zone: &str, dataplanes: usize) -> anyhow::Result<serde_json::Value> {
+fn ingress_spec(z: usize, zone: &str, dataplanes: usize) -> anyhow::Result<SpecBody> {
     let available: Vec<serde_json::Value> = (0..SERVICES.min(dataplanes))
         .map(|s| {
             let instances = (s..dataplanes).step_by(SERVICES).count();

@@ -203,7 +203,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             seed.push(NewResource {
                 key: ResourceKey::in_mesh(meridian_model::ResourceKind::Secret, "default", name),
                 labels: BTreeMap::new(),
-                spec: Spec::Secret(SecretSpec::from_bytes(pem.as_bytes())).to_value(),
+                spec: meridian_model::SpecBody::new(Spec::Secret(SecretSpec::from_bytes(pem.as_bytes()))),
                 zone: None,
             });
         }
@@ -250,7 +250,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         let ready = meridian_store::list_all(store.as_ref(), query)
                             .await?
                             .iter()
-                            .filter(|d| d.spec["networking"]["inbound"][0]["health"]["ready"] == true)
+                            .filter(|d| matches!(d.spec.spec(), Spec::Dataplane(dp)
+                                if dp.networking.inbound.first().and_then(|i| i.health.as_ref()).is_some_and(|h| h.ready)))
                             .count();
                         if ready >= n {
                             break;

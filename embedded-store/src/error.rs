@@ -39,6 +39,14 @@ pub enum EmbeddedStoreError {
         /// The serde_json error.
         source: serde_json::Error,
     },
+    /// A stored resource's spec does not validate as its kind.
+    #[error("the stored spec of {key} is unreadable: {reason}")]
+    Unreadable {
+        /// The resource.
+        key: meridian_store::ResourceKey,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Stored data violates an invariant of the store (e.g. an unknown kind).
     #[error("corrupt embedded store: {0}")]
     Corrupt(String),
@@ -96,6 +104,9 @@ impl From<EmbeddedStoreError> for StoreError {
         match error {
             EmbeddedStoreError::Raft(_) | EmbeddedStoreError::LeaderTimeout(_) => {
                 StoreError::Unavailable(format!("embedded store: {error}"))
+            }
+            EmbeddedStoreError::Unreadable { key, reason } => {
+                StoreError::Unreadable { key, reason }
             }
             other => StoreError::Backend(format!("embedded store: {other}")),
         }

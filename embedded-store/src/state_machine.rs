@@ -496,25 +496,8 @@ impl WriteTxn for Tables<'_> {
     }
 
     fn write_row(&mut self, row: StoredResource) -> Result<(), Failure> {
-        let StoredResource {
-            key,
-            labels,
-            spec,
-            zone,
-            version,
-            revision,
-            created_at,
-            modified_at,
-        } = row;
-        let row = ResourceRow {
-            zone,
-            labels,
-            spec,
-            version,
-            revision,
-            created_at,
-            modified_at,
-        };
+        let key = row.key.clone();
+        let row = ResourceRow::of(row)?;
         self.resources.insert(
             (key.kind.type_name(), key.mesh.as_str(), key.name.as_str()),
             encode("resource", &row)?.as_slice(),
@@ -667,7 +650,8 @@ mod tests {
         NewResource {
             key: ResourceKey::global(ResourceKind::Mesh, name),
             labels: Default::default(),
-            spec: json!({}),
+            spec: meridian_model::SpecBody::parse(ResourceKind::Mesh, json!({}))
+                .expect("valid spec"),
             zone: None,
         }
     }

@@ -350,7 +350,9 @@ impl EmbeddedStore {
             }),
         )
         .await;
-        match ready {
+        // `wait_for` hands back a read guard on Raft's metrics: look at it and drop
+        // it before awaiting anything, or Raft's next metrics update blocks on it.
+        let started = match ready {
             Err(_) => Err(EmbeddedStoreError::LeaderTimeout(options.leader_timeout)),
             Ok(Err(_)) => Err(EmbeddedStoreError::Raft(
                 "the Raft node stopped while starting".to_owned(),
@@ -361,7 +363,26 @@ impl EmbeddedStore {
                 ))),
                 Ok(()) => Ok(()),
             },
+        };
+        started?;
+        if single {
+            // The group watcher publishes leadership from the same metrics on its own
+            // task; wait for it too, so `ping` and the duties see the leader the
+            // moment `open` returns.
+            let mut leads = self.inner.leads.clone();
+            match tokio::time::timeout(options.leader_timeout, leads.wait_for(Option::is_some))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => {
+                    return Err(EmbeddedStoreError::Raft(
+                        "the Raft node stopped while starting".to_owned(),
+                    ));
+                }
+                Err(_) => return Err(EmbeddedStoreError::LeaderTimeout(options.leader_timeout)),
+            }
         }
+        Ok(())
     }
 
     /// Stops the Raft node and waits (up to a few seconds) until its tasks have
@@ -662,7 +683,7 @@ impl Store for EmbeddedStore {
                         )));
                     };
                     let stored: ResourceRow = decode("resource", bytes.value()).internal()?;
-                    let mut stored = stored.into_stored(key);
+                    let mut stored = stored.into_stored(key).internal()?;
                     stored.revision = revision;
                     Change::Upsert(stored)
                 }
@@ -715,11 +736,14 @@ impl Store for EmbeddedStore {
                 break;
             }
             let row: ResourceRow = decode("resource", value.value()).internal()?;
-            out.push(row.into_stored(ResourceKey {
-                kind,
-                mesh: mesh.to_owned(),
-                name: name.to_owned(),
-            }));
+            out.push(
+                row.into_stored(ResourceKey {
+                    kind,
+                    mesh: mesh.to_owned(),
+                    name: name.to_owned(),
+                })
+                .internal()?,
+            );
         }
         Ok(out)
     }

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use meridian_model::SpecBody;
 use meridian_store::{ResourceKey, Revision, StoredResource};
 use redb::{ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -67,14 +68,14 @@ pub(crate) struct Counters {
 }
 
 /// A resource row (the key lives in the table key).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ResourceRow {
     /// Owning zone.
     pub zone: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Spec.
-    pub spec: serde_json::Value,
+    /// Spec: its canonical JSON, typed again when the row is read.
+    pub spec: Box<serde_json::value::RawValue>,
     /// Version.
     pub version: i64,
     /// Revision of its last change.
@@ -86,18 +87,50 @@ pub(crate) struct ResourceRow {
 }
 
 impl ResourceRow {
-    /// The stored resource with this row under `key`.
-    pub fn into_stored(self, key: ResourceKey) -> StoredResource {
-        StoredResource {
+    /// The row of `resource` (its key lives in the table key).
+    pub fn of(resource: StoredResource) -> Result<Self, EmbeddedStoreError> {
+        let StoredResource {
+            key: _,
+            labels,
+            spec,
+            zone,
+            version,
+            revision,
+            created_at,
+            modified_at,
+        } = resource;
+        let spec = serde_json::value::RawValue::from_string(spec.canonical_json().to_owned())
+            .map_err(|e| EmbeddedStoreError::codec("resource spec", e))?;
+        Ok(ResourceRow {
+            zone,
+            labels,
+            spec,
+            version,
+            revision,
+            created_at,
+            modified_at,
+        })
+    }
+
+    /// The stored resource with this row under `key`, its spec typed (the one parse
+    /// a read does).
+    pub fn into_stored(self, key: ResourceKey) -> Result<StoredResource, EmbeddedStoreError> {
+        let spec = SpecBody::parse_json(key.kind, self.spec.get().as_bytes()).map_err(|e| {
+            EmbeddedStoreError::Unreadable {
+                key: key.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(StoredResource {
             key,
             labels: self.labels,
-            spec: self.spec,
+            spec,
             zone: self.zone,
             version: self.version,
             revision: self.revision,
             created_at: self.created_at,
             modified_at: self.modified_at,
-        }
+        })
     }
 }
 
@@ -204,7 +237,7 @@ pub(crate) fn read_resource(
         return Ok(None);
     };
     let row: ResourceRow = decode("resource", bytes.value())?;
-    Ok(Some(row.into_stored(key.clone())))
+    Ok(Some(row.into_stored(key.clone())?))
 }
 
 /// Every resource of `kind` (only in `mesh`, if given), ordered by mesh then name.
@@ -226,7 +259,7 @@ pub(crate) fn resources_of_kind(
             kind,
             mesh: m.to_owned(),
             name: n.to_owned(),
-        }));
+        })?);
     }
     Ok(out)
 }
@@ -240,7 +273,7 @@ pub(crate) fn all_resources(
         let (key, value) = item?;
         let (k, m, n) = key.value();
         let row: ResourceRow = decode("resource", value.value())?;
-        out.push(row.into_stored(stored_key(k, m, n)?));
+        out.push(row.into_stored(stored_key(k, m, n)?)?);
     }
     Ok(out)
 }

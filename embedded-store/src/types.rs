@@ -102,21 +102,21 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::TimeZone;
-    use meridian_model::ResourceKind;
+    use meridian_model::{ResourceKind, SpecBody};
     use meridian_store::{NewResource, Precondition, PutOutcome, ResourceKey, StoredResource};
 
     use super::*;
 
     const GOLDEN_COMMAND: &str = concat!(
         r#"{"Apply":{"ops":[{"Put":[{"key":{"kind":"MeshTCPRoute","mesh":"default","name":"r"},"#,
-        r#""labels":{"team":"a"},"spec":{"x":1},"zone":"z"},{"Version":3}]},"#,
+        r#""labels":{"team":"a"},"spec":{"targetRef":{"kind":"Mesh"},"to":[{"targetRef":{"kind":"MeshService","name":"web"},"rules":[{"default":{"backendRefs":[{"kind":"MeshService","name":"web-v2","weight":1}]}}]}]},"zone":"z"},{"Version":3}]},"#,
         r#"{"Delete":[{"kind":"MeshTCPRoute","mesh":"default","name":"r"},"Absent"]},"#,
         r#"{"Put":[{"key":{"kind":"Mesh","mesh":"","name":"m"},"labels":{},"spec":{},"zone":null},"Any"]},"#,
         r#"{"SetSetting":{"key":"k","value":"v"}}],"now":"2026-01-02T03:04:05Z"}}"#
     );
     const GOLDEN_RESPONSE: &str = concat!(
         r#"{"Applied":{"Ok":[{"Put":["Updated",{"key":{"kind":"MeshTCPRoute","mesh":"default","name":"r"},"#,
-        r#""labels":{},"spec":{"x":1},"zone":null,"version":2,"revision":7,"#,
+        r#""labels":{},"spec":{"targetRef":{"kind":"Mesh"},"to":[{"targetRef":{"kind":"MeshService","name":"web"},"rules":[{"default":{"backendRefs":[{"kind":"MeshService","name":"web-v2","weight":1}]}}]}]},"zone":null,"version":2,"revision":7,"#,
         r#""created_at":"2026-01-02T03:04:05Z","modified_at":"2026-01-02T03:04:05Z"}]},"#,
         r#"{"Deleted":{"keys":[{"kind":"MeshTCPRoute","mesh":"default","name":"r"}],"revision":8}},"#,
         r#""SettingSet"]}}"#
@@ -125,6 +125,15 @@ mod tests {
         r#"{"Applied":{"Err":{"Conflict":{"key":{"kind":"MeshTCPRoute","mesh":"default","name":"r"},"#,
         r#""expected":3,"actual":null}}}}"#
     );
+
+    /// The golden MeshTCPRoute's spec, in its canonical form.
+    fn route_spec() -> SpecBody {
+        SpecBody::parse_json(
+            ResourceKind::MeshTcpRoute,
+            br#"{"targetRef":{"kind":"Mesh"},"to":[{"targetRef":{"kind":"MeshService","name":"web"},"rules":[{"default":{"backendRefs":[{"kind":"MeshService","name":"web-v2","weight":1}]}}]}]}"#,
+        )
+        .unwrap()
+    }
 
     fn key() -> ResourceKey {
         ResourceKey::in_mesh(ResourceKind::MeshTcpRoute, "default", "r")
@@ -139,7 +148,7 @@ mod tests {
                     NewResource {
                         key: key(),
                         labels: BTreeMap::from([("team".to_owned(), "a".to_owned())]),
-                        spec: serde_json::json!({"x": 1}),
+                        spec: route_spec(),
                         zone: Some("z".to_owned()),
                     },
                     Precondition::Version(3),
@@ -149,7 +158,7 @@ mod tests {
                     NewResource {
                         key: ResourceKey::global(ResourceKind::Mesh, "m"),
                         labels: BTreeMap::new(),
-                        spec: serde_json::json!({}),
+                        spec: SpecBody::parse(ResourceKind::Mesh, serde_json::json!({})).unwrap(),
                         zone: None,
                     },
                     Precondition::Any,
@@ -168,7 +177,7 @@ mod tests {
         let stored = StoredResource {
             key: key(),
             labels: BTreeMap::new(),
-            spec: serde_json::json!({"x": 1}),
+            spec: route_spec(),
             zone: None,
             version: 2,
             revision: 7,

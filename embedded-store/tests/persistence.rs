@@ -22,7 +22,7 @@ fn mesh(name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::global(ResourceKind::Mesh, name),
         labels: BTreeMap::new(),
-        spec: json!({}),
+        spec: meridian_model::SpecBody::parse(ResourceKind::Mesh, json!({})).expect("valid spec"),
         zone: None,
     }
 }
@@ -31,7 +31,8 @@ fn zone(name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::global(ResourceKind::Zone, name),
         labels: BTreeMap::new(),
-        spec: json!({"enabled": true}),
+        spec: meridian_model::SpecBody::parse(ResourceKind::Zone, json!({"enabled": true}))
+            .expect("valid spec"),
         zone: None,
     }
 }
@@ -40,7 +41,7 @@ fn policy(mesh: &str, name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::in_mesh(ResourceKind::MeshTimeout, mesh, name),
         labels: BTreeMap::from([("team".to_owned(), "a".to_owned())]),
-        spec: json!({"targetRef": {"kind": "Mesh"}}),
+        spec: meridian_model::SpecBody::parse(ResourceKind::MeshTimeout, json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1h"}}]})).expect("valid spec"),
         zone: None,
     }
 }
@@ -49,7 +50,7 @@ fn dataplane(mesh: &str, name: &str, zone: &str) -> NewResource {
     NewResource {
         key: ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, name),
         labels: BTreeMap::new(),
-        spec: json!({"networking": {"address": "10.0.0.1"}}),
+        spec: meridian_model::SpecBody::parse(ResourceKind::Dataplane, json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}})).expect("valid spec"),
         zone: Some(zone.to_owned()),
     }
 }

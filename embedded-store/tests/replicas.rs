@@ -21,7 +21,7 @@ fn mesh(name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::global(ResourceKind::Mesh, name),
         labels: BTreeMap::new(),
-        spec: json!({}),
+        spec: meridian_model::SpecBody::parse(ResourceKind::Mesh, json!({})).expect("valid spec"),
         zone: None,
     }
 }

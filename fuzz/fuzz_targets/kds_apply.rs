@@ -35,7 +35,7 @@ use meridian_embedded_store::EmbeddedStore;
 use meridian_kds::scope::{GlobalToZone, ZoneToGlobal};
 use meridian_kds::transform::{FromGlobal, FromZone};
 use meridian_kds::{Inbound, Scope, Transform};
-use meridian_model::{ResourceKind, Spec};
+use meridian_model::{ResourceKind, SpecBody};
 use meridian_proto::kds;
 use meridian_store::{
     NewResource, Precondition, ResourceKey, Revision, Store, StoredResource, WriteOp,
@@ -118,9 +118,8 @@ fn resource(
     labels: &[(&str, &str)],
     spec: serde_json::Value,
 ) -> NewResource {
-    let spec = Spec::from_value(kind, spec)
-        .unwrap_or_else(|e| panic!("baseline {kind} {name}: {e}"))
-        .to_value();
+    let spec = SpecBody::parse(kind, spec)
+        .unwrap_or_else(|e| panic!("baseline {kind} {name}: {e}"));
     NewResource {
         key: ResourceKey {
             kind,

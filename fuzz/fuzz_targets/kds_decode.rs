@@ -13,7 +13,7 @@
 //! - a validated key meets the naming rules of a REST write (`validate_name`, or
 //!   `validate_mesh_name` for a Zone; a valid mesh for mesh-scoped kinds and none
 //!   for the others): what a peer sends passes the same validation as a REST write;
-//! - a validated spec is canonical: `Spec::from_value` accepts it again unchanged;
+//! - a validated spec is canonical: its canonical JSON parses again to the same spec;
 //! - `FromZone` only ever yields zone-owned resources owned by, labelled with and
 //!   named after the sending zone (`<name>.<zone>`), whatever the message claims;
 //! - `FromGlobal` never yields a resource the global→zone scope excludes;
@@ -30,7 +30,7 @@ use meridian_kds::convert::{from_proto, key_from_proto};
 use meridian_kds::scope::{GlobalToZone, Scope};
 use meridian_kds::transform::{FromGlobal, FromZone, ZONE_LABEL};
 use meridian_kds::{Transform, convert::Received};
-use meridian_model::{ResourceKind, Spec, validate_mesh_name, validate_name};
+use meridian_model::{ResourceKind, SpecBody, validate_mesh_name, validate_name};
 use meridian_proto::kds;
 use meridian_store::ResourceKey;
 use prost::Message;
@@ -64,13 +64,10 @@ fn check_key(key: &ResourceKey) {
 
 fn check_received(received: &Received) {
     check_key(&received.key);
-    let spec = Spec::from_value(received.key.kind, received.spec.clone())
+    let again = SpecBody::parse_json(received.key.kind, received.spec.canonical_json().as_bytes())
         .expect("a validated spec validates again");
-    assert_eq!(
-        spec.to_value(),
-        received.spec,
-        "the validated spec is not canonical"
-    );
+    assert_eq!(again, received.spec, "the validated spec is not canonical");
+    assert_eq!(again.spec(), received.spec.spec(), "the canonical JSON changes the spec");
 }
 
 fn check_changes(changes: &kds::Changes) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use meridian_identity::{DEFAULT_CA_VALIDITY, MeshCa};
 use meridian_model::{
-    CaBackendType, MeshSpec, ResourceKind, SecretSpec, Spec, ca_cert_secret_name,
+    CaBackendType, MeshSpec, ResourceKind, SecretSpec, Spec, SpecBody, ca_cert_secret_name,
     ca_key_secret_name,
 };
 use meridian_store::{
@@ -40,10 +40,10 @@ pub enum MeshCaError {
 pub async fn ensure_mesh_cas(store: &dyn Store) -> Result<usize, MeshCaError> {
     let mut created = 0;
     for mesh in list_all(store, ListQuery::all(ResourceKind::Mesh)).await? {
-        let Ok(Spec::Mesh(spec)) = Spec::from_value(ResourceKind::Mesh, mesh.spec.clone()) else {
+        let Spec::Mesh(spec) = mesh.spec.spec() else {
             continue;
         };
-        if ensure_one(store, &mesh.key.name, &spec).await? {
+        if ensure_one(store, &mesh.key.name, spec).await? {
             created += 1;
         }
     }
@@ -84,7 +84,7 @@ async fn ensure_one(store: &dyn Store, mesh: &str, spec: &MeshSpec) -> Result<bo
             NewResource {
                 key: ResourceKey::in_mesh(ResourceKind::Secret, mesh, name),
                 labels: Default::default(),
-                spec: Spec::Secret(SecretSpec::from_bytes(bytes)).to_value(),
+                spec: SpecBody::new(Spec::Secret(SecretSpec::from_bytes(bytes))),
                 zone: None,
             },
             Precondition::Absent,

@@ -277,12 +277,11 @@ async fn ensure_default_mesh(store: &dyn Store) -> Result<(), StoreError> {
     {
         return Ok(());
     }
-    let spec = meridian_model::Spec::from_value(ResourceKind::Mesh, serde_json::json!({}))
-        .map_err(|e| StoreError::Backend(format!("the default mesh is invalid: {e}")))?;
+    let spec = meridian_model::Spec::Mesh(meridian_model::MeshSpec::default());
     let mesh = NewResource {
         key: ResourceKey::global(ResourceKind::Mesh, "default"),
         labels: Default::default(),
-        spec: spec.to_value(),
+        spec: meridian_model::SpecBody::new(spec),
         zone: None,
     };
     match store.put(mesh, Precondition::Absent).await {

@@ -1,9 +1,15 @@
 //! Conversions between store values and KDS messages, with validation of everything
 //! received: a received resource passes the same model validation as a REST write.
+//!
+//! A spec travels as its canonical JSON inside the protobuf message: the sender copies
+//! the bytes its store already holds (no re-serialisation), the receiver parses them
+//! once into a [`SpecBody`]. JSON rather than a protobuf message per kind keeps one
+//! schema (the model's, which the REST API also speaks) and lets a zone on an older
+//! version NACK a field it does not know by name instead of dropping it silently.
 
 use std::collections::BTreeMap;
 
-use meridian_model::{ResourceKind, Spec, validate_mesh_name, validate_name};
+use meridian_model::{ResourceKind, SpecBody, validate_mesh_name, validate_name};
 use meridian_proto::kds;
 use meridian_store::{ResourceKey, StoredResource};
 
@@ -14,7 +20,7 @@ pub fn to_proto(resource: &StoredResource) -> kds::Resource {
         mesh: resource.key.mesh.clone(),
         name: resource.key.name.clone(),
         labels: resource.labels.clone().into_iter().collect(),
-        spec: serde_json::to_vec(&resource.spec).unwrap_or_default(),
+        spec: resource.spec.canonical_json().as_bytes().to_vec(),
         version: resource.version,
         revision: resource.revision,
         zone: resource.zone.clone().unwrap_or_default(),
@@ -68,8 +74,8 @@ pub struct Received {
     pub key: ResourceKey,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
-    /// Its spec in canonical form.
-    pub spec: serde_json::Value,
+    /// Its spec, typed.
+    pub spec: SpecBody,
     /// The owning zone the sender stated (zone-owned kinds).
     pub zone: Option<String>,
 }
@@ -82,13 +88,11 @@ pub fn from_proto(resource: &kds::Resource) -> Result<Received, String> {
         mesh: resource.mesh.clone(),
         name: resource.name.clone(),
     })?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&resource.spec).map_err(|e| format!("the spec is not JSON: {e}"))?;
-    let spec = Spec::from_value(key.kind, value).map_err(|e| e.to_string())?;
+    let spec = SpecBody::parse_json(key.kind, &resource.spec).map_err(|e| e.to_string())?;
     Ok(Received {
         key,
         labels: resource.labels.clone().into_iter().collect(),
-        spec: spec.to_value(),
+        spec,
         zone: (!resource.zone.is_empty()).then(|| resource.zone.clone()),
     })
 }
@@ -182,6 +186,6 @@ mod tests {
             received.key,
             ResourceKey::global(ResourceKind::Mesh, "default")
         );
-        assert_eq!(received.spec["routing"]["zoneEgress"], true);
+        assert_eq!(received.spec.to_value()["routing"]["zoneEgress"], true);
     }
 }

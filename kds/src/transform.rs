@@ -119,7 +119,7 @@ mod tests {
                 name: name.into(),
             },
             labels: Default::default(),
-            spec: serde_json::json!({}),
+            spec: meridian_model::minimal_spec(kind),
             zone: zone.map(str::to_owned),
         }
     }

@@ -4,6 +4,8 @@
 //!
 //! Layout:
 //! - [`kind`]: the resource types and their names (type name, plural, scope).
+//! - [`body`]: [`SpecBody`], a validated spec with its canonical JSON, shared by
+//!   `Arc` from the edge that parsed it to every consumer.
 //! - [`document`]: the universal-format document (`type`, `name`, `mesh`,
 //!   `labels`, then `spec` or top-level fields) and the typed [`Spec`].
 //! - [`mesh`], [`zone`], [`dataplane`], [`zone_proxy`]: the non-policy resources.
@@ -16,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod body;
 pub mod dataplane;
 pub mod document;
 pub mod duration;
@@ -30,6 +33,7 @@ pub mod target_ref;
 pub mod zone;
 pub mod zone_proxy;
 
+pub use body::{SpecBody, minimal_spec};
 pub use dataplane::*;
 pub use document::{
     DISPLAY_NAME_LABEL, ORIGIN_LABEL, Resource, ResourceMeta, Spec, ZONE_LABEL, parse_document,

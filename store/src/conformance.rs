@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use meridian_model::ResourceKind;
+use meridian_model::{ResourceKind, SpecBody};
 use serde_json::json;
 
 use crate::{
@@ -76,11 +76,16 @@ macro_rules! conformance_tests {
     };
 }
 
+/// A valid spec of `kind` (the suite's documents are all valid).
+fn spec(kind: ResourceKind, value: serde_json::Value) -> SpecBody {
+    SpecBody::parse(kind, value).unwrap()
+}
+
 fn mesh(name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::global(ResourceKind::Mesh, name),
         labels: BTreeMap::new(),
-        spec: json!({}),
+        spec: spec(ResourceKind::Mesh, json!({})),
         zone: None,
     }
 }
@@ -89,7 +94,7 @@ fn zone(name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::global(ResourceKind::Zone, name),
         labels: BTreeMap::new(),
-        spec: json!({"enabled": true}),
+        spec: spec(ResourceKind::Zone, json!({"enabled": true})),
         zone: None,
     }
 }
@@ -101,7 +106,10 @@ fn policy(mesh: &str, name: &str, labels: &[(&str, &str)]) -> NewResource {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        spec: json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1h"}}]}),
+        spec: spec(
+            ResourceKind::MeshTimeout,
+            json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1h"}}]}),
+        ),
         zone: None,
     }
 }
@@ -110,7 +118,10 @@ fn dataplane(mesh: &str, name: &str, zone: &str) -> NewResource {
     NewResource {
         key: ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, name),
         labels: BTreeMap::from([("kuma.io/zone".to_owned(), zone.to_owned())]),
-        spec: json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}}),
+        spec: spec(
+            ResourceKind::Dataplane,
+            json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}}),
+        ),
         zone: Some(zone.to_owned()),
     }
 }
@@ -150,14 +161,15 @@ pub async fn identical_put_is_unchanged(store: &dyn Store) {
 pub async fn update_bumps_version_and_revision(store: &dyn Store) {
     let first = put(store, mesh("default")).await;
     let mut changed = mesh("default");
-    changed.spec = json!({"routing": {"zoneEgress": true}});
+    changed.spec = spec(ResourceKind::Mesh, json!({"routing": {"zoneEgress": true}}));
+    let changed_spec = changed.spec.clone();
     let (outcome, second) = store.put(changed, Precondition::Any).await.unwrap();
     assert_eq!(outcome, PutOutcome::Updated);
     assert_eq!(second.version, 2);
     assert_eq!(second.revision, first.revision + 1);
     assert_eq!(second.created_at, first.created_at);
     assert!(second.modified_at >= first.modified_at);
-    assert_eq!(second.spec, json!({"routing": {"zoneEgress": true}}));
+    assert_eq!(second.spec, changed_spec);
 }
 
 /// Create-only and expected-version writes fail with clear errors when unmet.
@@ -945,7 +957,10 @@ pub async fn a_batch_failing_halfway_leaves_nothing(store: &dyn Store) {
 /// in it, and a deleted key can be created again.
 pub async fn a_batch_sees_its_own_writes(store: &dyn Store) {
     let mut changed = policy("m", "p", &[("v", "2")]);
-    changed.spec = json!({"targetRef": {"kind": "Mesh"}});
+    changed.spec = spec(
+        ResourceKind::MeshTimeout,
+        json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "2h"}}]}),
+    );
     let ops = vec![
         WriteOp::Put(mesh("m"), Precondition::Absent),
         WriteOp::Put(zone("z"), Precondition::Absent),

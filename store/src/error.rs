@@ -61,6 +61,16 @@ pub enum StoreError {
         /// The log holds only changes after this revision.
         horizon: Revision,
     },
+    /// A stored row's spec does not parse or validate as its kind (written by a
+    /// version with other rules, or damaged). Not retryable: the row must be fixed
+    /// or deleted.
+    #[error("the stored spec of {key} is unreadable: {reason}")]
+    Unreadable {
+        /// The resource concerned.
+        key: ResourceKey,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The backend cannot be reached (database down, connection lost). Retryable.
     #[error("store unavailable: {0}")]
     Unavailable(String),

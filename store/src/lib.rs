@@ -1,8 +1,10 @@
 //! Meridian's resource store.
 //!
 //! Every control plane keeps its resources behind the [`Store`] trait. A store is
-//! type-agnostic: it keeps a resource's key, labels, owning zone and spec (JSON, as
-//! validated by `meridian-model`) plus three pieces of bookkeeping:
+//! type-agnostic: it keeps a resource's key, labels, owning zone and spec (a
+//! `meridian_model::SpecBody`: typed once by whoever built the write, kept as its
+//! canonical JSON, typed again only when a backend reads a row back) plus three pieces
+//! of bookkeeping:
 //!
 //! - a per-resource **version** for optimistic concurrency (`Precondition::Version`);
 //! - a store-wide, strictly increasing **revision**, one per change, committed in
@@ -33,6 +35,8 @@ pub mod postgres;
 mod resource;
 pub mod rules;
 mod store;
+#[cfg(feature = "serde")]
+mod wire;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use meridian_model::ResourceKind;
+use meridian_model::{ResourceKind, SpecBody};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Postgres, Transaction};
@@ -208,18 +208,27 @@ fn parse_kind(kind: &str) -> Result<ResourceKind, StoreError> {
     })
 }
 
+/// The spec of `key` as a row holds it, typed: the one parse a PostgreSQL read does.
+fn parse_spec(key: &ResourceKey, spec: serde_json::Value) -> Result<SpecBody, StoreError> {
+    SpecBody::parse(key.kind, spec).map_err(|e| StoreError::Unreadable {
+        key: key.clone(),
+        reason: e.to_string(),
+    })
+}
+
 impl TryFrom<ResourceRow> for StoredResource {
     type Error = StoreError;
 
     fn try_from(row: ResourceRow) -> Result<Self, StoreError> {
+        let key = ResourceKey {
+            kind: parse_kind(&row.kind)?,
+            mesh: row.mesh,
+            name: row.name,
+        };
         Ok(StoredResource {
-            key: ResourceKey {
-                kind: parse_kind(&row.kind)?,
-                mesh: row.mesh,
-                name: row.name,
-            },
+            spec: parse_spec(&key, row.spec.0)?,
+            key,
             labels: row.labels.0,
-            spec: row.spec.0,
             zone: row.zone,
             version: row.version,
             revision: row.revision,
@@ -322,7 +331,7 @@ async fn flush(tx: &mut Transaction<'_, Postgres>, writes: Writes) -> Result<(),
         sqlx::query(
             "INSERT INTO resources (kind, mesh, name, zone, labels, spec, version, revision, created_at, modified_at)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
-                                  $6::jsonb[], $7::int8[], $8::int8[], $9::timestamptz[], $10::timestamptz[])
+                                  $6::text[]::jsonb[], $7::int8[], $8::int8[], $9::timestamptz[], $10::timestamptz[])
              ON CONFLICT (kind, mesh, name) DO UPDATE SET
                zone = EXCLUDED.zone, labels = EXCLUDED.labels, spec = EXCLUDED.spec,
                version = EXCLUDED.version, revision = EXCLUDED.revision, modified_at = EXCLUDED.modified_at",
@@ -332,7 +341,7 @@ async fn flush(tx: &mut Transaction<'_, Postgres>, writes: Writes) -> Result<(),
         .bind(upserts.iter().map(|r| r.key.name.as_str()).collect::<Vec<_>>())
         .bind(upserts.iter().map(|r| r.zone.as_deref()).collect::<Vec<_>>())
         .bind(upserts.iter().map(|r| Json(&r.labels)).collect::<Vec<_>>())
-        .bind(upserts.iter().map(|r| Json(&r.spec)).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|r| r.spec.canonical_json()).collect::<Vec<_>>())
         .bind(upserts.iter().map(|r| r.version).collect::<Vec<_>>())
         .bind(upserts.iter().map(|r| r.revision).collect::<Vec<_>>())
         .bind(upserts.iter().map(|r| r.created_at).collect::<Vec<_>>())
@@ -461,9 +470,9 @@ impl TryFrom<ChangeRow> for Change {
         ) {
             (Some(labels), Some(spec), Some(version), Some(created_at), Some(modified_at)) => {
                 Ok(Change::Upsert(StoredResource {
+                    spec: parse_spec(&key, spec.0)?,
                     key,
                     labels: labels.0,
-                    spec: spec.0,
                     zone: row.log_zone,
                     version,
                     revision: row.log_revision,

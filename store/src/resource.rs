@@ -1,14 +1,21 @@
 //! The values a store keeps and returns: keys, stored resources, writes, changes.
 //!
+//! A resource's spec is a [`SpecBody`]: typed and validated by whoever built the
+//! value (the REST layer, the KDS receiver, a backend reading its rows back), with its
+//! canonical JSON beside it. Stores write those bytes and compare them to tell an
+//! unchanged put; nothing downstream parses the spec again.
+//!
 //! With the `serde` feature, the values a write carries (keys, resources, ops,
-//! outcomes) derive serde: a key's kind is its Kuma type name, and the JSON is the
-//! embedded store's Raft log format, so a field's name or shape never changes.
+//! outcomes) derive serde: a key's kind is its Kuma type name, a spec is its canonical
+//! JSON, and the JSON is the embedded store's Raft log format, so a field's name or
+//! shape never changes. Deserialising a resource validates its spec against its key's
+//! kind (the Raft log is an edge like any other).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use meridian_model::ResourceKind;
+use meridian_model::{ResourceKind, SpecBody};
 
 /// A store-wide change counter. Every committed change gets the next revision.
 pub type Revision = i64;
@@ -64,13 +71,14 @@ impl fmt::Display for ResourceKey {
 /// A resource as stored, with its bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "crate::wire::StoredResourceWire"))]
 pub struct StoredResource {
     /// Which resource this is.
     pub key: ResourceKey,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
-    /// Its spec, as `meridian_model::Spec::to_value` renders it.
-    pub spec: serde_json::Value,
+    /// Its spec, typed, with its canonical JSON.
+    pub spec: SpecBody,
     /// The zone that owns it, for zone-owned kinds (Dataplane, ZoneIngress, ZoneEgress).
     pub zone: Option<String>,
     /// Starts at 1 and grows by one with every change of this resource.
@@ -86,13 +94,14 @@ pub struct StoredResource {
 /// A resource to write.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "crate::wire::NewResourceWire"))]
 pub struct NewResource {
     /// Which resource to write.
     pub key: ResourceKey,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
-    /// Its validated spec.
-    pub spec: serde_json::Value,
+    /// Its validated spec; its kind is the key's (the store refuses a mismatch).
+    pub spec: SpecBody,
     /// The owning zone; required for zone-owned kinds, refused for the others.
     pub zone: Option<String>,
 }

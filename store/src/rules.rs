@@ -15,6 +15,12 @@ pub fn check_write(resource: &NewResource) -> Result<(), StoreError> {
     if key.name.is_empty() {
         return Err(invalid("the name is empty"));
     }
+    if resource.spec.kind() != key.kind {
+        return Err(StoreError::Invalid {
+            key: key.clone(),
+            reason: format!("the spec is a {} spec", resource.spec.kind()),
+        });
+    }
     match (key.kind.is_mesh_scoped(), key.mesh.is_empty()) {
         (true, true) => return Err(invalid("a mesh-scoped resource needs a mesh")),
         (false, false) => return Err(invalid("a global resource cannot have a mesh")),

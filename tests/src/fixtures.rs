@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use meridian_model::ResourceKind;
+use meridian_model::{ResourceKind, SpecBody};
 use meridian_store::{NewResource, ResourceKey};
 use serde_json::json;
 
-/// A resource with no labels.
+/// A resource with no labels; `spec` must be valid for `kind`.
 pub fn resource(
     kind: ResourceKind,
     mesh: &str,
@@ -22,7 +22,8 @@ pub fn resource(
             name: name.into(),
         },
         labels: BTreeMap::new(),
-        spec,
+        spec: SpecBody::parse(kind, spec)
+            .unwrap_or_else(|e| panic!("the fixture {kind} spec is invalid: {e}")),
         zone: zone.map(str::to_owned),
     }
 }

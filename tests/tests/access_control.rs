@@ -420,7 +420,7 @@ async fn secrets_are_never_served_by_global_or_a_zone() {
         .map(|s| {
             (
                 s.key.name.clone(),
-                s.spec["data"].as_str().unwrap().to_owned(),
+                s.spec.to_value()["data"].as_str().unwrap().to_owned(),
             )
         })
         .collect();

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn put(store: &dyn Store, kind: ResourceKind, mesh: &str, name: &str, spec: Value) {
-    let spec = Spec::from_value(kind, spec).unwrap().to_value();
+    let spec = meridian_model::SpecBody::parse(kind, spec).unwrap();
     store
         .put(
             NewResource {
@@ -148,7 +148,8 @@ async fn proxies_register_get_configs_and_certificates_and_leave() {
     // Config applied and certificate held: its inbound is an endpoint now.
     eventually("backend's inbound ready", WAIT, || async {
         let stored = store.get(&dp_key).await.unwrap()?;
-        (stored.spec["networking"]["inbound"][0]["health"]["ready"] == true).then_some(())
+        (stored.spec.to_value()["networking"]["inbound"][0]["health"]["ready"] == true)
+            .then_some(())
     })
     .await;
 
@@ -208,7 +209,12 @@ async fn proxies_register_get_configs_and_certificates_and_leave() {
     let ingress_key = ResourceKey::global(ResourceKind::ZoneIngress, "ingress");
     eventually("availableServices in the stored ingress", WAIT, || async {
         let stored = store.get(&ingress_key).await.unwrap()?;
-        let services = stored.spec.get("availableServices")?.as_array()?.clone();
+        let services = stored
+            .spec
+            .to_value()
+            .get("availableServices")?
+            .as_array()?
+            .clone();
         services
             .iter()
             .any(|s| s["tags"]["kuma.io/service"] == "backend" && s["instances"] == 1)
@@ -337,7 +343,7 @@ async fn bad_registrations_are_refused_with_the_reason() {
         .unwrap()
         .expect("registered");
     assert_eq!(
-        stored.spec["networking"]["inbound"][0]["health"]["ready"],
+        stored.spec.to_value()["networking"]["inbound"][0]["health"]["ready"],
         false
     );
     let Err(second) = raw_hello(&zone, hello(ProxyKind::Sidecar, "a", dp)).await else {
@@ -414,7 +420,8 @@ async fn unrelated_changes_compute_nothing_and_endpoints_travel_alone() {
         let key = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", name);
         eventually("sidecar ready", WAIT, || async {
             let stored = store.get(&key).await.unwrap()?;
-            (stored.spec["networking"]["inbound"][0]["health"]["ready"] == true).then_some(())
+            (stored.spec.to_value()["networking"]["inbound"][0]["health"]["ready"] == true)
+                .then_some(())
         })
         .await;
     }

@@ -642,7 +642,8 @@ async fn the_elected_replica_expires_insights_a_dead_replica_left_online() {
             NewResource {
                 key: ResourceKey::global(ResourceKind::Zone, zone),
                 labels: Default::default(),
-                spec: json!({}),
+                spec: meridian_model::SpecBody::parse(ResourceKind::Zone, json!({}))
+                    .expect("valid spec"),
                 zone: None,
             },
             Precondition::Any,

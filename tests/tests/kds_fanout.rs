@@ -73,7 +73,10 @@ async fn seed(global: &dyn Store, policies: usize, dataplanes: usize) {
 }
 
 /// `(key, spec)` of everything `scope` admits in `store`.
-async fn in_scope(store: &dyn Store, scope: &dyn Scope) -> BTreeMap<String, serde_json::Value> {
+async fn in_scope(
+    store: &dyn Store,
+    scope: &dyn Scope,
+) -> BTreeMap<String, meridian_model::SpecBody> {
     let mut out = BTreeMap::new();
     for kind in ResourceKind::ALL {
         let all = meridian_store::list_all(store, meridian_store::ListQuery::all(kind))
@@ -324,7 +327,7 @@ async fn scoped_full_sync_is_consistent(stores: Stores) {
     assert!(!zone.contains_key("MeshTimeout default/t00000"));
     assert_eq!(
         zone.get("MeshTimeout default/t00001")
-            .map(|s| s["to"][0]["default"]["idleTimeout"].clone()),
+            .map(|s| s.to_value()["to"][0]["default"]["idleTimeout"].clone()),
         Some(json!("42s"))
     );
     assert!(zone.contains_key("MeshTimeout default/t99999"));
@@ -378,12 +381,16 @@ async fn heartbeats_write_nothing_to_the_store() {
             nonce: "n0".into(),
             upserts: vec![meridian_kds::convert::to_proto(
                 &global
-                    .get(&ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "t00000"))
+                    .get(&ResourceKey::in_mesh(
+                        ResourceKind::MeshTimeout,
+                        "default",
+                        "t00000",
+                    ))
                     .await
                     .unwrap()
                     .map(|mut r| {
                         r.key = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "web-1");
-                        r.spec = json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}});
+                        r.spec = meridian_model::minimal_spec(ResourceKind::Dataplane);
                         r.zone = Some("zone-a".into());
                         r
                     })

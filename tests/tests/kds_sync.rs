@@ -165,7 +165,7 @@ async fn a_new_zone_gets_a_snapshot_then_only_deltas() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t1.spec["to"][0]["default"]["idleTimeout"], "2h");
+    assert_eq!(t1.spec.to_value()["to"][0]["default"]["idleTimeout"], "2h");
 
     // Nothing changed: nothing is sent.
     let (sent, _) = sync_down(&pair, &outbound, &mut inbound).await;

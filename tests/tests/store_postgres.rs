@@ -18,7 +18,7 @@ fn mesh(name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::global(ResourceKind::Mesh, name),
         labels: BTreeMap::new(),
-        spec: json!({}),
+        spec: meridian_model::SpecBody::parse(ResourceKind::Mesh, json!({})).expect("valid spec"),
         zone: None,
     }
 }
@@ -57,7 +57,7 @@ async fn the_schema_refuses_orphans() {
     let policy = NewResource {
         key: ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "p"),
         labels: BTreeMap::new(),
-        spec: json!({}),
+        spec: meridian_model::minimal_spec(ResourceKind::MeshTimeout),
         zone: None,
     };
     store.put(policy, Precondition::Any).await.unwrap();

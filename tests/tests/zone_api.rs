@@ -107,13 +107,13 @@ async fn start_zone(zone: &str, store: Arc<dyn Store>) -> ZoneCp {
 }
 
 async fn put_empty(store: &dyn Store, key: ResourceKey) {
-    let spec = meridian_model::Spec::from_value(key.kind, json!({})).unwrap();
+    let spec = meridian_model::SpecBody::parse(key.kind, json!({})).unwrap();
     store
         .put(
             NewResource {
                 key,
                 labels: Default::default(),
-                spec: spec.to_value(),
+                spec,
                 zone: None,
             },
             Precondition::Absent,
@@ -291,10 +291,11 @@ async fn a_zone_refuses_writes_managed_on_global() {
         ResourceKey::global(ResourceKind::Zone, "west"),
     )
     .await;
-    let spec = meridian_model::parse_document(dataplane("west-1"))
-        .unwrap()
-        .spec
-        .to_value();
+    let spec = meridian_model::SpecBody::new(
+        meridian_model::parse_document(dataplane("west-1"))
+            .unwrap()
+            .spec,
+    );
     let key = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "west-1");
     zone.store
         .put(

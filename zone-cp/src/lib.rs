@@ -234,12 +234,11 @@ impl ZoneCp {
 /// Creates the zone's own Zone resource unless it exists, so the zone's data planes,
 /// ingresses and egresses have their owner.
 async fn ensure_own_zone(store: &dyn Store, zone: &str) -> Result<(), StoreError> {
-    let spec = meridian_model::Spec::from_value(ResourceKind::Zone, serde_json::json!({}))
-        .map_err(|e| StoreError::Backend(format!("an empty Zone spec is invalid: {e}")))?;
+    let spec = meridian_model::Spec::Zone(meridian_model::ZoneSpec::default());
     let resource = NewResource {
         key: ResourceKey::global(ResourceKind::Zone, zone),
         labels: Default::default(),
-        spec: spec.to_value(),
+        spec: meridian_model::SpecBody::new(spec),
         zone: None,
     };
     match store.put(resource, Precondition::Absent).await {

@@ -12,7 +12,6 @@ use meridian_api::zone_token::ZoneTokens;
 use meridian_embedded_store::EmbeddedStore;
 use meridian_global_cp::kds::tls;
 use meridian_global_cp::{GlobalCp, GlobalCpConfig, KdsSettings};
-use meridian_model::Spec;
 use meridian_store::postgres::PostgresStore;
 use meridian_store::{NewResource, Precondition, Revision, Store, WriteOp};
 use meridian_zone_cp::kds::KdsClientConfig;
@@ -243,7 +242,7 @@ pub(crate) fn from_document(
     Ok(NewResource {
         key,
         labels: resource.meta.labels,
-        spec: resource.spec.to_value(),
+        spec: meridian_model::SpecBody::new(resource.spec),
         zone: zone.map(str::to_owned),
     })
 }
@@ -252,10 +251,9 @@ pub(crate) fn from_document(
 pub(crate) fn spec(
     kind: meridian_model::ResourceKind,
     value: serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
-    Ok(Spec::from_value(kind, value)
-        .map_err(|e| anyhow::anyhow!("invalid bench {kind} spec: {e}"))?
-        .to_value())
+) -> anyhow::Result<meridian_model::SpecBody> {
+    meridian_model::SpecBody::parse(kind, value)
+        .map_err(|e| anyhow::anyhow!("invalid bench {kind} spec: {e}"))
 }
 
 /// What global's REST API reports about one zone: `GET /zones/{zone}/insight`.

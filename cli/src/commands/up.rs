@@ -91,7 +91,7 @@ async fn create(store: &dyn Store, doc: serde_json::Value) -> anyhow::Result<()>
     let new = NewResource {
         key,
         labels: resource.meta.labels.clone(),
-        spec: resource.spec.to_value(),
+        spec: meridian_model::SpecBody::new(resource.spec),
         zone: None,
     };
     match store.put(new, Precondition::Absent).await {

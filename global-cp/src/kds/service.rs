@@ -32,7 +32,7 @@ use meridian_kds::session::{
 use meridian_kds::transform::FromZone;
 use meridian_kds::zone_token::{CheckError, TokenError, ZoneTokens};
 use meridian_kds::{Applied, Fanout, Inbound, KdsError, Outbound};
-use meridian_model::{ResourceKind, Spec};
+use meridian_model::{ResourceKind, Spec, SpecBody, ZoneSpec};
 use meridian_proto::kds::kds_server::Kds;
 use meridian_proto::kds::{
     self, GlobalAck, GlobalDelta, ZoneDelta, ZoneToGlobalAck, global_ack, zone_to_global_ack,
@@ -202,9 +202,7 @@ impl KdsService {
         }
         let key = ResourceKey::global(ResourceKind::Zone, zone);
         match self.store.get(&key).await.map_err(store_status)? {
-            Some(existing)
-                if existing.spec.get("enabled") == Some(&serde_json::Value::Bool(false)) =>
-            {
+            Some(existing) if !zone_spec_enabled(existing.spec.spec()) => {
                 metrics::counter!("meridian_kds_zone_refused_total", "reason" => "disabled")
                     .increment(1);
                 return Err(Status::permission_denied(format!(
@@ -213,12 +211,10 @@ impl KdsService {
             }
             Some(_) => {}
             None => {
-                let spec = Spec::from_value(ResourceKind::Zone, serde_json::json!({}))
-                    .map_err(|e| Status::internal(e.to_string()))?;
                 let zone_resource = NewResource {
                     key,
                     labels: BTreeMap::new(),
-                    spec: spec.to_value(),
+                    spec: SpecBody::new(Spec::Zone(ZoneSpec::default())),
                     zone: None,
                 };
                 match self.store.put(zone_resource, Precondition::Absent).await {
@@ -286,7 +282,7 @@ impl KdsService {
             .get(&ResourceKey::global(ResourceKind::Zone, zone))
             .await
         {
-            Ok(Some(z)) => z.spec.get("enabled") != Some(&serde_json::Value::Bool(false)),
+            Ok(Some(z)) => zone_spec_enabled(z.spec.spec()),
             Ok(None) => false,
             // A store outage is not a reason to drop zones; the send path notices it.
             Err(_) => true,
@@ -647,5 +643,13 @@ impl KdsService {
         };
         let end = session::receive_loop(&mut inbound, &mut deltas, &queue, &side).await;
         ended(end, &queue, "").await
+    }
+}
+
+/// Whether a stored Zone lets its zone sync (absent `enabled` means yes, as in Kuma).
+fn zone_spec_enabled(spec: &Spec) -> bool {
+    match spec {
+        Spec::Zone(zone) => zone.is_enabled(),
+        _ => true,
     }
 }

@@ -15,11 +15,15 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
 
+fn spec(kind: ResourceKind, value: serde_json::Value) -> meridian_model::SpecBody {
+    meridian_model::SpecBody::parse(kind, value).unwrap()
+}
+
 fn mesh(name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::global(ResourceKind::Mesh, name),
         labels: BTreeMap::new(),
-        spec: json!({}),
+        spec: spec(ResourceKind::Mesh, json!({})),
         zone: None,
     }
 }
@@ -28,16 +32,20 @@ fn zone(name: &str) -> NewResource {
     NewResource {
         key: ResourceKey::global(ResourceKind::Zone, name),
         labels: BTreeMap::new(),
-        spec: json!({"enabled": true}),
+        spec: spec(ResourceKind::Zone, json!({"enabled": true})),
         zone: None,
     }
 }
 
-fn policy(mesh: &str, name: &str, spec: serde_json::Value) -> NewResource {
+/// A MeshTimeout with this idle timeout.
+fn policy(mesh: &str, name: &str, idle: &str) -> NewResource {
     NewResource {
         key: ResourceKey::in_mesh(ResourceKind::MeshTimeout, mesh, name),
         labels: BTreeMap::new(),
-        spec,
+        spec: spec(
+            ResourceKind::MeshTimeout,
+            json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": idle}}]}),
+        ),
         zone: None,
     }
 }
@@ -46,7 +54,10 @@ fn dataplane(mesh: &str, name: &str, zone: &str) -> NewResource {
     NewResource {
         key: ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, name),
         labels: BTreeMap::new(),
-        spec: json!({}),
+        spec: spec(
+            ResourceKind::Dataplane,
+            json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}]}}),
+        ),
         zone: Some(zone.to_owned()),
     }
 }
@@ -98,8 +109,8 @@ fn later_ops_see_earlier_ones_and_each_key_is_written_once() {
         &[],
         vec![
             put(mesh("m")),
-            put(policy("m", "p", json!({"v": 1}))),
-            WriteOp::Put(policy("m", "p", json!({"v": 2})), Precondition::Version(1)),
+            put(policy("m", "p", "1s")),
+            WriteOp::Put(policy("m", "p", "2s"), Precondition::Version(1)),
         ],
         10,
     );
@@ -122,7 +133,7 @@ fn a_refused_batch_writes_nothing() {
     let (result, writes) = run(
         &rows,
         vec![
-            put(policy("m", "a", json!({}))),
+            put(policy("m", "a", "1h")),
             WriteOp::SetSetting {
                 key: "k".into(),
                 value: "v".into(),
@@ -155,7 +166,7 @@ fn created_then_deleted_in_one_batch_stores_nothing_but_logs_both() {
     let (applied, writes) = run(
         &rows,
         vec![
-            put(policy("m", "p", json!({}))),
+            put(policy("m", "p", "1h")),
             WriteOp::Delete(key.clone(), Precondition::Version(1)),
         ],
         1,
@@ -171,14 +182,14 @@ fn deleting_a_mesh_removes_stored_and_batch_resources_in_type_name_order() {
     let rows = [
         stored(mesh("m"), 1),
         stored(zone("z"), 2),
-        stored(policy("m", "old", json!({})), 3),
-        stored(policy("other", "keep", json!({})), 4),
+        stored(policy("m", "old", "1h"), 3),
+        stored(policy("other", "keep", "1h"), 4),
     ];
     let (applied, writes) = run(
         &rows,
         vec![
             put(dataplane("m", "dp", "z")),
-            put(policy("m", "new", json!({}))),
+            put(policy("m", "new", "1h")),
             WriteOp::Delete(
                 ResourceKey::global(ResourceKind::Mesh, "m"),
                 Precondition::Any,

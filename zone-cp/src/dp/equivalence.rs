@@ -37,7 +37,7 @@ pub(crate) fn stored(doc: Value, zone: Option<&str>) -> StoredResource {
     StoredResource {
         key,
         labels: r.meta.labels.clone(),
-        spec: r.spec.to_value(),
+        spec: meridian_model::SpecBody::new(r.spec),
         zone: zone.map(str::to_owned),
         version: 1,
         revision: 1,

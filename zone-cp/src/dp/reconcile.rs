@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_model::{ResourceKind, Spec};
+use meridian_model::{ResourceKind, Spec, SpecBody};
 use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
@@ -47,7 +47,7 @@ async fn refresh_ingresses(store: &dyn Store, state: &ZoneState) -> Result<(), S
         let new = NewResource {
             key,
             labels: stored.labels,
-            spec: Spec::ZoneIngress(spec).to_value(),
+            spec: SpecBody::new(Spec::ZoneIngress(spec)),
             zone: stored.zone,
         };
         match store.put(new, Precondition::Version(stored.version)).await {

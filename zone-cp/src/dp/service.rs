@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meridian_identity::{DEFAULT_WORKLOAD_VALIDITY, MeshCa, WorkloadId};
 use meridian_model::{
-    DataplaneSpec, Health, ORIGIN_LABEL, ResourceKind, SERVICE_TAG, Spec, ZONE_LABEL,
+    DataplaneSpec, Health, ORIGIN_LABEL, ResourceKind, SERVICE_TAG, Spec, SpecBody, ZONE_LABEL,
     ca_cert_secret_name, ca_key_secret_name, parse_document,
 };
 use meridian_proto::dp::control_message::Message as ToProxy;
@@ -219,7 +219,7 @@ impl DpService {
             .map_err(|e| Status::already_exists(e.to_string()))?;
         if let Err(error) = self
             .store
-            .put(self.registration(&key, &spec), Precondition::Any)
+            .put(self.registration(&key, spec), Precondition::Any)
             .await
         {
             self.registry.release(&key);
@@ -248,7 +248,7 @@ impl DpService {
     }
 
     /// The stored form of a proxy's registration.
-    fn registration(&self, key: &ResourceKey, spec: &Spec) -> NewResource {
+    fn registration(&self, key: &ResourceKey, spec: Spec) -> NewResource {
         let labels = [
             (ORIGIN_LABEL, "zone"),
             (ZONE_LABEL, self.zone.as_str()),
@@ -260,7 +260,7 @@ impl DpService {
         NewResource {
             key: key.clone(),
             labels,
-            spec: spec.to_value(),
+            spec: SpecBody::new(spec),
             zone: Some(self.zone.clone()),
         }
     }
@@ -279,7 +279,7 @@ impl DpService {
                 inbound.health = Some(Health { ready: true });
             }
         }
-        let new = self.registration(&reg.key, &Spec::Dataplane(dp));
+        let new = self.registration(&reg.key, Spec::Dataplane(dp));
         match self.store.put(new, Precondition::Any).await {
             Ok(_) => {
                 tracing::info!(proxy = %reg.key, "sidecar serving: its inbounds are endpoints now");

@@ -285,16 +285,8 @@ impl ZoneState {
         if self.foreign(key.kind, stored.zone.as_deref()) {
             return;
         }
-        let spec = match Spec::from_value(key.kind, stored.spec) {
-            Ok(spec) => spec,
-            Err(error) => {
-                // The store's write path validates the same way, so this is a
-                // resource from a newer version: ignore it rather than fail.
-                tracing::warn!(%key, %error, "stored resource does not parse; ignored");
-                self.delete(&key, stored.zone.as_deref(), touched);
-                return;
-            }
-        };
+        // Typed by the store when it read the row: no parse here.
+        let spec = stored.spec.into_spec();
         let mesh = key.mesh.clone();
         match spec {
             Spec::Mesh(m) => {
