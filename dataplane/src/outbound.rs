@@ -215,7 +215,7 @@ mod tests {
                 subset: BTreeMap::new(),
                 weight,
                 sni: format!("{name}.sni"),
-                endpoints: vec![],
+                endpoints: vec![].into(),
             },
             balancer: Arc::new(Mutex::new(Balancer::new(
                 Plan::build("z1", &BTreeMap::new(), eps, None),

@@ -246,7 +246,7 @@ mod tests {
                     subset: BTreeMap::new(),
                     weight: 100,
                     sni: "backend.default.mesh".into(),
-                    endpoints,
+                    endpoints: endpoints.into(),
                 }],
                 timeout: None,
                 circuit_breaker: None,

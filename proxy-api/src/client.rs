@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::config::{ENDPOINT_UPDATES, EndpointChanges, EndpointConfig, ProxyConfig};
+use crate::config::{ENDPOINT_UPDATES, EndpointChanges, Endpoints, ProxyConfig};
 
 /// Retry delay after the CP refuses a CSR.
 const CSR_RETRY: Duration = Duration::from_secs(5);
@@ -356,7 +356,7 @@ impl Session<'_> {
         }
         let mut changes = EndpointChanges::new();
         for c in &u.clusters {
-            let endpoints: Vec<EndpointConfig> = serde_json::from_slice(&c.endpoints)
+            let endpoints: Endpoints = serde_json::from_slice(&c.endpoints)
                 .map_err(|e| format!("endpoints of cluster {:?} are not valid: {e}", c.sni))?;
             changes.insert(c.sni.clone(), endpoints);
         }

@@ -24,6 +24,8 @@ use meridian_model::TrafficPermissionRules;
 use meridian_model::{CircuitBreakerConf, HealthCheckConf, LocalityAwareness, TimeoutConf};
 use serde::{Deserialize, Serialize};
 
+pub use crate::endpoints::Endpoints;
+
 /// The default `MeshTimeout` `connectionTimeout` when none applies (as Kuma: 5 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default `MeshTimeout` `idleTimeout` when none applies (as Kuma: 1 h).
@@ -33,7 +35,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const ENDPOINT_UPDATES: &str = "endpoint-updates";
 
 /// New endpoint lists by cluster (SNI name).
-pub type EndpointChanges = BTreeMap<String, Vec<EndpointConfig>>;
+pub type EndpointChanges = BTreeMap<String, Endpoints>;
 
 /// An endpoint update names a cluster the config does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,8 +122,9 @@ pub struct BackendConfig {
     pub weight: u32,
     /// The TLS server name to originate mTLS with (see `meridian-sni`).
     pub sni: String,
-    /// The endpoints, local and remote.
-    pub endpoints: Vec<EndpointConfig>,
+    /// The endpoints, local and remote (shared with every config routing to the
+    /// same cluster).
+    pub endpoints: Endpoints,
 }
 
 /// One address a connection can go to.
@@ -179,14 +182,14 @@ pub struct SniRoute {
     pub subset: BTreeMap<String, String>,
     /// Ingress: the local instances. Egress: the ingresses of the zones that
     /// have instances, weighted by how many.
-    pub endpoints: Vec<EndpointConfig>,
+    pub endpoints: Endpoints,
     /// The merged MeshLoadBalancingStrategy `localityAwareness` (egress).
     pub locality: Option<LocalityAwareness>,
 }
 
 impl ProxyConfig {
     /// Takes every cluster's endpoint list out, in order, with its SNI name.
-    fn take_endpoints(&mut self) -> Vec<(String, Vec<EndpointConfig>)> {
+    fn take_endpoints(&mut self) -> Vec<(String, Endpoints)> {
         match self {
             ProxyConfig::Sidecar(s) => s
                 .outbounds
@@ -236,7 +239,7 @@ impl ProxyConfig {
     ) -> Result<(), UnknownCluster> {
         let mut next = self.clone();
         let mut seen = std::collections::BTreeSet::new();
-        let clusters: Vec<(&str, &mut Vec<EndpointConfig>)> = match &mut next {
+        let clusters: Vec<(&str, &mut Endpoints)> = match &mut next {
             ProxyConfig::Sidecar(s) => s
                 .outbounds
                 .iter_mut()
@@ -395,8 +398,8 @@ mod tests {
         let mut config = sidecar(vec![backend("a", &[1])]);
         let before = config.clone();
         let changes = EndpointChanges::from([
-            ("a".to_owned(), vec![endpoint(9)]),
-            ("zzz".to_owned(), vec![]),
+            ("a".to_owned(), Endpoints::new(vec![endpoint(9)])),
+            ("zzz".to_owned(), Endpoints::default()),
         ]);
         assert_eq!(
             config.apply_endpoint_changes(&changes),

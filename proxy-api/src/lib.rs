@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod config;
+pub mod endpoints;
 
 pub use client::{ClientError, ClientSettings, ProxyClient, Registration, WorkloadIdentity};
 pub use config::*;

@@ -118,7 +118,8 @@ async fn registers_its_port_applies_the_config_and_routes_by_sni() {
                 weight: 1,
                 tags: BTreeMap::new(),
                 via: Via::Direct,
-            }],
+            }]
+            .into(),
             locality: None,
         }],
     });

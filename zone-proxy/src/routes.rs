@@ -151,7 +151,7 @@ mod tests {
                     mesh: "default".to_owned(),
                     service: "web".to_owned(),
                     subset: BTreeMap::new(),
-                    endpoints,
+                    endpoints: endpoints.into(),
                     locality: None,
                 })
                 .collect(),

@@ -98,7 +98,8 @@ fn route_of(spec: &str) -> anyhow::Result<SniRoute> {
             weight: 1,
             tags: BTreeMap::new(),
             via: Via::Direct,
-        }],
+        }]
+        .into(),
         locality: None,
     })
 }

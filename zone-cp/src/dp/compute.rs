@@ -25,8 +25,8 @@ use meridian_model::{
     SERVICE_TAG, Spec, match_policies,
 };
 use meridian_proxy_api::{
-    BackendConfig, EndpointConfig, InboundConfig, OutboundConfig, SidecarConfig, SniRoute, Via,
-    ZoneProxyConfig,
+    BackendConfig, EndpointConfig, Endpoints, InboundConfig, OutboundConfig, SidecarConfig,
+    SniRoute, Via, ZoneProxyConfig,
 };
 use meridian_sni::SniTarget;
 
@@ -94,10 +94,11 @@ fn subset_matches(subset: &BTreeMap<String, String>, tags: &BTreeMap<String, Str
 }
 
 /// Endpoint lists already computed from one state, by (mesh, service,
-/// subset): sidecars calling the same service share them. Valid only until the
+/// subset): sidecars calling the same service share one list (one allocation,
+/// one JSON encoding however many streams send it). Valid only until the
 /// state changes; the engine clears it on every batch.
 #[derive(Debug, Default)]
-pub struct EndpointMemo(HashMap<(String, String, BTreeMap<String, String>), Vec<EndpointConfig>>);
+pub struct EndpointMemo(HashMap<(String, String, BTreeMap<String, String>), Endpoints>);
 
 impl EndpointMemo {
     /// Forgets everything (the state changed).
@@ -225,10 +226,10 @@ impl ZoneState {
         mesh_spec: &MeshSpec,
         service: &str,
         subset: &BTreeMap<String, String>,
-    ) -> Vec<EndpointConfig> {
+    ) -> Endpoints {
         memo.0
             .entry((mesh.to_owned(), service.to_owned(), subset.clone()))
-            .or_insert_with(|| self.endpoints(mesh, mesh_spec, service, subset))
+            .or_insert_with(|| Endpoints::new(self.endpoints(mesh, mesh_spec, service, subset)))
             .clone()
     }
 
@@ -411,7 +412,7 @@ impl ZoneState {
                     mesh: mesh.clone(),
                     service: service.clone(),
                     subset,
-                    endpoints,
+                    endpoints: Endpoints::new(endpoints),
                     locality: None,
                 });
             }

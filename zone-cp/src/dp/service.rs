@@ -474,7 +474,8 @@ fn endpoint_update(
             .into_iter()
             .map(|(sni, endpoints)| ClusterEndpoints {
                 sni,
-                endpoints: serde_json::to_vec(&endpoints).unwrap_or_default(),
+                // Encoded once per list, whichever stream sends it first.
+                endpoints: endpoints.json().get().as_bytes().to_vec(),
             })
             .collect(),
     })

@@ -163,7 +163,7 @@ fn zone_config(routes: Vec<(String, Vec<EndpointConfig>)>) -> ZoneProxyConfig {
                 mesh: "default".to_owned(),
                 service: "svc".to_owned(),
                 subset: BTreeMap::new(),
-                endpoints,
+                endpoints: endpoints.into(),
                 locality: None,
             })
             .collect(),
