@@ -105,6 +105,13 @@ impl EndpointMemo {
     pub fn clear(&mut self) {
         self.0.clear();
     }
+
+    /// Adds what `other` computed from the same state (keeping lists already here).
+    pub fn merge(&mut self, other: EndpointMemo) {
+        for (key, list) in other.0 {
+            self.0.entry(key).or_insert(list);
+        }
+    }
 }
 
 impl ZoneState {

@@ -19,9 +19,11 @@
 //!   computed configs): only their endpoints are recomputed and patched in.
 //!
 //! The engine is synchronous and does no I/O: the reconciler feeds it and
-//! owns it (a single writer, so no lock is held while computing). Configs are
-//! published on each proxy's watch channel only when they differ from what it
-//! has. Invariant (tested against [`Engine::from_scratch`] by the equivalence
+//! owns it (a single writer, so no lock is held while computing). A batch of
+//! several whole configs is split over the machine's cores
+//! with scoped threads that only read the state. Configs are published on each
+//! proxy's watch channel, as soon as each is computed, only when they differ
+//! from what it has. Invariant (tested against [`Engine::from_scratch`] by the equivalence
 //! test): after any sequence of changes and connections, every proxy's config
 //! equals what a from-scratch computation of the same state gives.
 
@@ -92,6 +94,11 @@ struct Proxy {
     /// Backend services of `computed` (the `by_backend` entries it holds).
     backends: BTreeSet<ServiceKey>,
 }
+
+/// Batches of at least this many whole configs are computed on several threads:
+/// a sidecar's config takes milliseconds at 10,000 policies, a scoped thread tens
+/// of microseconds to start.
+const PARALLEL_MIN: usize = 4;
 
 /// The incremental engine (see the module docs).
 #[derive(Debug)]
@@ -303,11 +310,79 @@ impl Engine {
                 full.entry(key.clone()).or_insert(Reason::ZoneProxy);
             }
         }
-        for (key, reason) in &full {
-            self.recompute(key, *reason);
-        }
+        self.recompute_all(&full);
         self.patch_endpoints(&touched.services, &full);
         touched
+    }
+
+    /// Computes the whole config of every proxy in `full`, publishing each as soon
+    /// as it is computed. A batch of [`PARALLEL_MIN`] or more is split over the
+    /// machine's cores: the configs only read the state, each
+    /// proxy is in one chunk, and its channel takes the config from whichever
+    /// thread computed it. Each thread has its own endpoint memo (they merge
+    /// afterwards), so a list may be computed once per thread rather than once.
+    fn recompute_all(&mut self, full: &BTreeMap<ResourceKey, Reason>) {
+        let jobs: Vec<(&ResourceKey, &Proxy, Reason)> = full
+            .iter()
+            .filter_map(|(key, reason)| {
+                self.proxies
+                    .get_key_value(key)
+                    .map(|(key, p)| (key, p, *reason))
+            })
+            .collect();
+        let threads = if jobs.len() >= PARALLEL_MIN {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            1
+        };
+        let state = &self.state;
+        let run = |part: &[(&ResourceKey, &Proxy, Reason)], memo: &mut EndpointMemo| {
+            part.iter()
+                .map(|(key, p, reason)| {
+                    let computed = compute(state, key, p, memo).map(Arc::new);
+                    if let Some(config) = &computed {
+                        publish(&p.config, config.clone());
+                    }
+                    ((*key).clone(), *reason, computed)
+                })
+                .collect::<Vec<_>>()
+        };
+        let results = if threads <= 1 {
+            run(&jobs, &mut self.memo)
+        } else {
+            let chunk = jobs.len().div_ceil(threads);
+            let memo = &mut self.memo;
+            std::thread::scope(|scope| {
+                let mut parts = jobs.chunks(chunk);
+                let first = parts.next().unwrap_or_default();
+                let workers: Vec<_> = parts
+                    .map(|part| {
+                        scope.spawn(move || {
+                            let mut own = EndpointMemo::default();
+                            let results = run(part, &mut own);
+                            (results, own)
+                        })
+                    })
+                    .collect();
+                let mut results = run(first, memo);
+                for worker in workers {
+                    match worker.join() {
+                        Ok((part, own)) => {
+                            results.extend(part);
+                            memo.merge(own);
+                        }
+                        // The configs of that chunk stay as they were; the next
+                        // change reaching them computes them again.
+                        Err(_) => tracing::error!("a config computation thread panicked"),
+                    }
+                }
+                results
+            })
+        };
+        for (key, reason, computed) in results {
+            self.count(reason);
+            self.record(&key, computed);
+        }
     }
 
     /// The sidecars a policy change may reach.
@@ -352,12 +427,15 @@ impl Engine {
             return;
         };
         let computed = compute(&self.state, key, p, &mut self.memo).map(Arc::new);
+        if let Some(config) = &computed {
+            publish(&p.config, config.clone());
+        }
         self.count(reason);
-        self.install(key, computed);
+        self.record(key, computed);
     }
 
-    /// Records `computed` as `key`'s config and publishes it.
-    fn install(&mut self, key: &ResourceKey, computed: Option<Arc<ProxyConfig>>) {
+    /// Records `computed` (already published) as `key`'s config.
+    fn record(&mut self, key: &ResourceKey, computed: Option<Arc<ProxyConfig>>) {
         let Some(p) = self.proxies.get_mut(key) else {
             return;
         };
@@ -366,9 +444,6 @@ impl Engine {
             let old = std::mem::replace(&mut p.backends, backends);
             index_remove(&mut self.by_backend, &old, key);
             index_add(&mut self.by_backend, &p.backends, key);
-        }
-        if let Some(config) = &computed {
-            publish(&p.config, config.clone());
         }
         p.computed = computed;
     }
@@ -414,7 +489,11 @@ impl Engine {
             let changed = &next != current;
             self.count(Reason::Endpoints);
             if changed {
-                self.install(&key, Some(Arc::new(ProxyConfig::Sidecar(next))));
+                let next = Arc::new(ProxyConfig::Sidecar(next));
+                if let Some(p) = self.proxies.get(&key) {
+                    publish(&p.config, next.clone());
+                }
+                self.record(&key, Some(next));
             }
         }
     }

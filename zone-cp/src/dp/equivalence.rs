@@ -733,3 +733,25 @@ fn a_route_change_reaches_the_zone_proxies() {
         "the service and its v1 subset: {cfg:?}"
     );
 }
+
+#[test]
+fn a_mesh_wide_change_over_many_sidecars_computes_each_once_and_equivalently() {
+    let mut world = World::new();
+    world.step(&[mesh_op(true)]);
+    // More sidecars than `PARALLEL_MIN`, so whole-mesh batches run on several threads.
+    let sidecars: Vec<Op> = (0..100u8)
+        .map(|i| dataplane_op(i, usize::from(i) % 3, vec![(usize::from(i) + 1) % 3]))
+        .collect();
+    world.step(&sidecars);
+    world.check().expect("equivalent after connecting");
+    // A MeshTimeout `targetRef: Mesh`, `to: Mesh`: every sidecar, in one batch.
+    let delta = counted(&mut world, |w| {
+        w.step(&[policy_op(0, 0, 0, (0, 0, 0), (0, 0, 0), 2)])
+    });
+    assert_eq!(delta, BTreeMap::from([(Reason::Policy, 100)]));
+    world.check().expect("equivalent after the policy");
+    // The mesh itself (mTLS off): every sidecar again.
+    let delta = counted(&mut world, |w| w.step(&[mesh_op(false)]));
+    assert_eq!(delta, BTreeMap::from([(Reason::Mesh, 100)]));
+    world.check().expect("equivalent after the mesh change");
+}
