@@ -14,7 +14,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
@@ -114,8 +113,9 @@ pub async fn serve(
     let bind_error = |source: std::io::Error| EmbeddedStoreError::RaftBind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;
+    // TCP_NODELAY comes with the accepted connections (`nodelay_incoming`): the
+    // builder's own option does not reach a listener bound here.
     let mut builder = Server::builder()
-        .tcp_nodelay(true)
         // Peers send at most a few RPCs at once (replication, votes, forwards).
         .max_concurrent_streams(Some(64));
     if let Some(tls) = tls {
@@ -132,7 +132,7 @@ pub async fn serve(
     let router = builder.add_service(service);
     let task = tokio::spawn(async move {
         if let Err(error) = router
-            .serve_with_incoming(TcpListenerStream::new(listener))
+            .serve_with_incoming(meridian_grpc_client::nodelay_incoming(listener))
             .await
         {
             tracing::error!(%error, "Raft server stopped");

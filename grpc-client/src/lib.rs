@@ -16,11 +16,17 @@
 //!   dialled in plain HTTP/2. [`check_url`] is the rule for URLs an operator gives:
 //!   plain HTTP only to a loopback address.
 //!
+//! - [`nodelay_incoming`] ([`accept`]): the servers' accepted connections, with
+//!   `TCP_NODELAY` as the clients have it (the gRPC servers accept on listeners
+//!   they bound themselves, which tonic's own option does not reach).
+//!
 //! Invariant: nothing here panics on what a peer or an operator supplies; bad URLs
 //! and TLS material are [`ChannelError`]s.
 
+pub mod accept;
 pub mod backoff;
 pub mod channel;
 
+pub use accept::nodelay_incoming;
 pub use backoff::{Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use channel::{ChannelConfig, ChannelError, check_url};

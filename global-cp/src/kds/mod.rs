@@ -18,7 +18,6 @@ use std::future::Future;
 
 use meridian_proto::kds::kds_server::KdsServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 /// Streams one connection may have open at once (a zone uses two).
@@ -47,6 +46,6 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(meridian_grpc_client::nodelay_incoming(listener), shutdown)
         .await
 }

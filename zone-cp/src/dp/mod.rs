@@ -42,7 +42,6 @@ use meridian_store::{ListQuery, Precondition, Store, StoreError, list_all};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use engine::{Engine, Reason};
 pub use registry::Registry;
@@ -161,9 +160,12 @@ impl DpServer {
                 .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
                 .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
                 .add_service(grpc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    let _ = stop_server.wait_for(|s| *s).await;
-                })
+                .serve_with_incoming_shutdown(
+                    meridian_grpc_client::nodelay_incoming(listener),
+                    async move {
+                        let _ = stop_server.wait_for(|s| *s).await;
+                    },
+                )
                 .await;
             if let Err(error) = result {
                 tracing::error!(%error, "data-plane server stopped");
