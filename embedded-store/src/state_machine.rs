@@ -497,7 +497,7 @@ impl WriteTxn for Tables<'_> {
 
     fn write_row(&mut self, row: StoredResource) -> Result<(), Failure> {
         let key = row.key.clone();
-        let row = ResourceRow::of(row)?;
+        let row = ResourceRow::of(row);
         self.resources.insert(
             (key.kind.type_name(), key.mesh.as_str(), key.name.as_str()),
             encode("resource", &row)?.as_slice(),

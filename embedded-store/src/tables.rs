@@ -88,7 +88,7 @@ pub(crate) struct ResourceRow {
 
 impl ResourceRow {
     /// The row of `resource` (its key lives in the table key).
-    pub fn of(resource: StoredResource) -> Result<Self, EmbeddedStoreError> {
+    pub fn of(resource: StoredResource) -> Self {
         let StoredResource {
             key: _,
             labels,
@@ -99,17 +99,15 @@ impl ResourceRow {
             created_at,
             modified_at,
         } = resource;
-        let spec = serde_json::value::RawValue::from_string(spec.canonical_json().to_owned())
-            .map_err(|e| EmbeddedStoreError::codec("resource spec", e))?;
-        Ok(ResourceRow {
+        ResourceRow {
             zone,
             labels,
-            spec,
+            spec: spec.canonical_raw().to_owned(),
             version,
             revision,
             created_at,
             modified_at,
-        })
+        }
     }
 
     /// The stored resource with this row under `key`, its spec typed (the one parse

@@ -82,6 +82,12 @@ impl SpecBody {
         self.0.canonical.get()
     }
 
+    /// The canonical JSON as raw JSON (cloning it copies the bytes without
+    /// checking them again).
+    pub fn canonical_raw(&self) -> &RawValue {
+        &self.0.canonical
+    }
+
     /// The canonical JSON as a value, for callers that render a document around it
     /// (the REST API).
     pub fn to_value(&self) -> Value {

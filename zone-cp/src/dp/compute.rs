@@ -325,20 +325,14 @@ impl ZoneState {
         subset: &BTreeMap<String, String>,
     ) -> Vec<EndpointConfig> {
         let mut out = Vec::new();
+        let id = (mesh.to_owned(), service.to_owned());
         for ingress in self.ingresses_of(mesh, service) {
             if ingress.zone == self.zone || self.disabled_zones.contains(&ingress.zone) {
                 continue;
             }
             let instances: u32 = ingress
-                .spec
-                .available_services
-                .iter()
-                .flatten()
-                .filter(|s| {
-                    s.mesh == mesh
-                        && s.tags.get(SERVICE_TAG).map(String::as_str) == Some(service)
-                        && subset_matches(subset, &s.tags)
-                })
+                .advertised(&id)
+                .filter(|s| subset_matches(subset, &s.tags))
                 .map(|s| s.instances)
                 .sum();
             if instances == 0 {

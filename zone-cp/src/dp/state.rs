@@ -22,12 +22,12 @@
 //! [`ZoneState::from_resources`] of the store's contents at the same revision
 //! (the reconciler's equivalence test checks the configs computed from both).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use meridian_model::{
     AvailableService, DataplaneSpec, MeshSpec, PolicyReach, Resource, ResourceKind, ResourceMeta,
-    Spec, ZoneEgressSpec, ZoneIngressSpec, ZoneSpec,
+    SERVICE_TAG, Spec, ZoneEgressSpec, ZoneIngressSpec, ZoneSpec,
 };
 use meridian_store::{Change, ResourceKey, Revision, Store, StoreError, StoredResource};
 
@@ -40,6 +40,40 @@ pub struct IngressEntry {
     pub zone: String,
     /// The spec.
     pub spec: ZoneIngressSpec,
+    /// Positions in `spec.available_services` by advertised (mesh, service), so an
+    /// endpoint list reads only its own entries of each ingress.
+    advertised: HashMap<ServiceKey, Vec<usize>>,
+}
+
+impl IngressEntry {
+    /// The entry for ingress `name` of `zone`, with its advertised-service index.
+    pub fn new(name: String, zone: String, spec: ZoneIngressSpec) -> Self {
+        let mut advertised: HashMap<ServiceKey, Vec<usize>> = HashMap::new();
+        for (i, s) in spec.available_services.iter().flatten().enumerate() {
+            if let Some(service) = s.tags.get(SERVICE_TAG) {
+                advertised
+                    .entry((s.mesh.clone(), service.clone()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        IngressEntry {
+            name,
+            zone,
+            spec,
+            advertised,
+        }
+    }
+
+    /// What the ingress advertises of `service` in `mesh` (every subset of it).
+    pub fn advertised(&self, service: &ServiceKey) -> impl Iterator<Item = &AvailableService> {
+        let all = self.spec.available_services.as_deref().unwrap_or_default();
+        self.advertised
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| all.get(i))
+    }
 }
 
 /// (mesh, service): the key of an endpoint set.
@@ -317,11 +351,7 @@ impl ZoneState {
                     .zone
                     .or_else(|| spec.zone.clone())
                     .unwrap_or_else(|| self.zone.clone());
-                let new = IngressEntry {
-                    name: key.name.clone(),
-                    zone,
-                    spec,
-                };
+                let new = IngressEntry::new(key.name.clone(), zone, spec);
                 let old = self.ingresses.remove(&key.name);
                 self.ingress_changed(old.as_ref(), Some(&new), touched);
                 self.ingresses.insert(key.name, new);
