@@ -279,10 +279,12 @@ impl Engine {
     pub fn reset(&mut self, state: ZoneState) {
         self.state = state;
         self.memo.clear();
-        let keys: Vec<ResourceKey> = self.proxies.keys().cloned().collect();
-        for key in keys {
-            self.recompute(&key, Reason::Resync);
-        }
+        let all = self
+            .proxies
+            .keys()
+            .map(|key| (key.clone(), Reason::Resync))
+            .collect();
+        self.recompute_all(&all);
     }
 
     /// Applies a batch of the store's change stream and recomputes what it
@@ -423,15 +425,7 @@ impl Engine {
 
     /// Computes `key`'s whole config and publishes it if it changed.
     fn recompute(&mut self, key: &ResourceKey, reason: Reason) {
-        let Some(p) = self.proxies.get(key) else {
-            return;
-        };
-        let computed = compute(&self.state, key, p, &mut self.memo).map(Arc::new);
-        if let Some(config) = &computed {
-            publish(&p.config, config.clone());
-        }
-        self.count(reason);
-        self.record(key, computed);
+        self.recompute_all(&BTreeMap::from([(key.clone(), reason)]));
     }
 
     /// Records `computed` (already published) as `key`'s config.
