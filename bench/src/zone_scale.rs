@@ -81,6 +81,10 @@ pub struct Args {
     /// A few seconds' run for CI: 40 proxies, 8 services, 200 policies, 5 zones.
     #[arg(long)]
     smoke: bool,
+    /// Runs the zone CP under this program (a profiler: `heaptrack`, `perf record
+    /// -g --`), given as one shell word per `--zone-wrapper`.
+    #[arg(long = "zone-wrapper", allow_hyphen_values = true)]
+    zone_wrapper: Vec<String>,
 }
 
 /// `meridian-bench serve-zone` (hidden): the zone CP side.
@@ -345,7 +349,10 @@ async fn proxy(
         name,
         resource: serde_json::to_vec(&document)?,
         version: "bench".into(),
-        features: vec![meridian_proxy_api::ENDPOINT_UPDATES.to_owned()],
+        features: vec![
+            meridian_proxy_api::ENDPOINT_UPDATES.to_owned(),
+            meridian_proto::fragment::FEATURE.to_owned(),
+        ],
     })))
     .await?;
     let mut incoming = client
@@ -353,7 +360,11 @@ async fn proxy(
         .await?
         .into_inner();
     let mut asked = false;
+    let mut fragments = meridian_proto::fragment::Reassembler::default();
     while let Some(msg) = incoming.message().await? {
+        let Some(msg) = fragments.push(msg)? else {
+            continue;
+        };
         let (version, part) = match msg.message {
             Some(FromCp::Config(c)) => (c.version, Part::Config),
             Some(FromCp::Endpoints(e)) => (e.version, Part::Endpoints),
@@ -484,7 +495,16 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     );
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+    let exe = std::env::current_exe()?;
+    let mut command = match args.zone_wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(wrapper_args).arg(&exe);
+            command
+        }
+        None => tokio::process::Command::new(&exe),
+    };
+    let mut child = command
         .args(["serve-zone", "--dir"])
         .arg(dir.path())
         .args(["--services", &services.to_string()])
@@ -501,14 +521,23 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         stdin,
         stdout,
     };
-    let first = tokio::time::timeout(STEP_TIMEOUT, zone.stdout.next_line())
-        .await
-        .context("the zone CP did not start")??
-        .context("the zone CP exited")?;
-    let addr = first
-        .strip_prefix("listening ")
-        .ok_or_else(|| anyhow!("unexpected first line {first:?}"))?;
-    let addr = format!("http://{addr}");
+    // A wrapper may print first (heaptrack does): pass its lines on.
+    let addr = tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            let line = zone
+                .stdout
+                .next_line()
+                .await?
+                .context("the zone CP exited")?;
+            match line.strip_prefix("listening ") {
+                Some(addr) => return anyhow::Ok(format!("http://{addr}")),
+                None if args.zone_wrapper.is_empty() => bail!("unexpected first line {line:?}"),
+                None => eprintln!("  {line}"),
+            }
+        }
+    })
+    .await
+    .context("the zone CP did not start")??;
     println!("  seeded in {:.1} s", started.elapsed().as_secs_f64());
 
     // Connect every proxy.
@@ -641,7 +670,8 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         mib("hwm_kib")
     );
     drop(zone.stdin);
-    let _ = tokio::time::timeout(Duration::from_secs(10), zone.child.wait()).await;
+    // A profiler wrapping the child may take a while to write its data.
+    let _ = tokio::time::timeout(Duration::from_secs(60), zone.child.wait()).await;
     tasks.abort_all();
     Ok(())
 }

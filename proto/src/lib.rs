@@ -4,7 +4,8 @@
 //!   two bidirectional streams per zone, delta messages with per-resource NACKs,
 //!   resume from the receiver's last applied revision, chunked snapshots).
 //! - [`dp`]: the zone CP → proxy config stream (registration, versioned config
-//!   snapshots with ACK/NACK, CSR signing; see `proto/dp.proto`).
+//!   snapshots with ACK/NACK, CSR signing; see `proto/dp.proto`), with its codec
+//!   ([`codec`]) and the fragmenting of large messages ([`fragment`]).
 //! - [`raft`]: Raft RPCs between the replicas of a zone CP (`proto/raft.proto`).
 
 /// KDS v1: the global↔zone sync protocol.
@@ -19,6 +20,9 @@ pub mod kds {
 pub mod dp {
     tonic::include_proto!("meridian.dp.v1");
 }
+
+pub mod codec;
+pub mod fragment;
 
 /// Raft between the replicas of a zone control plane (see `proto/raft.proto`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

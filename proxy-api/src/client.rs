@@ -25,6 +25,7 @@ use meridian_proto::dp::proxy_message::Message as ToCp;
 use meridian_proto::dp::{
     Ack, CertificateRequest, ControlMessage, Hello, Nack, ProxyKind, ProxyMessage,
 };
+use meridian_proto::fragment::{self, FragmentError, Reassembler};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -87,6 +88,9 @@ pub enum ClientError {
     /// The CP closed the stream.
     #[error("the zone CP closed the config stream")]
     Closed,
+    /// The CP's fragments did not make a message (a protocol violation).
+    #[error("config stream: {0}")]
+    Fragment(#[from] FragmentError),
 }
 
 /// A running client: the latest config and identity, and the task behind them.
@@ -235,11 +239,12 @@ impl Session<'_> {
             name: reg.name.clone(),
             resource: serde_json::to_vec(&reg.resource).unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            features: vec![ENDPOINT_UPDATES.to_owned()],
+            features: vec![ENDPOINT_UPDATES.to_owned(), fragment::FEATURE.to_owned()],
         };
         // The channel is fresh and has room: this cannot fail.
         let _ = tx.try_send(message(ToCp::Hello(hello)));
         let mut inbound = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+        let mut fragments = Reassembler::default();
         metrics::gauge!("meridian_proxy_cp_connected").set(1.0);
         tracing::info!(zone_cp = %self.url, name = %reg.name, "registered with the zone CP");
         // A reconnect re-requests the certificate if one is due or in use.
@@ -254,6 +259,7 @@ impl Session<'_> {
             tokio::select! {
                 msg = inbound.message() => {
                     let Some(msg) = msg? else { return Err(ClientError::Closed) };
+                    let Some(msg) = fragments.push(msg)? else { continue };
                     if let Some(reply) = self.handle(msg)
                         && tx.send(reply).await.is_err()
                     {
@@ -280,6 +286,8 @@ impl Session<'_> {
                 self.on_certificate(c);
                 None
             }
+            // The reassembler never yields one.
+            FromCp::Fragment(_) => None,
             FromCp::Error(e) => {
                 tracing::warn!(detail = %e.detail, "the zone CP refused a request");
                 if self.pending_key.take().is_some() {

@@ -473,3 +473,101 @@ async fn unrelated_changes_compute_nothing_and_endpoints_travel_alone() {
     assert_eq!(stats.computations(Reason::Policy), 0);
     drop(backend2);
 }
+
+/// The first config a raw stream receives, as its messages arrived: whether it
+/// came in fragments, and the config.
+async fn first_config(
+    stream: &mut tonic::Streaming<meridian_proto::dp::ControlMessage>,
+) -> (usize, ProxyConfig) {
+    use meridian_proto::dp::control_message::Message as FromCp;
+    use meridian_proto::fragment::{Reassembler, SIZE};
+    let mut reassembler = Reassembler::default();
+    let mut fragments = 0;
+    loop {
+        let message = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("a message in time")
+            .unwrap()
+            .expect("the stream stays open");
+        if let Some(FromCp::Fragment(fragment)) = &message.message {
+            assert!(fragment.data.len() <= SIZE);
+            fragments += 1;
+        }
+        if let Some(whole) = reassembler.push(message).unwrap()
+            && let Some(FromCp::Config(config)) = whole.message
+        {
+            return (fragments, serde_json::from_slice(&config.config).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn large_configs_travel_in_fragments_to_proxies_that_reassemble_them() {
+    use meridian_proto::fragment::{FEATURE, SIZE};
+    meridian_tests::init();
+    let db = TestDatabase::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let zone = zone(store.clone()).await;
+
+    // 300 ready backend instances: the config of one of their clients is
+    // several fragments long.
+    const BACKENDS: usize = 300;
+    let ops = (0..BACKENDS)
+        .map(|i| {
+            let spec = json!({"networking": {"address": format!("10.0.{}.{}", i / 250, i % 250 + 1),
+                "inbound": [{"port": 8080, "health": {"ready": true},
+                    "tags": {"kuma.io/service": "backend", "version": "v1", "instance": format!("backend-{i}")}}]}});
+            meridian_store::WriteOp::Put(
+                NewResource {
+                    key: ResourceKey::in_mesh(
+                        ResourceKind::Dataplane,
+                        "default",
+                        format!("backend-{i}"),
+                    ),
+                    labels: Default::default(),
+                    spec: meridian_model::SpecBody::parse(ResourceKind::Dataplane, spec).unwrap(),
+                    zone: Some("east".into()),
+                },
+                Precondition::Any,
+            )
+        })
+        .collect();
+    store.apply(ops).await.unwrap();
+    let has_all = |c: &ProxyConfig| match c {
+        ProxyConfig::Sidecar(s) => s
+            .outbounds
+            .first()
+            .is_some_and(|o| o.backends[0].endpoints.len() == BACKENDS),
+        _ => false,
+    };
+
+    // The product's client negotiates fragments and puts the config together.
+    let web = client(&zone, sidecar("web-1", "web", 20201, Some("backend")));
+    let config = config_where(&web, "web reaches every backend", has_all).await;
+    let size = serde_json::to_vec(&*config).unwrap().len();
+    assert!(size > 2 * SIZE, "the config ({size} bytes) spans fragments");
+
+    // On the wire: fragments for a proxy that announced them, one message for
+    // one that did not.
+    for (name, port, features, fragmented) in [
+        ("web-2", 20202, vec![FEATURE.to_owned()], true),
+        ("web-3", 20203, vec![], false),
+    ] {
+        let hello = Hello {
+            kind: ProxyKind::Sidecar as i32,
+            mesh: "default".into(),
+            name: name.into(),
+            resource: serde_json::to_vec(&sidecar(name, "web", port, Some("backend")).resource)
+                .unwrap(),
+            version: "test".into(),
+            features,
+        };
+        let (mut stream, _keep) = raw_hello(&zone, hello).await.unwrap();
+        let (fragments, config) = first_config(&mut stream).await;
+        assert!(has_all(&config), "{name}: every backend");
+        assert_eq!(fragments > 2, fragmented, "{name}: {fragments} fragments");
+        if !fragmented {
+            assert_eq!(fragments, 0);
+        }
+    }
+}

@@ -23,6 +23,7 @@ use meridian_proto::dp::{
     Certificate, ClusterEndpoints, Config, ControlMessage, EndpointUpdate, Error, Hello, ProxyKind,
     ProxyMessage,
 };
+use meridian_proto::fragment;
 use meridian_proxy_api::{ENDPOINT_UPDATES, ProxyConfig};
 use meridian_store::{NewResource, Precondition, ResourceKey, Store};
 use tokio::sync::{mpsc, watch};
@@ -84,6 +85,9 @@ struct Registered {
     configs: watch::Receiver<Option<VersionedConfig>>,
     /// The proxy applies [`EndpointUpdate`]s (it said [`ENDPOINT_UPDATES`]).
     endpoint_updates: bool,
+    /// Whether it reassembles fragments (large messages go cut, see
+    /// [`meridian_proto::fragment`]).
+    fragments: bool,
     /// Sidecars: the registered Dataplane and the inbounds registered as not
     /// ready, which become endpoints once the sidecar can serve them.
     readiness: Option<PendingReadiness>,
@@ -237,6 +241,7 @@ impl DpService {
             identity,
             configs,
             endpoint_updates: hello.features.iter().any(|f| f == ENDPOINT_UPDATES),
+            fragments: hello.features.iter().any(|f| f == fragment::FEATURE),
             readiness: dataplane.map(|(dataplane, inbounds)| PendingReadiness {
                 dataplane,
                 inbounds,
@@ -344,11 +349,22 @@ impl DpService {
         mut incoming: Streaming<ProxyMessage>,
         tx: mpsc::Sender<Result<ControlMessage, Status>>,
     ) {
+        let fragments = reg.fragments;
         let send = |m: ToProxy| {
             let tx = tx.clone();
             async move {
-                let msg = Ok(ControlMessage { message: Some(m) });
-                tx.send_timeout(msg, SEND_TIMEOUT).await.is_ok()
+                let msg = ControlMessage { message: Some(m) };
+                let parts = if fragments {
+                    fragment::split(msg)
+                } else {
+                    vec![msg]
+                };
+                for part in parts {
+                    if tx.send_timeout(Ok(part), SEND_TIMEOUT).await.is_err() {
+                        return false;
+                    }
+                }
+                true
             }
         };
         // What the proxy was last sent, and the version of the last endpoint
