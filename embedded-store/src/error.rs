@@ -67,6 +67,10 @@ pub enum EmbeddedStoreError {
     /// The multi-replica configuration is unusable.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterConfigError),
+    /// A storage write on the blocking pool panicked or was cancelled (the
+    /// runtime is shutting down).
+    #[error("storage task: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
     /// The node did not become leader (or learn of one) in time.
     #[error("the Raft node did not become leader within {0:?}")]
     LeaderTimeout(std::time::Duration),

@@ -53,6 +53,7 @@
 //! [`EmbeddedStoreOptions::snapshot_logs_since_last`] entries, after which the log is
 //! purged up to [`EmbeddedStoreOptions::max_in_snapshot_log_to_keep`] entries behind it.
 
+mod blocking;
 pub mod cluster;
 mod error;
 pub mod forward;

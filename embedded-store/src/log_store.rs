@@ -2,10 +2,11 @@
 //! [`RaftLogStorage`].
 //!
 //! Tables: `log` maps a log index (`u64`, ordered numerically) to the JSON-encoded
-//! entry; `log_meta` keeps the vote, the committed log id and the last purged log id
-//! (JSON). Every write is one redb transaction committed with redb's default
+//! entry; `log_meta` keeps the vote and the last purged log id (JSON). The committed
+//! log id is not kept (see `save_committed`). Every write is one redb transaction committed with redb's default
 //! (immediate, fsynced) durability before openraft is told it is flushed, and writes
-//! are serialised by redb's single writer, as openraft requires.
+//! are serialised by redb's single writer, as openraft requires. Writes run on the
+//! blocking pool ([`crate::blocking`]).
 //!
 //! Purging writes the new `last_purged` and deletes the entries in one transaction, so
 //! a crash never leaves a hole between the purged id and the first entry.
@@ -19,6 +20,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::blocking::blocking;
 use crate::error::{EmbeddedStoreError, storage_error};
 use crate::tables::{decode, encode};
 use crate::types::{Entry, NodeId, TypeConfig};
@@ -29,7 +31,6 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
 
 const META_VOTE: &str = "vote";
-const META_COMMITTED: &str = "committed";
 const META_LAST_PURGED: &str = "last_purged";
 
 /// The redb-backed Raft log. Cheap to clone: clones share the database, and a clone
@@ -177,7 +178,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(META_VOTE, vote)
+        let (log, vote) = (self.clone(), *vote);
+        blocking(move || log.write_meta(META_VOTE, &vote))
+            .await
             .map_err(|e| storage_error(e, ErrorVerb::Write, ErrorSubject::Vote))
     }
 
@@ -186,12 +189,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| storage_error(e, ErrorVerb::Read, ErrorSubject::Vote))
     }
 
+    /// Not persisted: the state machine makes every apply durable before returning
+    /// (openraft's "optionally persisted committed"), so a restart loses nothing
+    /// by not knowing it, and a commit costs one redb transaction (two fsyncs) less.
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(META_COMMITTED, &committed)
-            .map_err(|e| storage_error(e, ErrorVerb::Write, ErrorSubject::Store))?;
         if let Some(committed) = committed {
             metrics::gauge!("meridian_raft_commit_index").set(committed.index as f64);
         }
@@ -199,10 +203,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        // Stored as `Option<LogId>`; a missing row is `None` as well.
-        self.read_meta::<Option<LogId<NodeId>>>(META_COMMITTED)
-            .map(Option::flatten)
-            .map_err(|e| storage_error(e, ErrorVerb::Read, ErrorSubject::Store))
+        // A value an older version stored is ignored: see `save_committed`.
+        Ok(None)
     }
 
     async fn append<I>(
@@ -215,7 +217,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         // The commit is durable when it returns: report the flush right away.
-        match self.append_all(entries.into_iter().collect()) {
+        let (log, entries) = (self.clone(), entries.into_iter().collect());
+        match blocking(move || log.append_all(entries)).await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -229,13 +232,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(%log_id, "truncating the Raft log");
-        self.truncate_from(log_id.index)
+        let log = self.clone();
+        blocking(move || log.truncate_from(log_id.index))
+            .await
             .map_err(|e| storage_error(e, ErrorVerb::Delete, ErrorSubject::Logs))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(%log_id, "purging the Raft log");
-        self.purge_upto(&log_id)
+        let log = self.clone();
+        blocking(move || log.purge_upto(&log_id))
+            .await
             .map_err(|e| storage_error(e, ErrorVerb::Delete, ErrorSubject::Logs))
     }
 }

@@ -37,6 +37,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::blocking::blocking;
 use crate::error::{EmbeddedStoreError, storage_error};
 use crate::tables::{
     CHANGE_LOG, ChangeOp, ChangeRow, Counters, InsightRow, LATEST_CHANGE, META_COUNTERS,
@@ -52,13 +53,15 @@ const SNAPSHOT_FORMAT: u32 = 1;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
-/// The redb-backed state machine.
+/// The redb-backed state machine. Clones share the database.
+#[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
     revision_tx: Arc<watch::Sender<Revision>>,
 }
 
 /// Builds snapshots from a consistent read transaction, in parallel with applies.
+#[derive(Clone)]
 pub struct SnapshotBuilder {
     db: Arc<Database>,
 }
@@ -365,7 +368,10 @@ impl SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        self.build()
+        // Reading and encoding the whole store: off the runtime too.
+        let builder = self.clone();
+        blocking(move || builder.build())
+            .await
             .map_err(|e| storage_error(e, ErrorVerb::Write, ErrorSubject::Snapshot(None)))
     }
 }
@@ -385,15 +391,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut responses = Vec::new();
-        for entry in entries {
-            let log_id = entry.log_id;
-            responses
-                .push(self.apply_entry(entry).map_err(|e| {
-                    storage_error(e, ErrorVerb::Write, ErrorSubject::Apply(log_id))
-                })?);
-        }
-        Ok(responses)
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let machine = self.clone();
+        // The outer error is the task's, the inner one an entry's.
+        let applied = blocking(move || {
+            let mut responses = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let log_id = entry.log_id;
+                match machine.apply_entry(entry) {
+                    Ok(response) => responses.push(response),
+                    Err(error) => return Ok(Err((log_id, error))),
+                }
+            }
+            Ok(Ok(responses))
+        })
+        .await
+        .map_err(|e| storage_error(e, ErrorVerb::Write, ErrorSubject::Apply(last)))?;
+        applied
+            .map_err(|(log_id, e)| storage_error(e, ErrorVerb::Write, ErrorSubject::Apply(log_id)))
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
@@ -413,13 +431,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &Meta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.install(meta, snapshot.get_ref()).map_err(|e| {
-            storage_error(
-                e,
-                ErrorVerb::Write,
-                ErrorSubject::Snapshot(Some(meta.signature())),
-            )
-        })
+        let (machine, owned_meta) = (self.clone(), meta.clone());
+        let data = snapshot.into_inner();
+        blocking(move || machine.install(&owned_meta, &data))
+            .await
+            .map_err(|e| {
+                storage_error(
+                    e,
+                    ErrorVerb::Write,
+                    ErrorSubject::Snapshot(Some(meta.signature())),
+                )
+            })
     }
 
     async fn get_current_snapshot(

@@ -9,7 +9,8 @@
 //!    peer ACKs ──▶ ack_loop: Pending (nonce → revision, counts) ──▶ side.acked
 //!
 //!  receiver (zone→global on global, global→zone on the zone)
-//!    gRPC ──▶ receive_loop: Inbound::apply (NACKs per resource) ──▶ ACK via Queue
+//!    gRPC ──▶ receive_loop: Inbound::apply_batch (what arrived together, one
+//!             transaction; NACKs per resource) ──▶ an ACK per message via Queue
 //! ```
 //!
 //! Each end supplies a *side* ([`SendSide`], [`AckSide`], [`ReceiveSide`]): its wire
@@ -30,6 +31,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use meridian_proto::kds;
 use meridian_store::Revision;
 use tokio::sync::{broadcast, mpsc};
@@ -399,8 +401,13 @@ pub trait ReceiveSide: Send + Sync {
     fn peer(&self) -> &'static str;
 }
 
+/// Most messages applied in one store transaction by [`receive_loop`].
+pub const MAX_BATCH: usize = 64;
+
 /// Applies every message from the peer and ACKs it (with its NACKs) until the
-/// stream ends; returns why.
+/// stream ends; returns why. Messages that arrived while the previous ones were
+/// being applied are applied together ([`Inbound::apply_batch`]): one commit for
+/// the lot, so a receiver that fell behind catches up instead of falling further.
 pub async fn receive_loop<S: Scope, T: Transform, R: ReceiveSide>(
     inbound: &mut Inbound<S, T>,
     incoming: &mut tonic::Streaming<R::Incoming>,
@@ -408,23 +415,58 @@ pub async fn receive_loop<S: Scope, T: Transform, R: ReceiveSide>(
     side: &R,
 ) -> SessionEnd {
     loop {
-        let message = match next(incoming, side.peer()).await {
+        let first = match next(incoming, side.peer()).await {
             Ok(message) => message,
             Err(end) => return end,
         };
-        side.seen();
-        let (changes, sender_revision) = side.unwrap(message);
-        let received = counts(&changes);
-        let applied = match inbound.apply(&changes).await {
+        let mut messages = vec![first];
+        // What is already here, without waiting (`message()` keeps its state in
+        // the stream, so dropping a pending call loses nothing). An end seen here
+        // is returned once the messages before it are applied.
+        let mut ended = None;
+        while messages.len() < MAX_BATCH {
+            match incoming.message().now_or_never() {
+                None => break,
+                Some(Ok(Some(message))) => messages.push(message),
+                Some(Ok(None)) => {
+                    ended = Some(SessionEnd::Closed(format!(
+                        "the {} closed the stream",
+                        side.peer()
+                    )));
+                    break;
+                }
+                Some(Err(status)) => {
+                    ended = Some(SessionEnd::Transport(status));
+                    break;
+                }
+            }
+        }
+        let mut changes = Vec::with_capacity(messages.len());
+        let mut sender_revisions = Vec::with_capacity(messages.len());
+        for message in messages {
+            side.seen();
+            let (message_changes, sender_revision) = side.unwrap(message);
+            changes.push(message_changes);
+            sender_revisions.push(sender_revision);
+        }
+        let applied = match inbound.apply_batch(&changes).await {
             Ok(applied) => applied,
             Err(error) => return SessionEnd::Failed(error),
         };
-        side.applied(&received, &applied, sender_revision);
-        let ack = kds::Ack {
-            nonce: changes.nonce,
-            nacks: applied.nacks,
-        };
-        if let Err(end) = queue.send(side.wrap_ack(ack)).await {
+        metrics::histogram!("meridian_kds_apply_batch_messages").record(changes.len() as f64);
+        for ((changes, applied), sender_revision) in
+            changes.into_iter().zip(applied).zip(sender_revisions)
+        {
+            side.applied(&counts(&changes), &applied, sender_revision);
+            let ack = kds::Ack {
+                nonce: changes.nonce,
+                nacks: applied.nacks,
+            };
+            if let Err(end) = queue.send(side.wrap_ack(ack)).await {
+                return end;
+            }
+        }
+        if let Some(end) = ended {
             return end;
         }
     }

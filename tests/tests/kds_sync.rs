@@ -519,3 +519,121 @@ async fn full_snapshots_wait_for_a_permit_and_deltas_do_not() {
     );
     assert_eq!(permits.available_permits(), 1, "the permit is returned");
 }
+
+/// Deltas that arrived together apply in one transaction with the same result as
+/// one by one: a resource put and removed within the batch is gone, a later put
+/// wins, each message's NACKs come back in its own ACK, the last revision is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_applied_together_end_as_applied_one_by_one() {
+    let pair = pair().await;
+    let inbound_for = |store: Arc<dyn Store>| {
+        Inbound::new(
+            store,
+            "kds.global.applied",
+            GlobalToZone {
+                zone: "zone-a".into(),
+            },
+            FromGlobal {
+                zone: "zone-a".into(),
+            },
+        )
+    };
+    // Two zone stores: one gets the batch, the other the same messages one by one.
+    let other = TestDatabase::create().await;
+    let one_by_one: Arc<dyn Store> = Arc::new(other.store().await);
+    // The proto form of a resource as global would send it (written in a scratch
+    // store for its version and times).
+    let scratch_db = TestDatabase::create().await;
+    let scratch = scratch_db.store().await;
+    put(
+        &scratch,
+        resource(ResourceKind::Mesh, "", "default", json!({}), None),
+    )
+    .await;
+    let wire = |r: meridian_store::StoredResource| meridian_kds::convert::to_proto(&r);
+    let mesh = wire(
+        scratch
+            .get(&ResourceKey::global(ResourceKind::Mesh, "default"))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let mut proto = Vec::new();
+    for (name, idle) in [("kept", "1h"), ("gone", "1h"), ("kept", "2h")] {
+        proto.push(wire(
+            scratch
+                .put(timeout(name, idle), Precondition::Any)
+                .await
+                .unwrap()
+                .1,
+        ));
+    }
+    let mut bad = proto[0].clone();
+    bad.name = "bad".into();
+    bad.spec = br#"{"targetRef": {"kind": "Mesh"}, "nonsense": true}"#.to_vec();
+    let gone_key = meridian_kds::convert::key_of(&proto[1]);
+    let messages = vec![
+        kds::Changes {
+            nonce: "m1".into(),
+            upserts: vec![mesh, proto[0].clone(), proto[1].clone()],
+            through_revision: 10,
+            ..Default::default()
+        },
+        kds::Changes {
+            nonce: "m2".into(),
+            upserts: vec![bad],
+            removals: vec![gone_key],
+            through_revision: 11,
+            ..Default::default()
+        },
+        kds::Changes {
+            nonce: "m3".into(),
+            upserts: vec![proto[2].clone()],
+            through_revision: 12,
+            ..Default::default()
+        },
+    ];
+
+    let mut together = inbound_for(pair.zone.clone());
+    let applied = together.apply_batch(&messages).await.unwrap();
+    let mut single = inbound_for(one_by_one.clone());
+    let mut expected = Vec::new();
+    for message in &messages {
+        expected.push(single.apply(message).await.unwrap());
+    }
+
+    let nacked = |a: &meridian_kds::Applied| -> Vec<String> {
+        a.nacks
+            .iter()
+            .map(|n| n.key.clone().unwrap().name)
+            .collect()
+    };
+    assert_eq!(applied.len(), 3);
+    assert_eq!(nacked(&applied[1]), ["bad"], "the NACK is in m2's ACK");
+    assert!(nacked(&applied[0]).is_empty() && nacked(&applied[2]).is_empty());
+    assert_eq!(
+        applied.iter().map(|a| a.through).collect::<Vec<_>>(),
+        expected.iter().map(|a| a.through).collect::<Vec<_>>()
+    );
+    for store in [&pair.zone, &one_by_one] {
+        assert_eq!(
+            names(store.as_ref(), ResourceKind::MeshTimeout).await,
+            ["kept"]
+        );
+        let kept = store
+            .get(&ResourceKey::in_mesh(
+                ResourceKind::MeshTimeout,
+                "default",
+                "kept",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            kept.spec.to_value()["to"][0]["default"]["idleTimeout"],
+            "2h",
+            "the later put wins"
+        );
+    }
+    assert_eq!(together.applied_revision().await.unwrap(), 12);
+}
