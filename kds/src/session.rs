@@ -346,7 +346,12 @@ pub trait AckSide: Send + Sync {
 
 /// The peer's next message, or why the stream ended.
 async fn next<M>(incoming: &mut tonic::Streaming<M>, peer: &str) -> Result<M, SessionEnd> {
-    match incoming.message().await {
+    received(incoming.message().await, peer)
+}
+
+/// What a read from the peer's stream means for the session.
+fn received<M>(read: Result<Option<M>, tonic::Status>, peer: &str) -> Result<M, SessionEnd> {
+    match read {
         Ok(Some(message)) => Ok(message),
         Ok(None) => Err(SessionEnd::Closed(format!("the {peer} closed the stream"))),
         Err(status) => Err(SessionEnd::Transport(status)),
@@ -425,18 +430,15 @@ pub async fn receive_loop<S: Scope, T: Transform, R: ReceiveSide>(
         // is returned once the messages before it are applied.
         let mut ended = None;
         while messages.len() < MAX_BATCH {
-            match incoming.message().now_or_never() {
+            match incoming
+                .message()
+                .now_or_never()
+                .map(|read| received(read, side.peer()))
+            {
                 None => break,
-                Some(Ok(Some(message))) => messages.push(message),
-                Some(Ok(None)) => {
-                    ended = Some(SessionEnd::Closed(format!(
-                        "the {} closed the stream",
-                        side.peer()
-                    )));
-                    break;
-                }
-                Some(Err(status)) => {
-                    ended = Some(SessionEnd::Transport(status));
+                Some(Ok(message)) => messages.push(message),
+                Some(Err(end)) => {
+                    ended = Some(end);
                     break;
                 }
             }
