@@ -400,6 +400,14 @@ impl EmbeddedStore {
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "embedded store: Raft shutdown failed");
         }
+        // Applies commit without fsync between durable points: persist the last ones,
+        // so the next start has nothing to replay.
+        let state = self.inner.state.clone();
+        if let Err(error) =
+            crate::blocking::blocking(move || crate::state_machine::flush(&state)).await
+        {
+            tracing::warn!(%error, "embedded store: flushing the state failed");
+        }
         // openraft's state-machine worker and snapshot tasks end shortly after the
         // core; they hold the only other references to the databases.
         let deadline = tokio::time::Instant::now() + REOPEN_GRACE;

@@ -294,3 +294,79 @@ async fn an_installed_snapshot_reproduces_the_state() {
     );
     assert_eq!(rebuilt.meta.last_log_id, built.meta.last_log_id);
 }
+
+/// Set in the child process of [`acknowledged_writes_survive_a_killed_process`]: the
+/// store directory it writes to before it is killed.
+const CRASH_DIR: &str = "MERIDIAN_TEST_CRASH_DIR";
+
+/// Applies commit without fsync between durable points (the log is durable): a
+/// process killed with SIGKILL leaves the state file behind the log, and the next
+/// open applies the rest again, so every acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_killed_process() {
+    if let Ok(dir) = std::env::var(CRASH_DIR) {
+        // The child: write, report, and wait to be killed.
+        let store = EmbeddedStore::open(Path::new(&dir))
+            .await
+            .expect("store opens");
+        put(&store, mesh("default")).await;
+        for i in 0..40 {
+            put(&store, policy("default", &format!("p{i}"))).await;
+        }
+        let revision = store.current_revision().await.expect("revision");
+        println!("written {revision}");
+        std::future::pending::<()>().await;
+    }
+
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "acknowledged_writes_survive_a_killed_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_DIR, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("child starts");
+    let stdout = child.stdout.take().expect("child stdout");
+    let written = std::io::BufReader::new(stdout)
+        .lines()
+        .map(|line| line.expect("child output"))
+        // libtest prints `test <name> ... ` before the child's own output.
+        .find_map(|line| line.rsplit_once("written ").map(|(_, n)| n.to_owned()))
+        .expect("the child reports its writes");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("child reaped");
+    assert_eq!(written, "41");
+
+    // The state file is behind the log: the writes were not fsynced there.
+    {
+        let mut log =
+            LogStore::open(&dir.path().join(meridian_embedded_store::LOG_FILE)).expect("log");
+        let last_logged = log.get_log_state().await.expect("log state").last_log_id;
+        let mut state =
+            StateMachine::open(&dir.path().join(STATE_FILE), Arc::new(watch::channel(0).0))
+                .expect("state machine opens");
+        let (applied, _) = state.applied_state().await.expect("applied");
+        assert!(
+            applied < last_logged,
+            "the killed process left applies only in memory: applied {applied:?}, logged {last_logged:?}"
+        );
+    }
+
+    let store = EmbeddedStore::open(dir.path())
+        .await
+        .expect("store reopens");
+    assert_eq!(store.current_revision().await.expect("revision"), 41);
+    let snapshot = store.snapshot().await.expect("snapshot");
+    assert_eq!(snapshot.resources.len(), 41);
+    let (_, stored) = store
+        .put(policy("default", "next"), Precondition::Any)
+        .await
+        .expect("put after the crash");
+    assert_eq!(stored.revision, 42);
+    store.shutdown().await;
+}
