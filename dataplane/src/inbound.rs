@@ -1,8 +1,9 @@
 //! The inbound side: connections from other proxies to this sidecar's app.
 //!
 //! With mTLS on, the inbound terminates the mesh TLS (the peer must present a
-//! certificate of the mesh), reads the client's service from its SPIFFE ID,
-//! and asks the inbound's MeshTrafficPermission rules whether it may connect.
+//! certificate of the mesh), reads the client's service from its SPIFFE ID and
+//! its tags from its `kuma://` URI SANs, and asks the inbound's
+//! MeshTrafficPermission rules whether it may connect.
 //! Only then does it dial the app and relay. A denied client, a client that
 //! does not finish its handshake within [`HANDSHAKE_TIMEOUT`], or any
 //! connection arriving before the first certificate is closed without the app
@@ -11,12 +12,11 @@
 //! With mTLS off there is no client identity to check (Kuma allows all such
 //! traffic): bytes are relayed TCP to TCP, zero-copy on Linux.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_identity::peer_identity;
+use meridian_identity::{WorkloadTags, peer_identity, peer_tags};
 use meridian_model::{Action, TrafficPermissionRules};
 use meridian_relay::{connect, relay, relay_tcp};
 use tokio::net::TcpStream;
@@ -95,7 +95,8 @@ pub(crate) async fn serve(
         refuse("no_peer_identity");
         return;
     };
-    let (action, policy) = decide(&inbound.config.permissions, peer.service());
+    let tags = peer_tags(tls.get_ref().1);
+    let (action, policy) = decide(&inbound.config.permissions, peer.service(), &tags);
     match action {
         Action::Deny => {
             tracing::info!(%client, peer = %peer, service, policy,
@@ -133,31 +134,32 @@ async fn dial_app(inbound: &InboundState, client: SocketAddr) -> Option<TcpStrea
     }
 }
 
-/// The action for a client service, with the policy that decided it (for logs).
-pub(crate) fn decide(rules: &TrafficPermissionRules, client_service: &str) -> (Action, String) {
-    let no_tags = BTreeMap::new();
-    let action = rules.action_for(client_service, &no_tags);
-    let policy = rules
-        .rules
-        .iter()
-        .find(|r| r.from.selects(client_service, &no_tags))
-        .map_or_else(
-            || {
-                if rules.mtls_enabled {
-                    "(none: denied by default with mTLS on)".to_owned()
-                } else {
-                    "(none: allowed by default without mTLS)".to_owned()
-                }
-            },
-            |r| r.policy.clone(),
-        );
-    (action, policy)
+/// The action for a client, with the policy that decided it (for logs). The
+/// client is its service (the SPIFFE ID) and the tags its certificate states
+/// (`kuma://` URI SANs the zone CP put there from its registration), so `from`
+/// subsets such as `kuma.io/zone: zone-2` or `version: v1` match as in Kuma.
+pub(crate) fn decide(
+    rules: &TrafficPermissionRules,
+    client_service: &str,
+    client_tags: &WorkloadTags,
+) -> (Action, String) {
+    match rules.rule_for(client_service, |k, v| client_tags.has(k, v)) {
+        Some(rule) => (rule.action, rule.policy.clone()),
+        None if rules.mtls_enabled => (
+            rules.default_action(),
+            "(none: denied by default with mTLS on)".to_owned(),
+        ),
+        None => (
+            rules.default_action(),
+            "(none: allowed by default without mTLS)".to_owned(),
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meridian_model::{PermissionRule, TargetRef};
+    use meridian_model::{PermissionRule, TargetRef, TargetRefKind};
 
     #[test]
     fn the_first_selecting_rule_decides_and_is_named() {
@@ -176,18 +178,71 @@ mod tests {
             ],
             mtls_enabled: true,
         };
+        let none_tags = WorkloadTags::new();
         assert_eq!(
-            decide(&rules, "frontend"),
+            decide(&rules, "frontend", &none_tags),
             (Action::Deny, "deny-frontend".to_owned())
         );
         assert_eq!(
-            decide(&rules, "web"),
+            decide(&rules, "web", &none_tags),
             (Action::Allow, "allow-all".to_owned())
         );
         let none = TrafficPermissionRules {
             rules: vec![],
             mtls_enabled: true,
         };
-        assert_eq!(decide(&none, "web").0, Action::Deny);
+        assert_eq!(decide(&none, "web", &none_tags).0, Action::Deny);
+    }
+
+    #[test]
+    fn subsets_match_the_tags_the_client_certificate_states() {
+        let subset = |kind: TargetRefKind, name: Option<&str>, tags: &[(&str, &str)]| TargetRef {
+            kind,
+            name: name.map(str::to_owned),
+            tags: Some(
+                tags.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            mesh: None,
+        };
+        let rules = TrafficPermissionRules {
+            rules: vec![
+                PermissionRule {
+                    from: subset(
+                        TargetRefKind::MeshSubset,
+                        None,
+                        &[("kuma.io/zone", "zone-2")],
+                    ),
+                    action: Action::Deny,
+                    policy: "deny-zone-2".into(),
+                },
+                PermissionRule {
+                    from: subset(
+                        TargetRefKind::MeshServiceSubset,
+                        Some("web"),
+                        &[("version", "v1")],
+                    ),
+                    action: Action::Deny,
+                    policy: "deny-web-v1".into(),
+                },
+                PermissionRule {
+                    from: TargetRef::mesh(),
+                    action: Action::Allow,
+                    policy: "allow-all".into(),
+                },
+            ],
+            mtls_enabled: true,
+        };
+        let tags = |uris: &[&str]| WorkloadTags::from_uris(uris.iter().copied());
+        let zone_2 = tags(&["kuma://kuma.io/zone/zone-2", "kuma://version/v2"]);
+        let zone_1_v1 = tags(&["kuma://kuma.io/zone/zone-1", "kuma://version/v1"]);
+        let zone_1_v2 = tags(&["kuma://kuma.io/zone/zone-1", "kuma://version/v2"]);
+        assert_eq!(decide(&rules, "web", &zone_2).1, "deny-zone-2");
+        assert_eq!(decide(&rules, "web", &zone_1_v1).1, "deny-web-v1");
+        assert_eq!(decide(&rules, "api", &zone_1_v1).1, "allow-all");
+        assert_eq!(decide(&rules, "web", &zone_1_v2).1, "allow-all");
+        // No tags stated (a certificate from before tags were issued): no subset matches.
+        assert_eq!(decide(&rules, "web", &WorkloadTags::new()).1, "allow-all");
     }
 }

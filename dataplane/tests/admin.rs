@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use meridian_dataplane::{AdminServer, Sidecar};
-use meridian_identity::{MeshCa, WorkloadId, WorkloadKey};
+use meridian_identity::{MeshCa, WorkloadId, WorkloadKey, WorkloadTags};
 use meridian_proxy_api::{ProxyConfig, SidecarConfig, WorkloadIdentity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -73,7 +73,14 @@ async fn readyz_follows_config_and_certificate() {
     let id = WorkloadId::new("default", "web").unwrap();
     let (key, csr) = WorkloadKey::generate(&id).unwrap();
     let cert = ca
-        .sign_csr(&csr, &id, &[], Duration::from_secs(3600), SystemTime::now())
+        .sign_csr(
+            &csr,
+            &id,
+            &WorkloadTags::new(),
+            &[],
+            Duration::from_secs(3600),
+            SystemTime::now(),
+        )
         .unwrap();
     identity_tx.send_replace(Some(Arc::new(WorkloadIdentity {
         cert,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use meridian_dataplane::Sidecar;
-use meridian_identity::{MeshCa, WorkloadId, WorkloadKey};
+use meridian_identity::{MeshCa, WorkloadId, WorkloadKey, WorkloadTags};
 use meridian_model::{Action, PermissionRule, TargetRef, TrafficPermissionRules};
 use meridian_proxy_api::{
     BackendConfig, EndpointConfig, InboundConfig, OutboundConfig, ProxyConfig, SidecarConfig, Via,
@@ -28,7 +28,14 @@ fn identity(ca: &MeshCa, service: &str) -> Arc<WorkloadIdentity> {
     let id = WorkloadId::new(MESH, service).unwrap();
     let (key, csr) = WorkloadKey::generate(&id).unwrap();
     let cert = ca
-        .sign_csr(&csr, &id, &[], Duration::from_secs(3600), SystemTime::now())
+        .sign_csr(
+            &csr,
+            &id,
+            &WorkloadTags::new(),
+            &[],
+            Duration::from_secs(3600),
+            SystemTime::now(),
+        )
         .unwrap();
     Arc::new(WorkloadIdentity {
         cert,

@@ -5,19 +5,21 @@
 //! 1. the proxy calls [`WorkloadKey::generate`] for the [`WorkloadId`] it was
 //!    registered as, keeps the key and sends the CSR PEM to its zone control plane;
 //! 2. the zone CP calls [`MeshCa::sign_csr`] with the identity **it** registered
-//!    for that proxy. The CSR is parsed and its self-signature verified; every
-//!    URI SAN it requests must be that identity's SPIFFE ID (required, exactly
-//!    once) or its Kuma service URI — any other URI (another service, another
-//!    mesh) is refused with [`IdentityError::IdentityMismatch`]. Nothing else in
-//!    the CSR is copied: the certificate is built from scratch with only the
-//!    CSR's public key;
+//!    for that proxy, with the tags it registered ([`WorkloadTags`]). The CSR is
+//!    parsed and its self-signature verified; every URI SAN it requests must be
+//!    that identity's SPIFFE ID (required, exactly once), its Kuma service URI or
+//!    one of its registered tag URIs — any other URI (another service, another
+//!    mesh, a tag the zone CP did not register) is refused with
+//!    [`IdentityError::IdentityMismatch`]. Nothing else in the CSR is copied: the
+//!    certificate is built from scratch with only the CSR's public key;
 //! 3. the proxy gets an [`IssuedCert`] back and rotates at [`renew_at`].
 //!
 //! An issued certificate has: an empty-CA basic constraint (`CA:false`), key
 //! usages `digitalSignature, keyEncipherment`, extended key usages
 //! `serverAuth, clientAuth` (the same certificate serves inbound and outbound
-//! mTLS), the URI SANs `spiffe://<mesh>/<service>` and
-//! `kuma://kuma.io/service/<service>`, the DNS SANs passed by the caller (e.g.
+//! mTLS), the URI SANs `spiffe://<mesh>/<service>`,
+//! `kuma://kuma.io/service/<service>` and `kuma://<tag>/<value>` for every other
+//! registered tag value (as Kuma's certificates have them), the DNS SANs passed by the caller (e.g.
 //! the service's SNI names), `O=<mesh>`, a random 128-bit serial, and the
 //! validity `[now - CLOCK_SKEW, min(now + validity, CA notAfter)]`.
 
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::ca::{MeshCa, from_offset, random_serial, validity_window};
 use crate::error::{IdentityError, Result};
 use crate::spiffe::WorkloadId;
+use crate::tags::WorkloadTags;
 
 /// Default lifetime of a workload certificate: 24 hours.
 pub const DEFAULT_WORKLOAD_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -74,7 +77,7 @@ impl WorkloadKey {
         };
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = identity_sans(id).map_err(fail)?;
+        params.subject_alt_names = identity_sans(id, &WorkloadTags::new()).map_err(fail)?;
         let csr = params
             .serialize_request(&self.key)
             .map_err(|e| fail(e.to_string()))?;
@@ -130,19 +133,34 @@ pub fn renew_at(not_after: SystemTime, issued_at: SystemTime) -> SystemTime {
     }
 }
 
-fn identity_sans(id: &WorkloadId) -> std::result::Result<Vec<SanType>, String> {
-    let uri = |s: String| {
-        s.try_into()
-            .map(SanType::URI)
-            .map_err(|e| format!("URI SAN: {e}"))
-    };
-    Ok(vec![uri(id.to_uri())?, uri(id.kuma_service_uri())?])
+/// The URI SANs of `id` with `tags`: the SPIFFE ID, the Kuma service URI, then
+/// every other tag URI (the service tag's is the Kuma service URI already).
+fn identity_uris(id: &WorkloadId, tags: &WorkloadTags) -> Vec<String> {
+    let service = id.kuma_service_uri();
+    let mut uris = vec![id.to_uri(), service.clone()];
+    uris.extend(tags.uris().into_iter().filter(|u| *u != service));
+    uris
+}
+
+fn identity_sans(
+    id: &WorkloadId,
+    tags: &WorkloadTags,
+) -> std::result::Result<Vec<SanType>, String> {
+    identity_uris(id, tags)
+        .into_iter()
+        .map(|u| {
+            u.try_into()
+                .map(SanType::URI)
+                .map_err(|e| format!("URI SAN: {e}"))
+        })
+        .collect()
 }
 
 impl MeshCa {
     /// Signs a workload CSR for `expected`, the identity the zone control
-    /// plane registered for the requesting proxy (see the module docs for
-    /// what is checked and what the certificate contains).
+    /// plane registered for the requesting proxy, with `tags`, the tags it
+    /// registered (see the module docs for what is checked and what the
+    /// certificate contains).
     ///
     /// `dns_names` become DNS SANs (e.g. the SNI names of the service);
     /// `now` is the issue time (tests pass times in the past).
@@ -150,6 +168,7 @@ impl MeshCa {
         &self,
         csr_pem: &str,
         expected: &WorkloadId,
+        tags: &WorkloadTags,
         dns_names: &[String],
         validity: Duration,
         now: SystemTime,
@@ -166,7 +185,7 @@ impl MeshCa {
         };
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| invalid(format!("{e}")))?;
-        check_requested_identity(&csr.params, expected)?;
+        check_requested_identity(&csr.params, expected, tags)?;
 
         let sign_err = |reason: String| IdentityError::Sign {
             identity: expected.to_string(),
@@ -197,7 +216,7 @@ impl MeshCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        let mut sans = identity_sans(expected).map_err(sign_err)?;
+        let mut sans = identity_sans(expected, tags).map_err(sign_err)?;
         for name in dns_names {
             let dns = name
                 .clone()
@@ -221,20 +240,22 @@ impl MeshCa {
     }
 }
 
-/// Refuses a CSR unless its URI SANs are exactly `expected`'s identity.
-fn check_requested_identity(params: &CertificateParams, expected: &WorkloadId) -> Result<()> {
+/// Refuses a CSR unless its URI SANs are `expected`'s SPIFFE ID (once) and
+/// otherwise only its registered identity URIs.
+fn check_requested_identity(
+    params: &CertificateParams,
+    expected: &WorkloadId,
+    tags: &WorkloadTags,
+) -> Result<()> {
     let spiffe = expected.to_uri();
-    let kuma = expected.kuma_service_uri();
+    let allowed = identity_uris(expected, tags);
     let mut uris = Vec::new();
     for san in &params.subject_alt_names {
         if let SanType::URI(u) = san {
             uris.push(u.as_str().to_string());
         }
     }
-    let foreign: Vec<&String> = uris
-        .iter()
-        .filter(|u| **u != spiffe && **u != kuma)
-        .collect();
+    let foreign: Vec<&String> = uris.iter().filter(|u| !allowed.contains(u)).collect();
     let spiffe_count = uris.iter().filter(|u| **u == spiffe).count();
     if !foreign.is_empty() || spiffe_count != 1 {
         let requested = if uris.is_empty() {
@@ -267,7 +288,14 @@ mod tests {
         let now = SystemTime::now();
         let dns = vec!["web.default.mesh".to_string()];
         let issued = ca
-            .sign_csr(&csr, &web, &dns, DEFAULT_WORKLOAD_VALIDITY, now)
+            .sign_csr(
+                &csr,
+                &web,
+                &WorkloadTags::new(),
+                &dns,
+                DEFAULT_WORKLOAD_VALIDITY,
+                now,
+            )
             .unwrap();
         assert_eq!(issued.id, web);
         assert_eq!(
@@ -294,6 +322,63 @@ mod tests {
     use rustls::pki_types::pem::PemObject;
 
     #[test]
+    fn registered_tags_are_in_the_certificate_and_unregistered_ones_are_refused() {
+        let ca = MeshCa::generate("default", DEFAULT_CA_VALIDITY).unwrap();
+        let web = id("default", "web");
+        let mut tags = WorkloadTags::new();
+        tags.insert("kuma.io/service", "web");
+        tags.insert("kuma.io/zone", "zone-1");
+        tags.insert("version", "v1");
+        let (key, csr) = WorkloadKey::generate(&web).unwrap();
+        let now = SystemTime::now();
+        let issued = ca
+            .sign_csr(&csr, &web, &tags, &[], DEFAULT_WORKLOAD_VALIDITY, now)
+            .unwrap();
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(issued.cert_chain_pem.as_bytes())
+                .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        assert_eq!(
+            crate::ca::cert_uri_sans(&cert),
+            vec![
+                "spiffe://default/web",
+                "kuma://kuma.io/service/web",
+                "kuma://kuma.io/zone/zone-1",
+                "kuma://version/v1",
+            ]
+        );
+        // A CSR asking for a registered tag is signed; one asking for a tag the
+        // zone CP did not register is refused, naming it.
+        let csr_with = |uris: &[&str]| {
+            let mut params = CertificateParams::default();
+            params.subject_alt_names = uris
+                .iter()
+                .map(|u| SanType::URI((*u).to_owned().try_into().unwrap()))
+                .collect();
+            params.serialize_request(&key.key).unwrap().pem().unwrap()
+        };
+        let registered = csr_with(&["spiffe://default/web", "kuma://version/v1"]);
+        ca.sign_csr(
+            &registered,
+            &web,
+            &tags,
+            &[],
+            DEFAULT_WORKLOAD_VALIDITY,
+            now,
+        )
+        .unwrap();
+        let forged = csr_with(&["spiffe://default/web", "kuma://version/v2"]);
+        let err = ca
+            .sign_csr(&forged, &web, &tags, &[], DEFAULT_WORKLOAD_VALIDITY, now)
+            .unwrap_err();
+        assert!(
+            matches!(err, IdentityError::IdentityMismatch { .. })
+                && err.to_string().contains("kuma://version/v2"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn csr_claiming_another_service_is_refused() {
         let ca = MeshCa::generate("default", DEFAULT_CA_VALIDITY).unwrap();
         let (_key, csr) = WorkloadKey::generate(&id("default", "backend")).unwrap();
@@ -301,6 +386,7 @@ mod tests {
             .sign_csr(
                 &csr,
                 &id("default", "web"),
+                &WorkloadTags::new(),
                 &[],
                 DEFAULT_WORKLOAD_VALIDITY,
                 SystemTime::now(),
@@ -321,13 +407,21 @@ mod tests {
         let (_key, csr) = WorkloadKey::generate(&other).unwrap();
         let now = SystemTime::now();
         assert!(matches!(
-            ca.sign_csr(&csr, &other, &[], DEFAULT_WORKLOAD_VALIDITY, now),
+            ca.sign_csr(
+                &csr,
+                &other,
+                &WorkloadTags::new(),
+                &[],
+                DEFAULT_WORKLOAD_VALIDITY,
+                now
+            ),
             Err(IdentityError::IdentityMismatch { .. })
         ));
         assert!(matches!(
             ca.sign_csr(
                 &csr,
                 &id("default", "web"),
+                &WorkloadTags::new(),
                 &[],
                 DEFAULT_WORKLOAD_VALIDITY,
                 now
@@ -358,7 +452,14 @@ mod tests {
             params.subject_alt_names = sans;
             let csr = params.serialize_request(&key).unwrap().pem().unwrap();
             let err = ca
-                .sign_csr(&csr, &web, &[], DEFAULT_WORKLOAD_VALIDITY, now)
+                .sign_csr(
+                    &csr,
+                    &web,
+                    &WorkloadTags::new(),
+                    &[],
+                    DEFAULT_WORKLOAD_VALIDITY,
+                    now,
+                )
                 .unwrap_err();
             assert!(
                 matches!(err, IdentityError::IdentityMismatch { .. }),
@@ -381,7 +482,14 @@ mod tests {
         ];
         for csr in &garbage {
             let err = ca
-                .sign_csr(csr, &web, &[], DEFAULT_WORKLOAD_VALIDITY, now)
+                .sign_csr(
+                    csr,
+                    &web,
+                    &WorkloadTags::new(),
+                    &[],
+                    DEFAULT_WORKLOAD_VALIDITY,
+                    now,
+                )
                 .unwrap_err();
             assert!(matches!(err, IdentityError::InvalidCsr { .. }), "{err}");
             assert!(err.to_string().contains("spiffe://default/web"), "{err}");
@@ -395,7 +503,14 @@ mod tests {
         bytes[last] ^= 0x01;
         let tampered = pem_wrap("CERTIFICATE REQUEST", &bytes);
         let err = ca
-            .sign_csr(&tampered, &web, &[], DEFAULT_WORKLOAD_VALIDITY, now)
+            .sign_csr(
+                &tampered,
+                &web,
+                &WorkloadTags::new(),
+                &[],
+                DEFAULT_WORKLOAD_VALIDITY,
+                now,
+            )
             .unwrap_err();
         assert!(matches!(err, IdentityError::InvalidCsr { .. }), "{err}");
     }
@@ -413,11 +528,18 @@ mod tests {
         let (_key, csr) = WorkloadKey::generate(&web).unwrap();
         let now = SystemTime::now();
         let issued = ca
-            .sign_csr(&csr, &web, &[], DEFAULT_WORKLOAD_VALIDITY, now)
+            .sign_csr(
+                &csr,
+                &web,
+                &WorkloadTags::new(),
+                &[],
+                DEFAULT_WORKLOAD_VALIDITY,
+                now,
+            )
             .unwrap();
         assert_eq!(issued.not_after, ca.not_after());
         assert!(matches!(
-            ca.sign_csr(&csr, &web, &[], Duration::ZERO, now),
+            ca.sign_csr(&csr, &web, &WorkloadTags::new(), &[], Duration::ZERO, now),
             Err(IdentityError::InvalidValidity { .. })
         ));
     }
@@ -436,6 +558,7 @@ mod tests {
             ca.sign_csr(
                 &csr,
                 &web,
+                &WorkloadTags::new(),
                 &[],
                 DEFAULT_WORKLOAD_VALIDITY,
                 SystemTime::now()

@@ -5,10 +5,11 @@
 //!   loaded by zone control planes; [`MeshTrust`] is the CA certificate(s) a
 //!   data plane trusts.
 //! - [`WorkloadId`] (`spiffe.rs`): `spiffe://<mesh>/<service>`.
+//! - [`WorkloadTags`] (`tags.rs`): the registered tags, `kuma://<tag>/<value>`.
 //! - [`WorkloadKey`], [`MeshCa::sign_csr`], [`IssuedCert`], [`renew_at`]
 //!   (`csr.rs`): the key stays on the data plane, the zone CP signs a CSR only
 //!   for the identity it registered for that proxy.
-//! - [`server_config`], [`client_config`], [`peer_identity`] (`tls.rs`): mTLS
+//! - [`server_config`], [`client_config`], [`peer_identity`], [`peer_tags`] (`tls.rs`): mTLS
 //!   inside the mesh, TLS 1.3 only, ring as the one crypto provider.
 //! - [`serving`]: certificates of the control planes' own gRPC servers (KDS,
 //!   the data-plane stream), given or generated with a private CA.
@@ -19,10 +20,12 @@ pub mod csr;
 pub mod error;
 pub mod serving;
 pub mod spiffe;
+pub mod tags;
 pub mod tls;
 
 pub use ca::{CLOCK_SKEW, DEFAULT_CA_VALIDITY, MeshCa, MeshCaPem, MeshTrust};
 pub use csr::{DEFAULT_WORKLOAD_VALIDITY, IssuedCert, WorkloadKey, renew_at};
 pub use error::{IdentityError, Result};
 pub use spiffe::WorkloadId;
-pub use tls::{Authorizer, client_config, peer_identity, server_config};
+pub use tags::WorkloadTags;
+pub use tls::{Authorizer, client_config, peer_identity, peer_tags, server_config};

@@ -42,6 +42,7 @@ use crate::ca::{MeshTrust, cert_uri_sans};
 use crate::csr::{IssuedCert, WorkloadKey};
 use crate::error::{IdentityError, Result};
 use crate::spiffe::{SPIFFE_PREFIX, WorkloadId};
+use crate::tags::WorkloadTags;
 
 /// Decides, during the handshake, whether a client identity may connect.
 pub type Authorizer = Arc<dyn Fn(&WorkloadId) -> bool + Send + Sync>;
@@ -119,6 +120,18 @@ pub fn client_config(
 pub fn peer_identity(conn: &CommonState) -> Option<WorkloadId> {
     let leaf = conn.peer_certificates()?.first()?;
     spiffe_id_of(leaf)
+}
+
+/// The tags the peer's certificate states (its `kuma://<tag>/<value>` URI SANs),
+/// once the handshake is complete; empty before it or without a certificate.
+pub fn peer_tags(conn: &CommonState) -> WorkloadTags {
+    let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
+        return WorkloadTags::new();
+    };
+    match x509_parser::parse_x509_certificate(leaf.as_ref()) {
+        Ok((_, cert)) => WorkloadTags::from_uris(cert_uri_sans(&cert).iter().map(String::as_str)),
+        Err(_) => WorkloadTags::new(),
+    }
 }
 
 /// The first valid `spiffe://<mesh>/<service>` URI SAN of a certificate.

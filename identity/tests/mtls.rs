@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use meridian_identity::{
     DEFAULT_CA_VALIDITY, DEFAULT_WORKLOAD_VALIDITY, IssuedCert, MeshCa, MeshTrust, WorkloadId,
-    WorkloadKey, client_config, peer_identity, server_config,
+    WorkloadKey, WorkloadTags, client_config, peer_identity, server_config,
 };
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +30,14 @@ fn issue(ca: &MeshCa, service: &str, now: SystemTime) -> Workload {
     let wid = id(ca.mesh(), service);
     let (key, csr) = WorkloadKey::generate(&wid).unwrap();
     let cert = ca
-        .sign_csr(&csr, &wid, &[], DEFAULT_WORKLOAD_VALIDITY, now)
+        .sign_csr(
+            &csr,
+            &wid,
+            &WorkloadTags::new(),
+            &[],
+            DEFAULT_WORKLOAD_VALIDITY,
+            now,
+        )
         .unwrap();
     // The data plane only receives the CA certificate.
     let trust = MeshTrust::from_pem(ca.mesh(), ca.cert_pem()).unwrap();

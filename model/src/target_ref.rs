@@ -130,12 +130,15 @@ impl TargetRef {
     /// Whether a workload with this service and tags is selected. The service
     /// is passed apart because a dataplane can expose several.
     pub fn selects(&self, service: &str, tags: &BTreeMap<String, String>) -> bool {
-        let tags_match = || {
-            self.tags
-                .iter()
-                .flatten()
-                .all(|(k, v)| tags.get(k) == Some(v))
-        };
+        self.selects_by(service, |k, v| tags.get(k).is_some_and(|have| have == v))
+    }
+
+    /// [`TargetRef::selects`] for a workload whose tags are known only through
+    /// `has_tag(key, value)`: a client whose certificate states its tags, where one
+    /// tag may have several values (one per inbound) and a subset needs every
+    /// required pair present.
+    pub fn selects_by(&self, service: &str, has_tag: impl Fn(&str, &str) -> bool) -> bool {
+        let tags_match = || self.tags.iter().flatten().all(|(k, v)| has_tag(k, v));
         match self.kind {
             TargetRefKind::Mesh => true,
             TargetRefKind::MeshSubset => tags_match(),

@@ -153,6 +153,25 @@ async fn cross_zone_traffic_follows_routes_and_permissions() {
     );
     cluster.apply(deny("Allow")).await;
     until_answered(outbound, "the allow", |who| who == "zone-b/new").await;
+
+    // (4) A `from` subset on the client's tags, which its certificate states
+    // (`kuma://kuma.io/zone/zone-a`, put there by zone-a's CP): denying zone-a
+    // denies the frontend; denying another zone does not.
+    let deny_zone = |zone: &str| {
+        json!({"type": "MeshTrafficPermission", "name": "frontend-to-new", "mesh": "default",
+            "spec": {"targetRef": {"kind": "MeshService", "name": "backend-new"},
+                     "from": [{"targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/zone": zone}},
+                               "default": {"action": "Deny"}}]}})
+    };
+    cluster.apply(deny_zone("zone-a")).await;
+    eventually("the deny of zone-a is enforced", WAIT, || async {
+        exchange(addr, b"ping").await.is_err().then_some(())
+    })
+    .await;
+    let counts = tally(addr, 10).await;
+    assert_eq!(counts.get("(failed)"), Some(&10), "{counts:?}");
+    cluster.apply(deny_zone("zone-c")).await;
+    until_answered(outbound, "zone-a allowed again", |who| who == "zone-b/new").await;
 }
 
 #[tokio::test]

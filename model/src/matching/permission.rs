@@ -37,10 +37,22 @@ impl TrafficPermissionRules {
         client_service: &str,
         client_tags: &BTreeMap<String, String>,
     ) -> Action {
+        self.rule_for(client_service, |k, v| {
+            client_tags.get(k).is_some_and(|have| have == v)
+        })
+        .map_or_else(|| self.default_action(), |r| r.action)
+    }
+
+    /// The rule deciding for a client with this service and `has_tag(key, value)`
+    /// (the tags its certificate states), or `None` for the default action.
+    pub fn rule_for(
+        &self,
+        client_service: &str,
+        has_tag: impl Fn(&str, &str) -> bool,
+    ) -> Option<&PermissionRule> {
         self.rules
             .iter()
-            .find(|r| r.from.selects(client_service, client_tags))
-            .map_or_else(|| self.default_action(), |r| r.action)
+            .find(|r| r.from.selects_by(client_service, &has_tag))
     }
 
     /// What happens when no rule selects the client, as in Kuma: with mTLS on,

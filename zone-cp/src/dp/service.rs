@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use meridian_identity::{DEFAULT_WORKLOAD_VALIDITY, MeshCa, WorkloadId};
+use meridian_identity::{DEFAULT_WORKLOAD_VALIDITY, MeshCa, WorkloadId, WorkloadTags};
 use meridian_model::{
     DataplaneSpec, Health, ORIGIN_LABEL, ResourceKind, SERVICE_TAG, Spec, SpecBody, ZONE_LABEL,
     ca_cert_secret_name, ca_key_secret_name, parse_document,
@@ -76,12 +76,19 @@ pub struct DpService {
     stop: CancellationToken,
 }
 
+/// What a sidecar's certificates say about it: its SPIFFE ID and the inbound tags
+/// this zone CP registered (with `kuma.io/zone`), never what its CSR asks for.
+struct SidecarIdentity {
+    id: WorkloadId,
+    tags: WorkloadTags,
+}
+
 /// A proxy that said a valid Hello.
 struct Registered {
     kind: ProxyKind,
     key: ResourceKey,
     /// Sidecars: the identity its certificates carry.
-    identity: Option<WorkloadId>,
+    identity: Option<SidecarIdentity>,
     configs: watch::Receiver<Option<VersionedConfig>>,
     /// The proxy applies [`EndpointUpdate`]s (it said [`ENDPOINT_UPDATES`]).
     endpoint_updates: bool,
@@ -298,8 +305,12 @@ impl DpService {
     }
 
     /// Signs `csr_pem` for the registered identity with the mesh CA.
-    fn sign(&self, identity: Option<&WorkloadId>, csr_pem: &str) -> Result<Certificate, String> {
-        let id = identity.ok_or("only sidecars get certificates")?;
+    fn sign(
+        &self,
+        identity: Option<&SidecarIdentity>,
+        csr_pem: &str,
+    ) -> Result<Certificate, String> {
+        let SidecarIdentity { id, tags } = identity.ok_or("only sidecars get certificates")?;
         let mesh = id.mesh();
         let view = self.ca.borrow().clone();
         let spec = view
@@ -329,7 +340,7 @@ impl DpService {
             .and_then(|d| d.rotation.as_ref())
             .map_or(DEFAULT_WORKLOAD_VALIDITY, |r| r.expiration.as_duration());
         let issued = ca
-            .sign_csr(csr_pem, id, &[], validity, SystemTime::now())
+            .sign_csr(csr_pem, id, tags, &[], validity, SystemTime::now())
             .map_err(|e| e.to_string())?;
         let unix = |t: SystemTime| {
             t.duration_since(UNIX_EPOCH)
@@ -497,8 +508,9 @@ fn endpoint_update(
     })
 }
 
-/// The identity of a sidecar: its mesh and its first inbound's service.
-fn sidecar_identity(mesh: &str, dp: &DataplaneSpec) -> Result<WorkloadId, Status> {
+/// The identity of a sidecar: its mesh and its first inbound's service, and the
+/// tags of all its inbounds.
+fn sidecar_identity(mesh: &str, dp: &DataplaneSpec) -> Result<SidecarIdentity, Status> {
     for (i, inbound) in dp.networking.inbound.iter().enumerate() {
         inbound_addr(dp, i, inbound)
             .map_err(|e| Status::invalid_argument(format!("Hello.resource: {e}")))?;
@@ -513,8 +525,10 @@ fn sidecar_identity(mesh: &str, dp: &DataplaneSpec) -> Result<WorkloadId, Status
                 "Hello.resource: networking.inbound[0] needs a kuma.io/service tag",
             )
         })?;
-    WorkloadId::new(mesh, service.clone())
-        .map_err(|e| Status::invalid_argument(format!("Hello.resource: {e}")))
+    let id = WorkloadId::new(mesh, service.clone())
+        .map_err(|e| Status::invalid_argument(format!("Hello.resource: {e}")))?;
+    let tags = WorkloadTags::from_maps(dp.networking.inbound.iter().map(|i| &i.tags));
+    Ok(SidecarIdentity { id, tags })
 }
 
 #[tonic::async_trait]
