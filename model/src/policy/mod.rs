@@ -29,7 +29,8 @@ pub use traffic_permission::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Validate, ValidationError, Violations, decode, index, join};
+use crate::decode::decode_validated;
+use crate::error::{Validate, ValidationError, Violations, index, join};
 use crate::kind::ResourceKind;
 use crate::target_ref::{TargetRef, TargetRefKind};
 
@@ -219,7 +220,8 @@ pub(crate) fn support(kind: ResourceKind) -> Support {
 ///
 /// Unsupported `to`/`from` keys are reported with a policy-specific reason and
 /// removed first, so the rest of the spec is still checked and every
-/// violation is returned together.
+/// violation is returned together (see [`crate::decode`] for how type errors
+/// and unknown fields are all collected).
 pub(crate) fn parse_policy<T>(
     kind: ResourceKind,
     mut value: serde_json::Value,
@@ -239,11 +241,8 @@ where
             }
         }
     }
-    match decode::<T>(value, "spec") {
-        Ok(spec) => {
-            spec.validate("spec", &mut v);
-            v.into_result(spec)
-        }
+    match decode_validated::<T>(&value, "spec") {
+        Ok(spec) => v.into_result(spec),
         Err(e) => {
             v.extend(e);
             Err(ValidationError { violations: v.0 })
