@@ -282,13 +282,13 @@ mod tests {
                 json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"outlierDetection": {"maxEjectionPercent": 101, "detectors": {
                     "totalFailures": {"consecutive": 0}, "successRate": {"standardDeviationFactor": "-1"}, "failurePercentage": {"threshold": 200}}}}}]}),
                 vec![
-                    format!("{p}.maxEjectionPercent: must be in 0..=100 (got 101)"),
+                    format!("{p}.maxEjectionPercent: must be in inclusive range [0, 100]"),
                     format!("{p}.detectors.totalFailures.consecutive: must be at least 1"),
                     format!(
                         "{p}.detectors.successRate.standardDeviationFactor: must be a non-negative number (integer or string such as \"1.9\")"
                     ),
                     format!(
-                        "{p}.detectors.failurePercentage.threshold: must be in 0..=100 (got 200)"
+                        "{p}.detectors.failurePercentage.threshold: must be in inclusive range [0, 100]"
                     ),
                 ],
             ),

@@ -170,7 +170,7 @@ impl Validate for HealthCheckConf {
             v,
         );
         if let Some(p) = &self.healthy_panic_threshold {
-            p.validate_percentage(&join(path, "healthyPanicThreshold"), v);
+            p.validate_percentage(&join(path, "healthyPanicThreshold"), true, v);
         }
     }
 }
@@ -221,10 +221,8 @@ mod tests {
                 vec![
                     format!("{p}.unhealthyThreshold: must be at least 1"),
                     format!("{p}.interval: must be greater than 0"),
-                    format!("{p}.intervalJitterPercent: must be in 0..=100 (got 150)"),
-                    format!(
-                        "{p}.healthyPanicThreshold: must be a number in 0..=100 (integer or string such as \"99.9\")"
-                    ),
+                    format!("{p}.intervalJitterPercent: must be in inclusive range [0, 100]"),
+                    format!("{p}.healthyPanicThreshold: string must be a valid number"),
                 ],
             ),
         ];
