@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::decode::decode_validated;
+use crate::duration::Duration;
 use crate::error::{Validate, ValidationError, Violations, index, join};
 use crate::kind::ResourceKind;
 use crate::target_ref::{TargetRef, TargetRefKind};
@@ -313,6 +314,14 @@ pub(crate) fn validate_percent(path: &str, value: Option<u32>, v: &mut Violation
 pub(crate) fn validate_positive(path: &str, value: Option<u32>, v: &mut Violations) {
     if value == Some(0) {
         v.add(path, "must be greater than 0");
+    }
+}
+
+/// Records a violation when a duration is set to 0 (negative durations do
+/// not parse).
+pub(crate) fn validate_positive_duration(path: &str, value: Option<&Duration>, v: &mut Violations) {
+    if value.is_some_and(|d| d.as_duration().is_zero()) {
+        v.add(path, "must be greater than zero when defined");
     }
 }
 
