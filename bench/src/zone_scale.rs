@@ -141,7 +141,7 @@ fn policy(i: usize, services: usize) -> serde_json::Value {
         2 => (
             "MeshHealthCheck",
             serde_json::json!({"interval": format!("{}s", i % 50 + 1), "timeout": "1s",
-                "unhealthyThreshold": 3, "healthyThreshold": 1}),
+                "unhealthyThreshold": 3, "healthyThreshold": 1, "tcp": {}}),
         ),
         _ => (
             "MeshLoadBalancingStrategy",

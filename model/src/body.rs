@@ -146,7 +146,7 @@ pub fn minimal_spec(kind: ResourceKind) -> SpecBody {
             "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1h"}}]}),
         ResourceKind::MeshHealthCheck => serde_json::json!({"targetRef": {"kind": "Mesh"},
             "to": [{"targetRef": {"kind": "Mesh"}, "default": {"interval": "10s", "timeout": "2s",
-                "unhealthyThreshold": 3, "healthyThreshold": 1}}]}),
+                "unhealthyThreshold": 3, "healthyThreshold": 1, "tcp": {}}}]}),
         ResourceKind::MeshCircuitBreaker => serde_json::json!({"targetRef": {"kind": "Mesh"},
             "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionLimits": {"maxConnections": 100}}}]}),
     };

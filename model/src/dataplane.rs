@@ -317,6 +317,8 @@ mod tests {
                 json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {}, "servce": 1}]}}),
                 vec![
                     "networking.inbound[0].servce: unknown field `servce`, expected one of `port`, `servicePort`, `serviceAddress`, `address`, `tags`, `health`",
+                    // The fields that did decode are still checked.
+                    "networking.inbound[0].tags: must contain the \"kuma.io/service\" tag",
                 ],
             ),
         ];

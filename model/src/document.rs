@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::dataplane::DataplaneSpec;
-use crate::error::{Validate, ValidationError, Violations, decode, json_type};
+use crate::decode::decode_validated;
+use crate::error::{Validate, ValidationError, Violations, json_type};
 use crate::kind::ResourceKind;
 use crate::mesh::MeshSpec;
 use crate::name::{validate_label_key, validate_label_value, validate_mesh_name, validate_name};
@@ -105,10 +106,7 @@ pub enum Spec {
 fn parse_plain<T: serde::de::DeserializeOwned + Validate>(
     value: Value,
 ) -> Result<T, ValidationError> {
-    let spec: T = decode(value, "")?;
-    let mut v = Violations::default();
-    spec.validate("", &mut v);
-    v.into_result(spec)
+    decode_validated(&value, "")
 }
 
 impl Spec {
@@ -139,9 +137,9 @@ impl Spec {
     /// Violation paths are as the user sees them in the document:
     /// `spec.to[0].rules[0].default.backendRefs[1].weight` for policies,
     /// `networking.inbound[0].port` or `mtls.enabledBackend` for the others.
-    /// Every semantic violation is returned, not just the first. Unknown
-    /// fields and wrong types are rejected (one violation: decoding stops
-    /// there), naming the path of the offending field.
+    /// Every violation is returned, not just the first: each unknown field,
+    /// wrong type and missing field with its own path, and the semantic
+    /// violations of the parts that decoded (see `decode`).
     pub fn from_value(kind: ResourceKind, value: Value) -> Result<Spec, ValidationError> {
         Ok(match kind {
             ResourceKind::Mesh => Self::Mesh(parse_plain(value)?),

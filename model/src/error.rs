@@ -92,36 +92,6 @@ pub(crate) fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
-/// Deserializes `value` strictly, naming the offending field (prefixed by
-/// `prefix`) when a field is unknown, missing or of the wrong type.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(
-    value: serde_json::Value,
-    prefix: &str,
-) -> Result<T, ValidationError> {
-    // serde would also build a struct from a positional array; documents are maps.
-    if !value.is_object() {
-        let field = if prefix.is_empty() { "(root)" } else { prefix };
-        let got = json_type(&value);
-        return Err(ValidationError::single(
-            field,
-            format!("must be an object, got {got}"),
-        ));
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            if prefix.is_empty() {
-                "(root)".to_owned()
-            } else {
-                prefix.to_owned()
-            }
-        } else {
-            join(prefix, &path)
-        };
-        ValidationError::single(field, e.into_inner().to_string())
-    })
-}
-
 /// How a JSON value's type reads in a message ("an array").
 pub(crate) fn json_type(v: &serde_json::Value) -> &'static str {
     match v {

@@ -11,6 +11,9 @@
 //! - [`mesh`], [`zone`], [`dataplane`], [`zone_proxy`]: the non-policy resources.
 //! - [`policy`]: the six `Mesh*` targetRef policies Meridian implements.
 //! - [`matching`]: which policies apply to a proxy and the merged result.
+//! - `decode` (internal): how a spec value is decoded and validated with every
+//!   problem collected (each type error, unknown and missing field, and the
+//!   semantic violations of what decoded), each named by its path.
 //!
 //! Invariant: a [`Spec`] obtained from [`Spec::from_value`] or
 //! [`parse_document`] has passed every structural and semantic check, so
@@ -20,6 +23,7 @@
 
 pub mod body;
 pub mod dataplane;
+mod decode;
 pub mod document;
 pub mod duration;
 pub mod error;

@@ -6,7 +6,7 @@ use crate::error::{Validate, Violations, join};
 use crate::kind::ResourceKind;
 use crate::policy::{
     IntOrString, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
-    validate_percent,
+    validate_percent, validate_positive, validate_positive_duration,
 };
 use crate::target_ref::TargetRef;
 
@@ -39,7 +39,7 @@ impl super::EntrySchema for CircuitBreakerConf {
     };
 }
 
-/// The mergeable circuit-breaker configuration.
+/// The mergeable circuit-breaker configuration (at least one of the two).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -52,7 +52,7 @@ pub struct CircuitBreakerConf {
     pub outlier_detection: Option<OutlierDetection>,
 }
 
-/// Limits on concurrent connections and requests.
+/// Limits on concurrent connections and requests (each greater than 0 when set).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -94,7 +94,7 @@ pub struct OutlierDetection {
     /// Count local-origin failures (connect errors) apart from upstream ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_external_and_local_errors: Option<bool>,
-    /// What counts as misbehaving.
+    /// What counts as misbehaving (required, with at least one detector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detectors: Option<Detectors>,
 }
@@ -194,48 +194,87 @@ impl Validate for MeshCircuitBreakerSpec {
 
 impl Validate for CircuitBreakerConf {
     fn validate(&self, path: &str, v: &mut Violations) {
-        let Some(od) = &self.outlier_detection else {
-            return;
-        };
-        let op = join(path, "outlierDetection");
-        validate_percent(&join(&op, "maxEjectionPercent"), od.max_ejection_percent, v);
-        let Some(d) = &od.detectors else { return };
-        let dp = join(&op, "detectors");
-        let consecutive = [
-            ("totalFailures", &d.total_failures),
-            ("gatewayFailures", &d.gateway_failures),
-            ("localOriginFailures", &d.local_origin_failures),
-        ];
-        for (field, det) in consecutive {
-            if det.as_ref().and_then(|c| c.consecutive) == Some(0) {
-                v.add(join(&join(&dp, field), "consecutive"), "must be at least 1");
-            }
-        }
-        if let Some(f) = d.standard_deviation_factor() {
-            let ok = f.as_f64().is_some_and(|x| x >= 0.0);
-            if !ok {
-                v.add(
-                    join(&join(&dp, "successRate"), "standardDeviationFactor"),
-                    "must be a non-negative number (integer or string such as \"1.9\")",
-                );
-            }
-        }
-        if let Some(fp) = &d.failure_percentage {
-            validate_percent(
-                &join(&join(&dp, "failurePercentage"), "threshold"),
-                fp.threshold,
-                v,
+        if self.connection_limits.is_none() && self.outlier_detection.is_none() {
+            v.add(
+                path,
+                "at least one of: 'connectionLimits' or 'outlierDetection' should be configured",
             );
+            return;
+        }
+        if let Some(cl) = &self.connection_limits {
+            let cp = join(path, "connectionLimits");
+            for (field, value) in [
+                ("maxConnections", cl.max_connections),
+                ("maxConnectionPools", cl.max_connection_pools),
+                ("maxPendingRequests", cl.max_pending_requests),
+                ("maxRetries", cl.max_retries),
+                ("maxRequests", cl.max_requests),
+            ] {
+                validate_positive(&join(&cp, field), value, v);
+            }
+        }
+        if let Some(od) = &self.outlier_detection {
+            validate_outlier_detection(&join(path, "outlierDetection"), od, v);
         }
     }
 }
 
-impl Detectors {
-    fn standard_deviation_factor(&self) -> Option<&IntOrString> {
-        self.success_rate
-            .as_ref()?
-            .standard_deviation_factor
-            .as_ref()
+fn validate_outlier_detection(op: &str, od: &OutlierDetection, v: &mut Violations) {
+    validate_positive_duration(&join(op, "interval"), od.interval.as_ref(), v);
+    validate_positive_duration(
+        &join(op, "baseEjectionTime"),
+        od.base_ejection_time.as_ref(),
+        v,
+    );
+    validate_percent(&join(op, "maxEjectionPercent"), od.max_ejection_percent, v);
+    // As in Kuma, even a disabled outlier detection names its detectors.
+    let dp = join(op, "detectors");
+    let Some(d) = &od.detectors else {
+        v.add(dp, "must be defined");
+        return;
+    };
+    if d.total_failures.is_none()
+        && d.gateway_failures.is_none()
+        && d.local_origin_failures.is_none()
+        && d.success_rate.is_none()
+        && d.failure_percentage.is_none()
+    {
+        v.add(
+            dp,
+            "must have at least one defined: totalFailures, gatewayFailures, localOriginFailures, successRate, failurePercentage",
+        );
+        return;
+    }
+    let consecutive = [
+        ("totalFailures", &d.total_failures),
+        ("gatewayFailures", &d.gateway_failures),
+        ("localOriginFailures", &d.local_origin_failures),
+    ];
+    for (field, det) in consecutive {
+        validate_positive(
+            &join(&join(&dp, field), "consecutive"),
+            det.as_ref().and_then(|c| c.consecutive),
+            v,
+        );
+    }
+    if let Some(sr) = &d.success_rate {
+        let sp = join(&dp, "successRate");
+        validate_positive(&join(&sp, "minimumHosts"), sr.minimum_hosts, v);
+        validate_positive(&join(&sp, "requestVolume"), sr.request_volume, v);
+        if let Some(f) = &sr.standard_deviation_factor {
+            let fp = join(&sp, "standardDeviationFactor");
+            match f.as_f64() {
+                None => v.add(fp, "invalid number"),
+                Some(x) if x <= 0.0 => v.add(fp, "must be greater than 0"),
+                Some(_) => {}
+            }
+        }
+    }
+    if let Some(fp) = &d.failure_percentage {
+        let pp = join(&dp, "failurePercentage");
+        validate_positive(&join(&pp, "minimumHosts"), fp.minimum_hosts, v);
+        validate_positive(&join(&pp, "requestVolume"), fp.request_volume, v);
+        validate_percent(&join(&pp, "threshold"), fp.threshold, v);
     }
 }
 
@@ -256,6 +295,26 @@ mod tests {
                 .map(|v| format!("{}: {}", v.field, v.reason))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn every_type_error_and_unknown_field_comes_back_at_once() {
+        let value = json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {
+            "connectionLimits": {"maxConnections": -3, "maxRequests": 0},
+            "outlierDetection": {"interval": 5, "maxEjectionPercent": 120, "detectors": {"totalFailures": {"consecutive": 2}}},
+            "retryBudget": {}}}]});
+        let got = errors(value);
+        assert_eq!(
+            got,
+            vec![
+                "spec.to[0].default.connectionLimits.maxConnections: invalid value: integer `-3`, expected u32",
+                "spec.to[0].default.outlierDetection.interval: invalid type: integer `5`, expected a string",
+                "spec.to[0].default.retryBudget: unknown field `retryBudget`, expected `connectionLimits` or `outlierDetection`",
+                // Beside the problems, what did decode is checked too.
+                "spec.to[0].default.connectionLimits.maxRequests: must be greater than 0",
+                "spec.to[0].default.outlierDetection.maxEjectionPercent: must be in inclusive range [0, 100]",
+            ]
+        );
     }
 
     #[test]
@@ -282,14 +341,59 @@ mod tests {
                 json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"outlierDetection": {"maxEjectionPercent": 101, "detectors": {
                     "totalFailures": {"consecutive": 0}, "successRate": {"standardDeviationFactor": "-1"}, "failurePercentage": {"threshold": 200}}}}}]}),
                 vec![
-                    format!("{p}.maxEjectionPercent: must be in 0..=100 (got 101)"),
-                    format!("{p}.detectors.totalFailures.consecutive: must be at least 1"),
+                    format!("{p}.maxEjectionPercent: must be in inclusive range [0, 100]"),
+                    format!("{p}.detectors.totalFailures.consecutive: must be greater than 0"),
                     format!(
-                        "{p}.detectors.successRate.standardDeviationFactor: must be a non-negative number (integer or string such as \"1.9\")"
+                        "{p}.detectors.successRate.standardDeviationFactor: must be greater than 0"
                     ),
                     format!(
-                        "{p}.detectors.failurePercentage.threshold: must be in 0..=100 (got 200)"
+                        "{p}.detectors.failurePercentage.threshold: must be in inclusive range [0, 100]"
                     ),
+                ],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"outlierDetection": {"interval": "0s", "baseEjectionTime": "0ms", "detectors": {
+                    "successRate": {"minimumHosts": 0, "requestVolume": 0, "standardDeviationFactor": "0"},
+                    "failurePercentage": {"minimumHosts": 0, "requestVolume": 0, "threshold": 0}}}}}]}),
+                vec![
+                    format!("{p}.interval: must be greater than zero when defined"),
+                    format!("{p}.baseEjectionTime: must be greater than zero when defined"),
+                    format!("{p}.detectors.successRate.minimumHosts: must be greater than 0"),
+                    format!("{p}.detectors.successRate.requestVolume: must be greater than 0"),
+                    format!(
+                        "{p}.detectors.successRate.standardDeviationFactor: must be greater than 0"
+                    ),
+                    format!("{p}.detectors.failurePercentage.minimumHosts: must be greater than 0"),
+                    format!("{p}.detectors.failurePercentage.requestVolume: must be greater than 0"),
+                ],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"outlierDetection": {"detectors": {"successRate": {"standardDeviationFactor": "x"}}}}}]}),
+                vec![format!("{p}.detectors.successRate.standardDeviationFactor: invalid number")],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"outlierDetection": {"disabled": true}}}]}),
+                vec![format!("{p}.detectors: must be defined")],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"outlierDetection": {"maxEjectionPercent": 100, "detectors": {}}}}]}),
+                vec![format!(
+                    "{p}.detectors: must have at least one defined: totalFailures, gatewayFailures, localOriginFailures, successRate, failurePercentage"
+                )],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionLimits": {
+                    "maxConnections": 0, "maxConnectionPools": 0, "maxPendingRequests": 0, "maxRetries": 0, "maxRequests": 0}}}]}),
+                ["maxConnections", "maxConnectionPools", "maxPendingRequests", "maxRetries", "maxRequests"]
+                    .iter()
+                    .map(|f| format!("spec.to[0].default.connectionLimits.{f}: must be greater than 0"))
+                    .collect(),
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {}}]}),
+                vec![
+                    "spec.to[0].default: at least one of: 'connectionLimits' or 'outlierDetection' should be configured"
+                        .to_owned(),
                 ],
             ),
             (

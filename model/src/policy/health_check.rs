@@ -8,7 +8,7 @@ use crate::error::{Validate, Violations, join};
 use crate::kind::ResourceKind;
 use crate::policy::{
     IntOrString, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
-    validate_percent,
+    validate_percent, validate_positive_duration,
 };
 use crate::target_ref::TargetRef;
 
@@ -38,7 +38,9 @@ impl super::EntrySchema for HealthCheckConf {
     };
 }
 
-/// The mergeable health-check configuration.
+/// The mergeable health-check configuration. As in Kuma, it names at least
+/// one check (`tcp`, since Meridian refuses `http` and `grpc`); durations and
+/// thresholds are greater than 0 when set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -138,41 +140,75 @@ impl Validate for MeshHealthCheckSpec {
 
 impl Validate for HealthCheckConf {
     fn validate(&self, path: &str, v: &mut Violations) {
-        for (field, set) in [("http", self.http.is_some()), ("grpc", self.grpc.is_some())] {
-            if set {
-                v.add(
-                    join(path, field),
-                    "is not supported by Meridian: its proxies are L4 and only run TCP health checks (use `tcp`)",
-                );
-            }
-        }
-        for (field, value) in [
+        let field = |name| join(path, name);
+        validate_positive_duration(&field("interval"), self.interval.as_ref(), v);
+        validate_positive_duration(&field("timeout"), self.timeout.as_ref(), v);
+        for (name, value) in [
             ("unhealthyThreshold", self.unhealthy_threshold),
             ("healthyThreshold", self.healthy_threshold),
         ] {
             if value == Some(0) {
-                v.add(join(path, field), "must be at least 1");
+                v.add(field(name), "must be greater than zero when defined");
             }
         }
-        if let Some(i) = &self.interval
-            && i.as_duration().is_zero()
-        {
-            v.add(join(path, "interval"), "must be greater than 0");
-        }
-        if let Some(t) = &self.timeout
-            && t.as_duration().is_zero()
-        {
-            v.add(join(path, "timeout"), "must be greater than 0");
-        }
+        validate_positive_duration(&field("initialJitter"), self.initial_jitter.as_ref(), v);
+        validate_positive_duration(&field("intervalJitter"), self.interval_jitter.as_ref(), v);
         validate_percent(
-            &join(path, "intervalJitterPercent"),
+            &field("intervalJitterPercent"),
             self.interval_jitter_percent,
             v,
         );
         if let Some(p) = &self.healthy_panic_threshold {
-            p.validate_percentage(&join(path, "healthyPanicThreshold"), v);
+            p.validate_percentage(&field("healthyPanicThreshold"), true, v);
+        }
+        validate_positive_duration(
+            &field("noTrafficInterval"),
+            self.no_traffic_interval.as_ref(),
+            v,
+        );
+        if let Some(p) = &self.event_log_path
+            && !is_file_path(p)
+        {
+            v.add(field("eventLogPath"), "must be a valid path when defined");
+        }
+        for (name, set) in [("http", self.http.is_some()), ("grpc", self.grpc.is_some())] {
+            if set {
+                v.add(
+                    field(name),
+                    "is not supported by Meridian: its proxies are L4 and only run TCP health checks (use `tcp`)",
+                );
+            }
+        }
+        if self.http.is_none() && self.tcp.is_none() && self.grpc.is_none() {
+            v.add(
+                path,
+                "must have at least one defined: http, tcp, grpc (Meridian runs `tcp` checks only)",
+            );
         }
     }
+}
+
+/// Whether `p` is an absolute file path, as Kuma checks `eventLogPath`: a
+/// Unix path (`/` then anything but NUL) or a Windows one (`C:\dir\file`,
+/// without `/:*?"<>|` or line breaks in its parts).
+fn is_file_path(p: &str) -> bool {
+    if p.starts_with('/') {
+        return !p.contains('\0');
+    }
+    let mut chars = p.chars();
+    let drive = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !(drive && chars.next() == Some(':') && chars.next() == Some('\\')) {
+        return false;
+    }
+    let rest = chars.as_str();
+    let parts: Vec<&str> = rest.split('\\').collect();
+    let Some((file, dirs)) = parts.split_last() else {
+        return false;
+    };
+    let bad = |c: char| "/:*?\"<>|\r\n".contains(c);
+    rest.len() <= 32_767
+        && !file.contains(bad)
+        && dirs.iter().all(|dir| !dir.is_empty() && !dir.contains(bad))
 }
 
 #[cfg(test)]
@@ -202,9 +238,11 @@ mod tests {
             (
                 json!({"interval": "10s", "timeout": "2s", "unhealthyThreshold": 3, "healthyThreshold": 1, "initialJitter": "5s",
                        "intervalJitter": "6s", "intervalJitterPercent": 10, "healthyPanicThreshold": 60, "failTrafficOnPanic": true,
-                       "noTrafficInterval": "10s", "reuseConnection": true, "tcp": {"disabled": false, "send": "Zm9v", "receive": ["YmFy"]}}),
+                       "noTrafficInterval": "10s", "reuseConnection": true, "eventLogPath": "/tmp/hc.log",
+                       "tcp": {"disabled": false, "send": "Zm9v", "receive": ["YmFy"]}}),
                 vec![],
             ),
+            (json!({"tcp": {}, "healthyPanicThreshold": 0}), vec![]),
             (
                 json!({"http": {"path": "/health"}, "grpc": {}}),
                 vec![
@@ -217,15 +255,43 @@ mod tests {
                 ],
             ),
             (
-                json!({"interval": "0s", "unhealthyThreshold": 0, "intervalJitterPercent": 150, "healthyPanicThreshold": "x"}),
+                json!({"interval": "0s", "unhealthyThreshold": 0, "intervalJitterPercent": 150, "healthyPanicThreshold": "x", "tcp": {}}),
                 vec![
-                    format!("{p}.unhealthyThreshold: must be at least 1"),
-                    format!("{p}.interval: must be greater than 0"),
-                    format!("{p}.intervalJitterPercent: must be in 0..=100 (got 150)"),
-                    format!(
-                        "{p}.healthyPanicThreshold: must be a number in 0..=100 (integer or string such as \"99.9\")"
-                    ),
+                    format!("{p}.interval: must be greater than zero when defined"),
+                    format!("{p}.unhealthyThreshold: must be greater than zero when defined"),
+                    format!("{p}.intervalJitterPercent: must be in inclusive range [0, 100]"),
+                    format!("{p}.healthyPanicThreshold: string must be a valid number"),
                 ],
+            ),
+            (
+                json!({"timeout": "0s", "healthyThreshold": 0, "initialJitter": "0s", "intervalJitter": "0ms",
+                       "noTrafficInterval": "0", "healthyPanicThreshold": 101, "tcp": {}}),
+                vec![
+                    format!("{p}.timeout: must be greater than zero when defined"),
+                    format!("{p}.healthyThreshold: must be greater than zero when defined"),
+                    format!("{p}.initialJitter: must be greater than zero when defined"),
+                    format!("{p}.intervalJitter: must be greater than zero when defined"),
+                    format!("{p}.healthyPanicThreshold: must be in inclusive range [0.0, 100.0]"),
+                    format!("{p}.noTrafficInterval: must be greater than zero when defined"),
+                ],
+            ),
+            (
+                json!({"eventLogPath": "#not_valid_path", "tcp": {}}),
+                vec![format!(
+                    "{p}.eventLogPath: must be a valid path when defined"
+                )],
+            ),
+            (
+                json!({}),
+                vec![format!(
+                    "{p}: must have at least one defined: http, tcp, grpc (Meridian runs `tcp` checks only)"
+                )],
+            ),
+            (
+                json!({"interval": "10s", "timeout": "2s"}),
+                vec![format!(
+                    "{p}: must have at least one defined: http, tcp, grpc (Meridian runs `tcp` checks only)"
+                )],
             ),
         ];
         for (default, want) in cases {
@@ -238,5 +304,33 @@ mod tests {
             e.violations[0].reason,
             "MeshHealthCheck does not support `from`"
         );
+    }
+
+    #[test]
+    fn event_log_paths() {
+        for p in [
+            "/tmp/hc.log",
+            "/",
+            "//x",
+            "/a b/c",
+            "C:\\logs\\hc.log",
+            "c:\\",
+            "D:\\x\\",
+        ] {
+            assert!(super::is_file_path(p), "{p}");
+        }
+        for p in [
+            "",
+            "hc.log",
+            "./hc.log",
+            "#not_valid_path",
+            "/a\0b",
+            "C:/logs",
+            "C:\\a\\\\b",
+            "C:\\a:b",
+            "1:\\a",
+        ] {
+            assert!(!super::is_file_path(p), "{p}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use crate::kind::ResourceKind;
 use crate::name::{validate_name, validate_tag_key};
 use crate::policy::{
     IntOrString, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
+    validate_positive,
 };
 use crate::target_ref::TargetRef;
 
@@ -83,7 +84,8 @@ pub struct LocalZone {
 pub struct AffinityTag {
     /// The tag key.
     pub key: String,
-    /// Relative weight of the preference.
+    /// Relative weight of the preference (greater than 0; either every tag
+    /// of the list has one or none has).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
 }
@@ -96,7 +98,8 @@ pub struct CrossZone {
     /// Ordered failover rules; rule *i* is tried at priority *i + 1*.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Vec<Failover>>,
-    /// Spill over when fewer than this percentage of local endpoints are healthy.
+    /// Spill over when fewer than this percentage (greater than 0) of local
+    /// endpoints are healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_threshold: Option<FailoverThreshold>,
 }
@@ -154,7 +157,7 @@ pub enum FailoverToType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailoverThreshold {
-    /// Healthy percentage (0..=100), integer or string.
+    /// Healthy percentage (greater than 0, at most 100), integer or string.
     pub percentage: IntOrString,
 }
 
@@ -269,15 +272,22 @@ impl Validate for LoadBalancingConf {
         if let Some(la) = &self.locality_awareness {
             let lp = join(path, "localityAwareness");
             let tags_path = join(&join(&lp, "localZone"), "affinityTags");
-            for (i, t) in la
+            let tags = la
                 .local_zone
-                .iter()
-                .flat_map(|z| z.affinity_tags.iter().flatten())
-                .enumerate()
-            {
+                .as_ref()
+                .and_then(|z| z.affinity_tags.as_deref())
+                .unwrap_or_default();
+            for (i, t) in tags.iter().enumerate() {
+                let tp = index(&tags_path, i);
                 if let Err(e) = validate_tag_key(&t.key) {
-                    v.add(join(&index(&tags_path, i), "key"), e);
+                    v.add(join(&tp, "key"), e);
                 }
+                validate_positive(&join(&tp, "weight"), t.weight, v);
+            }
+            // Weights rank the tags against each other: all or none.
+            let weighted = tags.iter().filter(|t| t.weight.is_some()).count();
+            if weighted > 0 && weighted != tags.len() {
+                v.add(tags_path, "all or none affinity tags should have weight");
             }
             if let Some(cz) = &la.cross_zone {
                 let cp = join(&lp, "crossZone");
@@ -288,6 +298,7 @@ impl Validate for LoadBalancingConf {
                 if let Some(t) = &cz.failover_threshold {
                     t.percentage.validate_percentage(
                         &join(&join(&cp, "failoverThreshold"), "percentage"),
+                        false,
                         v,
                     );
                 }
@@ -453,13 +464,29 @@ mod tests {
                 vec![
                     format!("{p}.failover[0].from.zones: must have at least one zone"),
                     format!(
-                        "{p}.failoverThreshold.percentage: must be a number in 0..=100 (integer or string such as \"99.9\")"
+                        "{p}.failoverThreshold.percentage: must be in inclusive range [0.0, 100.0]"
                     ),
                 ],
             ),
             (
                 json!({"localityAwareness": {"crossZone": {"failoverThreshold": {"percentage": 70}}}}),
                 vec![],
+            ),
+            (
+                json!({"localityAwareness": {"crossZone": {"failoverThreshold": {"percentage": "0.1"}}}}),
+                vec![],
+            ),
+            (
+                json!({"localityAwareness": {"crossZone": {"failoverThreshold": {"percentage": 0}}}}),
+                vec![format!(
+                    "{p}.failoverThreshold.percentage: must be greater than 0"
+                )],
+            ),
+            (
+                json!({"localityAwareness": {"crossZone": {"failoverThreshold": {"percentage": "many"}}}}),
+                vec![format!(
+                    "{p}.failoverThreshold.percentage: string must be a valid number"
+                )],
             ),
             (
                 json!({"localityAwareness": {"disabled": true, "localZone": {"affinityTags": [{"key": "k8s.io/node", "weight": 9}]}}}),
@@ -469,6 +496,71 @@ mod tests {
         for (default, want) in cases {
             assert_eq!(errors(default.clone()), want, "{default}");
         }
+    }
+
+    #[test]
+    fn affinity_tag_weights() {
+        let p = "spec.to[0].default.localityAwareness.localZone.affinityTags";
+        let tags =
+            |t: serde_json::Value| json!({"localityAwareness": {"localZone": {"affinityTags": t}}});
+        let cases: Vec<(serde_json::Value, Vec<String>)> = vec![
+            (
+                tags(json!([{"key": "k8s.io/node"}, {"key": "k8s.io/az"}])),
+                vec![],
+            ),
+            (
+                tags(
+                    json!([{"key": "k8s.io/node", "weight": 9}, {"key": "k8s.io/az", "weight": 1}]),
+                ),
+                vec![],
+            ),
+            (
+                tags(json!([{"key": "k8s.io/node", "weight": 10}, {"key": "k8s.io/az"}])),
+                vec![format!("{p}: all or none affinity tags should have weight")],
+            ),
+            (
+                tags(
+                    json!([{"key": "k8s.io/node", "weight": 0}, {"key": "k8s.io/az", "weight": 10}]),
+                ),
+                vec![format!("{p}[0].weight: must be greater than 0")],
+            ),
+        ];
+        for (default, want) in cases {
+            assert_eq!(errors(default.clone()), want, "{default}");
+        }
+    }
+
+    #[test]
+    fn every_type_error_and_unknown_field_comes_back_at_once() {
+        let value = json!({"targetRef": {"kind": "Mesh"}, "to": [
+            {"targetRef": {"kind": "Mesh"}, "default": {"localityAwareness": {"localZone": {"affinityTags": [
+                {"key": "k8s.io/node", "weight": 10}, {"key": "k8s.io/az", "weight": -3}]}}}},
+            {"targetRef": {"kind": "MeshService", "name": "web"}, "default": {
+                "loadBalancer": {"type": "LeastRequest", "leastRequest": {"choiceCount": "two"}, "ringHash": {}},
+                "localityAwareness": {"crossZone": {"failoverThreshold": {"percentage": 0}}},
+                "retries": 3}}
+        ]});
+        let e =
+            Spec::from_value(ResourceKind::MeshLoadBalancingStrategy, value).expect_err("invalid");
+        let got: Vec<String> = e
+            .violations
+            .into_iter()
+            .map(|v| format!("{}: {}", v.field, v.reason))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "spec.to[0].default.localityAwareness.localZone.affinityTags[1].weight: invalid value: integer `-3`, expected u32",
+                "spec.to[1].default.loadBalancer.leastRequest.choiceCount: invalid type: string \"two\", expected u32",
+                "spec.to[1].default.retries: unknown field `retries`, expected `localityAwareness` or `loadBalancer`",
+                // What did decode is checked too: the threshold and ringHash sit
+                // beside the problems. (The "all or none have a weight" check of
+                // affinityTags, above the mistyped weight, is not reported: it
+                // would judge a list the user did not write.)
+                "spec.to[1].default.localityAwareness.crossZone.failoverThreshold.percentage: must be greater than 0",
+                "spec.to[1].default.loadBalancer.ringHash: may only be set when type is RingHash",
+            ]
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub use traffic_permission::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Validate, ValidationError, Violations, decode, index, join};
+use crate::decode::decode_validated;
+use crate::duration::Duration;
+use crate::error::{Validate, ValidationError, Violations, index, join};
 use crate::kind::ResourceKind;
 use crate::target_ref::{TargetRef, TargetRefKind};
 
@@ -239,11 +241,8 @@ where
             }
         }
     }
-    match decode::<T>(value, "spec") {
-        Ok(spec) => {
-            spec.validate("spec", &mut v);
-            v.into_result(spec)
-        }
+    match decode_validated::<T>(&value, "spec") {
+        Ok(spec) => v.into_result(spec),
         Err(e) => {
             v.extend(e);
             Err(ValidationError { violations: v.0 })
@@ -303,12 +302,26 @@ fn require_entries(path: &str, n: Option<usize>, v: &mut Violations) {
     }
 }
 
-/// Records a violation when a percentage is above 100.
+/// Records a violation when a percentage is above 100 (Kuma's wording).
 pub(crate) fn validate_percent(path: &str, value: Option<u32>, v: &mut Violations) {
-    if let Some(p) = value
-        && p > 100
-    {
-        v.add(path, format!("must be in 0..=100 (got {p})"));
+    if value.is_some_and(|p| p > 100) {
+        v.add(path, "must be in inclusive range [0, 100]");
+    }
+}
+
+/// Records a violation when a count is set to 0 (Kuma's rule for its
+/// `uint32` limits, thresholds and weights: greater than 0 when set).
+pub(crate) fn validate_positive(path: &str, value: Option<u32>, v: &mut Violations) {
+    if value == Some(0) {
+        v.add(path, "must be greater than 0");
+    }
+}
+
+/// Records a violation when a duration is set to 0 (negative durations do
+/// not parse).
+pub(crate) fn validate_positive_duration(path: &str, value: Option<&Duration>, v: &mut Violations) {
+    if value.is_some_and(|d| d.as_duration().is_zero()) {
+        v.add(path, "must be greater than zero when defined");
     }
 }
 
@@ -331,14 +344,17 @@ impl IntOrString {
         }
     }
 
-    /// Records a violation unless the value is a number in `0..=100`.
-    pub(crate) fn validate_percentage(&self, path: &str, v: &mut Violations) {
+    /// Records a violation unless the value is a number in `0..=100`, and
+    /// also when it is 0 unless `allow_zero` (Kuma's percentage rule and
+    /// wording).
+    pub(crate) fn validate_percentage(&self, path: &str, allow_zero: bool, v: &mut Violations) {
         match self.as_f64() {
-            Some(p) if (0.0..=100.0).contains(&p) => {}
-            _ => v.add(
-                path,
-                "must be a number in 0..=100 (integer or string such as \"99.9\")",
-            ),
+            None => v.add(path, "string must be a valid number"),
+            Some(p) if !(0.0..=100.0).contains(&p) => {
+                v.add(path, "must be in inclusive range [0.0, 100.0]")
+            }
+            Some(p) if p == 0.0 && !allow_zero => v.add(path, "must be greater than 0"),
+            Some(_) => {}
         }
     }
 }
@@ -397,19 +413,44 @@ mod tests {
 
     #[test]
     fn int_or_string() {
+        // (value, its number, the violation with zero allowed, without)
         let cases = [
-            (serde_json::json!(70), Some(70.0), true),
-            (serde_json::json!("99.9"), Some(99.9), true),
-            (serde_json::json!("abc"), None, false),
-            (serde_json::json!(101), Some(101.0), false),
-            (serde_json::json!(-1), Some(-1.0), false),
+            (serde_json::json!(70), Some(70.0), None, None),
+            (serde_json::json!("99.9"), Some(99.9), None, None),
+            (
+                serde_json::json!("abc"),
+                None,
+                Some("string must be a valid number"),
+                Some("string must be a valid number"),
+            ),
+            (
+                serde_json::json!(101),
+                Some(101.0),
+                Some("must be in inclusive range [0.0, 100.0]"),
+                Some("must be in inclusive range [0.0, 100.0]"),
+            ),
+            (
+                serde_json::json!(-1),
+                Some(-1.0),
+                Some("must be in inclusive range [0.0, 100.0]"),
+                Some("must be in inclusive range [0.0, 100.0]"),
+            ),
+            (
+                serde_json::json!("0.0"),
+                Some(0.0),
+                None,
+                Some("must be greater than 0"),
+            ),
         ];
-        for (value, num, valid) in cases {
+        for (value, num, with_zero, without_zero) in cases {
             let p: IntOrString = serde_json::from_value(value.clone()).expect("parse");
             assert_eq!(p.as_f64(), num, "{value}");
-            let mut v = Violations::default();
-            p.validate_percentage("p", &mut v);
-            assert_eq!(v.0.is_empty(), valid, "{value}");
+            for (allow_zero, want) in [(true, with_zero), (false, without_zero)] {
+                let mut v = Violations::default();
+                p.validate_percentage("p", allow_zero, &mut v);
+                let got: Vec<&str> = v.0.iter().map(|f| f.reason.as_str()).collect();
+                assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{value}");
+            }
             assert_eq!(serde_json::to_value(&p).expect("ser"), value);
         }
         assert!(serde_json::from_value::<IntOrString>(serde_json::json!(1.5)).is_err());

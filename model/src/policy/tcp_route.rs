@@ -258,6 +258,7 @@ mod tests {
                 json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": svc.clone(), "rules": [{"default": {"backendRefs": [], "filters": []}}]}]}),
                 vec![
                     "spec.to[0].rules[0].default.filters: unknown field `filters`, expected `backendRefs`",
+                    "spec.to[0].rules[0].default.backendRefs: must have at least one item",
                 ],
             ),
         ];

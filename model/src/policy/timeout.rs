@@ -4,9 +4,12 @@
 //! `idleTimeout`.
 
 use crate::duration::Duration;
-use crate::error::{Validate, Violations};
+use crate::error::{Validate, Violations, join};
 use crate::kind::ResourceKind;
-use crate::policy::{PolicyEntry, TargetRefPolicy, entries, validate_entries};
+use crate::policy::{
+    PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
+    validate_positive_duration,
+};
 use crate::target_ref::TargetRef;
 
 /// The body (`spec`) of a `MeshTimeout`.
@@ -38,7 +41,8 @@ impl super::EntrySchema for TimeoutConf {
     };
 }
 
-/// The mergeable timeout configuration.
+/// The mergeable timeout configuration: at least one timeout;
+/// `connectionTimeout` greater than 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -54,7 +58,7 @@ pub struct TimeoutConf {
     pub http: Option<HttpTimeouts>,
 }
 
-/// HTTP timeouts of Kuma's MeshTimeout.
+/// HTTP timeouts of Kuma's MeshTimeout (at least one of the first four).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -100,8 +104,34 @@ impl Validate for MeshTimeoutSpec {
             self.target_ref.as_ref(),
             (self.to.as_deref(), self.from.as_deref()),
             v,
-            |_, _, _| {},
+            validate_default,
         );
+    }
+}
+
+impl Validate for TimeoutConf {
+    fn validate(&self, path: &str, v: &mut Violations) {
+        if self.connection_timeout.is_none() && self.idle_timeout.is_none() && self.http.is_none() {
+            v.add(path, "at least one timeout should be configured");
+            return;
+        }
+        validate_positive_duration(
+            &join(path, "connectionTimeout"),
+            self.connection_timeout.as_ref(),
+            v,
+        );
+        if let Some(h) = &self.http
+            // Kuma's rule; it leaves `requestHeadersTimeout` out of the count.
+            && h.request_timeout.is_none()
+            && h.stream_idle_timeout.is_none()
+            && h.max_stream_duration.is_none()
+            && h.max_connection_duration.is_none()
+        {
+            v.add(
+                join(path, "http"),
+                "at least one timeout in this section should be configured",
+            );
+        }
     }
 }
 
@@ -136,6 +166,28 @@ mod tests {
             ),
             (
                 json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {}}]}),
+                vec!["spec.to[0].default: at least one timeout should be configured"],
+            ),
+            (
+                json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "0s", "idleTimeout": "0s"}}]}),
+                vec![
+                    "spec.to[0].default.connectionTimeout: must be greater than zero when defined",
+                ],
+            ),
+            (
+                json!({"from": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {}}}]}),
+                vec![
+                    "spec.from[0].default.http: at least one timeout in this section should be configured",
+                ],
+            ),
+            (
+                json!({"from": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestHeadersTimeout": "1s"}}}]}),
+                vec![
+                    "spec.from[0].default.http: at least one timeout in this section should be configured",
+                ],
+            ),
+            (
+                json!({"from": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"streamIdleTimeout": "0s"}}}]}),
                 vec![],
             ),
             (
@@ -165,8 +217,8 @@ mod tests {
                 ],
             ),
             (
-                json!({"from": [{"targetRef": {"kind": "MeshService", "name": "web"}, "default": {}}],
-                       "to": [{"targetRef": {"kind": "MeshSubset", "tags": {"a": "b"}}, "default": {}}]}),
+                json!({"from": [{"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"idleTimeout": "1s"}}],
+                       "to": [{"targetRef": {"kind": "MeshSubset", "tags": {"a": "b"}}, "default": {"idleTimeout": "1s"}}]}),
                 vec![
                     "spec.to[0].targetRef.kind: MeshTimeout `to` does not support kind MeshSubset (allowed: Mesh, MeshService)",
                     "spec.from[0].targetRef.kind: MeshTimeout `from` does not support kind MeshService (allowed: Mesh)",

@@ -156,7 +156,7 @@ fn policy_doc(
         ),
         _ => (
             "MeshHealthCheck",
-            json!({"to": [{"targetRef": mesh_or_service, "default": {"interval": format!("{}s", value + 1), "timeout": "1s", "unhealthyThreshold": 2, "healthyThreshold": 1}}]}),
+            json!({"to": [{"targetRef": mesh_or_service, "default": {"interval": format!("{}s", value + 1), "timeout": "1s", "unhealthyThreshold": 2, "healthyThreshold": 1, "tcp": {}}}]}),
         ),
     };
     let mut spec = spec;
