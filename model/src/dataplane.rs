@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::duration::Duration;
 use crate::error::{Validate, Violations, index, join};
 use crate::name::{validate_host, validate_port};
 use crate::target_ref::validate_tags;
@@ -67,7 +68,67 @@ pub struct Inbound {
     /// Readiness reported by the data plane.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// A name for this inbound, unique in the dataplane (Kuma 2.x; what a
+    /// `sectionName` can refer to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Kuma's inbound state: `Ready` (default), `NotReady` (no traffic is sent to
+    /// it), `Ignored` (not an endpoint and not configured; its tags still go into
+    /// the proxy's certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<InboundState>,
+    /// Probing of the application next to the sidecar (Kuma universal); accepted
+    /// and validated. Meridian's readiness comes from the sidecar itself (see the
+    /// README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_probe: Option<ServiceProbe>,
+    /// The inbound's protocol (Kuma 2.x; the same values as `kuma.io/protocol`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
+
+/// Kuma's inbound states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum InboundState {
+    /// Serves traffic.
+    Ready,
+    /// Does not serve traffic yet: not an endpoint.
+    NotReady,
+    /// Neither an endpoint nor configured.
+    Ignored,
+}
+
+/// Kuma's `serviceProbe`: how often and how to probe the application.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceProbe {
+    /// Between probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// How long one probe may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Failures before the inbound is unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Successes before it is healthy again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    /// A TCP connect probe (the only kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpProbe>,
+}
+
+/// The TCP probe: connecting is success. No fields.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TcpProbe {}
+
+/// Kuma's protocol names (`kuma.io/protocol`, inbound `protocol`).
+pub const PROTOCOLS: [&str; 6] = ["tcp", "tls", "http", "http2", "grpc", "kafka"];
 
 impl Inbound {
     /// The service (`kuma.io/service` tag).
@@ -75,9 +136,16 @@ impl Inbound {
         self.tags.get(SERVICE_TAG).map_or("", String::as_str)
     }
 
-    /// Whether the inbound is ready (absent health = ready).
+    /// Whether the inbound takes traffic: its state is `Ready` (the default) and
+    /// its reported health, if any, is ready.
     pub fn is_ready(&self) -> bool {
-        self.health.as_ref().is_none_or(|h| h.ready)
+        self.state.is_none_or(|s| s == InboundState::Ready)
+            && self.health.as_ref().is_none_or(|h| h.ready)
+    }
+
+    /// Whether the inbound is `Ignored`: not configured, not an endpoint.
+    pub fn is_ignored(&self) -> bool {
+        self.state == Some(InboundState::Ignored)
     }
 
     /// The application's port.
@@ -142,11 +210,17 @@ impl DataplaneSpec {
         self.networking.inbound.iter().map(|i| &i.tags)
     }
 
-    /// Whether some inbound carries `key: value`. Kuma's `MeshSubset` matches
-    /// a dataplane on the union of its inbounds' tags.
+    /// The inbounds that are configured: all but the `Ignored` ones, which
+    /// policies cannot target (as in Kuma).
+    pub fn configured_inbounds(&self) -> impl Iterator<Item = &Inbound> {
+        self.networking.inbound.iter().filter(|i| !i.is_ignored())
+    }
+
+    /// Whether some configured inbound carries `key: value`. Kuma's `MeshSubset`
+    /// matches a dataplane on the union of its inbounds' tags.
     pub fn has_tag(&self, key: &str, value: &str) -> bool {
-        self.inbound_tags()
-            .any(|t| t.get(key).is_some_and(|v| v == value))
+        self.configured_inbounds()
+            .any(|i| i.tags.get(key).is_some_and(|v| v == value))
     }
 
     /// The outbounds (empty when none are declared).
@@ -172,8 +246,46 @@ impl Validate for DataplaneSpec {
             v.add(ip.clone(), "must have at least one inbound");
         }
         let mut ports = BTreeSet::new();
+        let mut names = BTreeSet::new();
         for (i, inb) in n.inbound.iter().enumerate() {
             let p = index(&ip, i);
+            if let Some(name) = &inb.name {
+                if name.is_empty() {
+                    v.add(join(&p, "name"), "must not be empty");
+                } else if !names.insert(name.as_str()) {
+                    v.add(
+                        join(&p, "name"),
+                        format!("name {name:?} must be unique across inbounds"),
+                    );
+                }
+            }
+            if let Some(protocol) = &inb.protocol
+                && !PROTOCOLS.contains(&protocol.as_str())
+            {
+                v.add(
+                    join(&p, "protocol"),
+                    format!(
+                        "has an invalid value {protocol:?}; allowed: {}",
+                        PROTOCOLS.join(", ")
+                    ),
+                );
+            }
+            if let Some(probe) = &inb.service_probe {
+                let pp = join(&p, "serviceProbe");
+                for (field, d) in [("interval", &probe.interval), ("timeout", &probe.timeout)] {
+                    if d.as_ref().is_some_and(|d| d.as_duration().is_zero()) {
+                        v.add(join(&pp, field), "must be greater than 0s");
+                    }
+                }
+                for (field, t) in [
+                    ("unhealthyThreshold", probe.unhealthy_threshold),
+                    ("healthyThreshold", probe.healthy_threshold),
+                ] {
+                    if t == Some(0) {
+                        v.add(join(&pp, field), "must be greater than 0");
+                    }
+                }
+            }
             if let Err(e) = validate_port(inb.port) {
                 v.add(join(&p, "port"), e);
             } else if !ports.insert((inb.address.as_deref(), inb.port)) {
@@ -316,7 +428,7 @@ mod tests {
             (
                 json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {}, "servce": 1}]}}),
                 vec![
-                    "networking.inbound[0].servce: unknown field `servce`, expected one of `port`, `servicePort`, `serviceAddress`, `address`, `tags`, `health`",
+                    "networking.inbound[0].servce: unknown field `servce`, expected one of `port`, `servicePort`, `serviceAddress`, `address`, `tags`, `health`, `name`, `state`, `serviceProbe`, `protocol`",
                     // The fields that did decode are still checked.
                     "networking.inbound[0].tags: must contain the \"kuma.io/service\" tag",
                 ],
@@ -325,5 +437,51 @@ mod tests {
         for (value, want) in cases {
             assert_eq!(errors(value.clone()), want, "{value}");
         }
+    }
+
+    #[test]
+    fn kuma_2_inbound_fields_parse_validate_and_decide_readiness() {
+        let dp = |inbound: serde_json::Value| json!({"networking": {"address": "10.0.0.1", "inbound": inbound}});
+        let parsed = match Spec::from_value(
+            ResourceKind::Dataplane,
+            dp(json!([
+                {"port": 1, "name": "main", "protocol": "tcp", "tags": {"kuma.io/service": "a"},
+                 "serviceProbe": {"interval": "10s", "timeout": "2s", "unhealthyThreshold": 3,
+                                  "healthyThreshold": 1, "tcp": {}}},
+                {"port": 2, "state": "NotReady", "tags": {"kuma.io/service": "b"}},
+                {"port": 3, "state": "Ignored", "tags": {"kuma.io/service": "c", "team": "x"}}
+            ])),
+        ) {
+            Ok(Spec::Dataplane(dp)) => dp,
+            other => panic!("{other:?}"),
+        };
+        let inbound = &parsed.networking.inbound;
+        assert!(inbound[0].is_ready() && !inbound[1].is_ready() && !inbound[2].is_ready());
+        assert!(inbound[2].is_ignored() && !inbound[1].is_ignored());
+        // An Ignored inbound is not configured: policies cannot select by it.
+        assert_eq!(parsed.configured_inbounds().count(), 2);
+        assert!(!parsed.has_tag("team", "x"));
+
+        assert_eq!(
+            errors(dp(json!([
+                {"port": 1, "name": "main", "protocol": "udp", "tags": {"kuma.io/service": "a"},
+                 "serviceProbe": {"interval": "0s", "healthyThreshold": 0}},
+                {"port": 2, "name": "main", "state": "Maybe", "tags": {"kuma.io/service": "b"}}
+            ]))),
+            vec![
+                "networking.inbound[1].state: unknown variant `Maybe`, expected one of `Ready`, `NotReady`, `Ignored`",
+                "networking.inbound[0].protocol: has an invalid value \"udp\"; allowed: tcp, tls, http, http2, grpc, kafka",
+                "networking.inbound[0].serviceProbe.interval: must be greater than 0s",
+                "networking.inbound[0].serviceProbe.healthyThreshold: must be greater than 0",
+                "networking.inbound[1].name: name \"main\" must be unique across inbounds",
+            ]
+        );
+        assert_eq!(
+            errors(dp(json!([
+                {"port": 1, "name": "main", "tags": {"kuma.io/service": "a"}},
+                {"port": 2, "name": "main", "tags": {"kuma.io/service": "b"}}
+            ]))),
+            vec!["networking.inbound[1].name: name \"main\" must be unique across inbounds"]
+        );
     }
 }

@@ -2,11 +2,11 @@
 //! switches. Fields sit at the document's top level, as in Kuma
 //! (`mtls: {enabledBackend: ca-1, backends: [{name: ca-1, type: builtin}]}`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::duration::Duration;
 use crate::error::{Validate, Violations, index, join};
-use crate::name::validate_name;
+use crate::name::{validate_name, validate_tag_key, validate_tag_value};
 
 /// The body of a `Mesh`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +19,137 @@ pub struct MeshSpec {
     /// Routing switches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<Routing>,
+    /// Who may join the mesh: checked when a sidecar registers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Constraints>,
+    /// Kuma's default policies not to create for a new mesh (`*`: none). Meridian
+    /// creates no default policies, so this is kept and has no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_creating_initial_policies: Option<Vec<String>>,
+    /// Kuma's MeshService generation mode; accepted and kept (MeshService is not
+    /// built yet, so destinations are `kuma.io/service` tags in every mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_services: Option<MeshServices>,
+    /// Outbound networking; `passthrough` is accepted and kept (it needs the
+    /// transparent proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networking: Option<MeshNetworking>,
+}
+
+/// Kuma's `constraints`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Constraints {
+    /// Constraints on data plane proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane_proxy: Option<DataplaneProxyConstraints>,
+}
+
+/// Which data plane proxies may join: each inbound's tags must match one of the
+/// `requirements` (when there are any) and none of the `restrictions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DataplaneProxyConstraints {
+    /// Tag sets of which an inbound must match at least one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requirements: Vec<TagRule>,
+    /// Tag sets no inbound may match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restrictions: Vec<TagRule>,
+}
+
+/// Tags to match; the value `*` matches any non-empty value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TagRule {
+    /// The tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl TagRule {
+    /// Whether an inbound with `tags` matches every tag of the rule.
+    fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+        self.tags.iter().all(|(k, want)| match tags.get(k) {
+            Some(have) => want == "*" || have == want,
+            None => false,
+        })
+    }
+}
+
+/// Kuma's `meshServices`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeshServices {
+    /// The generation mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<MeshServicesMode>,
+}
+
+/// Kuma's MeshService modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum MeshServicesMode {
+    /// Not generated.
+    Disabled,
+    /// Generated and used everywhere.
+    Everywhere,
+    /// Generated, used where `reachableBackends` names them.
+    ReachableBackends,
+    /// Generated and used instead of `kuma.io/service`.
+    Exclusive,
+}
+
+/// Kuma's mesh `networking`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeshNetworking {
+    /// Outbound settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<NetworkingOutbound>,
+}
+
+/// Kuma's `networking.outbound`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NetworkingOutbound {
+    /// Let traffic to unknown destinations through (transparent proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passthrough: Option<bool>,
+}
+
+/// Why a data plane proxy may not join a mesh (its `constraints`); the message
+/// is Kuma's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// An inbound matches none of the requirements.
+    #[error(
+        "dataplane cannot be a member of mesh {mesh:?} because its tags {tags:?} do not fulfill any requirement defined on the Mesh"
+    )]
+    NotAllowed {
+        /// The mesh.
+        mesh: String,
+        /// The inbound's tags.
+        tags: BTreeMap<String, String>,
+    },
+    /// An inbound matches a restriction.
+    #[error(
+        "dataplane cannot be a member of mesh {mesh:?} because its tags {tags:?} match restricted tags {restricted:?} defined on the Mesh"
+    )]
+    Denied {
+        /// The mesh.
+        mesh: String,
+        /// The inbound's tags.
+        tags: BTreeMap<String, String>,
+        /// The restriction it matched.
+        restricted: BTreeMap<String, String>,
+    },
 }
 
 impl MeshSpec {
@@ -37,6 +168,39 @@ impl MeshSpec {
     /// Cross-zone and external traffic goes through the zone egress.
     pub fn zone_egress_enabled(&self) -> bool {
         self.routing.as_ref().and_then(|r| r.zone_egress) == Some(true)
+    }
+
+    /// Whether a data plane proxy whose inbounds carry `inbound_tags` (each
+    /// inbound's tags) may join mesh `mesh`, as Kuma's membership check decides.
+    pub fn admits<'a>(
+        &self,
+        mesh: &str,
+        inbound_tags: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+    ) -> Result<(), MembershipError> {
+        let Some(rules) = self
+            .constraints
+            .as_ref()
+            .and_then(|c| c.dataplane_proxy.as_ref())
+        else {
+            return Ok(());
+        };
+        for tags in inbound_tags {
+            if !rules.requirements.is_empty() && !rules.requirements.iter().any(|r| r.matches(tags))
+            {
+                return Err(MembershipError::NotAllowed {
+                    mesh: mesh.to_owned(),
+                    tags: tags.clone(),
+                });
+            }
+            if let Some(r) = rules.restrictions.iter().find(|r| r.matches(tags)) {
+                return Err(MembershipError::Denied {
+                    mesh: mesh.to_owned(),
+                    tags: tags.clone(),
+                    restricted: r.tags.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Locality-aware load balancing is on (Kuma's mesh-wide switch).
@@ -192,6 +356,35 @@ pub struct Routing {
 
 impl Validate for MeshSpec {
     fn validate(&self, path: &str, v: &mut Violations) {
+        if let Some(rules) = self
+            .constraints
+            .as_ref()
+            .and_then(|c| c.dataplane_proxy.as_ref())
+        {
+            let cp = join(&join(path, "constraints"), "dataplaneProxy");
+            for (field, list) in [
+                ("requirements", &rules.requirements),
+                ("restrictions", &rules.restrictions),
+            ] {
+                for (i, rule) in list.iter().enumerate() {
+                    let tp = join(&index(&join(&cp, field), i), "tags");
+                    if rule.tags.is_empty() {
+                        v.add(tp.clone(), "must have at least one tag");
+                    }
+                    for (key, value) in &rule.tags {
+                        let at = format!("{tp}[{key:?}]");
+                        if let Err(e) = validate_tag_key(key) {
+                            v.add(at.clone(), e);
+                        }
+                        if value != "*"
+                            && let Err(e) = validate_tag_value(value)
+                        {
+                            v.add(at, e);
+                        }
+                    }
+                }
+            }
+        }
         let Some(mtls) = &self.mtls else { return };
         let mtls_path = join(path, "mtls");
         let backends_path = join(&mtls_path, "backends");
@@ -296,6 +489,11 @@ mod tests {
             json!({"mtls": {"backends": [{"name": "p", "type": "provided",
                 "conf": {"cert": {"secret": "c"}, "key": {"file": "/k.pem"}}}]}}),
             json!({"routing": {"localityAwareLoadBalancing": false}}),
+            // Kuma 2.x fields.
+            json!({"meshServices": {"mode": "Exclusive"}, "networking": {"outbound": {"passthrough": false}},
+                "skipCreatingInitialPolicies": ["*"],
+                "constraints": {"dataplaneProxy": {"requirements": [{"tags": {"team": "*"}}],
+                                                   "restrictions": [{"tags": {"kuma.io/zone": "east"}}]}}}),
         ];
         for value in cases {
             let spec = Spec::from_value(ResourceKind::Mesh, value.clone())
@@ -340,7 +538,7 @@ mod tests {
             ),
             (
                 json!({"logging": {}}),
-                vec!["logging: unknown field `logging`, expected `mtls` or `routing`"],
+                vec!["logging: unknown field `logging`, expected one of `mtls`, `routing`, `constraints`, `skipCreatingInitialPolicies`, `meshServices`, `networking`"],
             ),
         ];
         for (value, want) in cases {
@@ -359,5 +557,46 @@ mod tests {
         assert!(spec.zone_egress_enabled());
         assert!(!spec.locality_aware_load_balancing());
         assert!(!crate::MeshSpec::default().mtls_enabled());
+    }
+
+    #[test]
+    fn constraints_are_validated_and_decide_membership() {
+        assert_eq!(
+            errors(json!({"constraints": {"dataplaneProxy": {
+                "requirements": [{"tags": {}}], "restrictions": [{"tags": {"bad key": "x"}}]}},
+                "meshServices": {"mode": "Sometimes"}})),
+            vec![
+                "meshServices.mode: unknown variant `Sometimes`, expected one of `Disabled`, `Everywhere`, `ReachableBackends`, `Exclusive`",
+                "constraints.dataplaneProxy.requirements[0].tags: must have at least one tag",
+                "constraints.dataplaneProxy.restrictions[0].tags[\"bad key\"]: invalid tag key \"bad key\": may only contain alphanumerics, '.', '-', '_', ':' or '/'",
+            ]
+        );
+        let Ok(Spec::Mesh(mesh)) = Spec::from_value(
+            ResourceKind::Mesh,
+            json!({"constraints": {"dataplaneProxy": {"requirements": [{"tags": {"team": "*"}}],
+                "restrictions": [{"tags": {"version": "v0"}}]}}}),
+        ) else {
+            panic!("valid mesh")
+        };
+        let tags = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(
+            mesh.admits("m", [&tags(&[("team", "a"), ("version", "v1")])])
+                .is_ok()
+        );
+        // Every inbound must qualify: one without a team is refused.
+        assert!(matches!(
+            mesh.admits("m", [&tags(&[("team", "a")]), &tags(&[("version", "v1")])]),
+            Err(crate::MembershipError::NotAllowed { .. })
+        ));
+        assert!(matches!(
+            mesh.admits("m", [&tags(&[("team", "a"), ("version", "v0")])]),
+            Err(crate::MembershipError::Denied { .. })
+        ));
+        assert!(crate::MeshSpec::default().admits("m", [&tags(&[])]).is_ok());
     }
 }

@@ -354,6 +354,77 @@ async fn bad_registrations_are_refused_with_the_reason() {
     zone.shutdown().await.unwrap();
 }
 
+/// The mesh's `constraints.dataplaneProxy`, as Kuma's membership check: every
+/// inbound must match a requirement (`*`: any value) and no restriction.
+#[tokio::test]
+async fn mesh_constraints_decide_who_may_register() {
+    meridian_tests::init();
+    let db = TestDatabase::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let zone = zone(store.clone()).await;
+    let mut mesh = store
+        .get(&ResourceKey::global(ResourceKind::Mesh, "default"))
+        .await
+        .unwrap()
+        .expect("the mesh")
+        .spec
+        .to_value();
+    mesh["constraints"] = json!({"dataplaneProxy": {
+        "requirements": [{"tags": {"team": "*"}}],
+        "restrictions": [{"tags": {"version": "v0"}}]}});
+    put(store.as_ref(), ResourceKind::Mesh, "", "default", mesh).await;
+
+    let hello = |name: &str, tags: Value| Hello {
+        kind: ProxyKind::Sidecar as i32,
+        mesh: "default".into(),
+        name: name.into(),
+        resource: serde_json::to_vec(
+            &json!({"type": "Dataplane", "mesh": "default", "name": name,
+            "networking": {"address": "127.0.0.1", "inbound": [{"port": 20020, "tags": tags}]}}),
+        )
+        .unwrap(),
+        version: "test".into(),
+        features: vec![],
+    };
+    for (name, tags, detail) in [
+        (
+            "no-team",
+            json!({"kuma.io/service": "svc"}),
+            "do not fulfill any requirement",
+        ),
+        (
+            "restricted",
+            json!({"kuma.io/service": "svc", "team": "a", "version": "v0"}),
+            "match restricted tags {\"version\": \"v0\"}",
+        ),
+    ] {
+        let Err(status) = raw_hello(&zone, hello(name, tags)).await else {
+            panic!("{name}: registration accepted");
+        };
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        assert!(
+            status.message().contains(detail),
+            "{detail:?} not in {:?}",
+            status.message()
+        );
+        let key = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", name);
+        assert!(
+            store.get(&key).await.unwrap().is_none(),
+            "{name} was stored"
+        );
+    }
+    let admitted = raw_hello(
+        &zone,
+        hello(
+            "admitted",
+            json!({"kuma.io/service": "svc", "team": "a", "version": "v1"}),
+        ),
+    )
+    .await;
+    assert!(admitted.is_ok(), "{:?}", admitted.err());
+    zone.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_stream_over_tls_with_a_generated_certificate() {
     meridian_tests::init();

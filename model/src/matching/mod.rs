@@ -193,7 +193,7 @@ pub fn match_policies(
         result.outbounds.insert(service.to_owned(), outbound);
     }
 
-    for inbound in &dp.networking.inbound {
+    for inbound in dp.configured_inbounds() {
         let on_inbound = |t: &TargetRef| t.selects(inbound.service(), &inbound.tags);
         result.inbounds.insert(
             inbound.port,
@@ -265,9 +265,7 @@ fn selects_dataplane(t: &TargetRef, dp: &DataplaneSpec) -> bool {
         TargetRefKind::Mesh => true,
         TargetRefKind::MeshSubset => t.tags.iter().flatten().all(|(k, v)| dp.has_tag(k, v)),
         TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset => dp
-            .networking
-            .inbound
-            .iter()
+            .configured_inbounds()
             .any(|i| t.selects(i.service(), &i.tags)),
         _ => false,
     }

@@ -65,9 +65,7 @@ fn affects<T: TargetRefPolicy>(p: &T, dp: &DataplaneSpec) -> bool {
     let mesh = TargetRef::mesh();
     let top = p.target_ref().unwrap_or(&mesh);
     let on_inbound = || {
-        dp.networking
-            .inbound
-            .iter()
+        dp.configured_inbounds()
             .any(|i| top.selects(i.service(), &i.tags))
     };
     let from = !p.entries_from().is_empty() && on_inbound();

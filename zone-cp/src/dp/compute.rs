@@ -150,6 +150,10 @@ impl ZoneState {
 
         let mut inbounds = Vec::new();
         for (i, inbound) in dp.networking.inbound.iter().enumerate() {
+            if inbound.is_ignored() {
+                // Kuma's `Ignored`: no listener, no policies.
+                continue;
+            }
             let listen = inbound_addr(dp, i, inbound)?;
             let app_ip = inbound.service_address.as_deref().unwrap_or("127.0.0.1");
             let app = socket_addr(
@@ -295,8 +299,7 @@ impl ZoneState {
                 continue;
             };
             for (i, inbound) in dp.networking.inbound.iter().enumerate() {
-                let ready = inbound.health.as_ref().is_none_or(|h| h.ready);
-                if !ready
+                if !inbound.is_ready()
                     || inbound.tags.get(SERVICE_TAG).map(String::as_str) != Some(service)
                     || !subset_matches(subset, &inbound.tags)
                 {

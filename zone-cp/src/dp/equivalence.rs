@@ -193,15 +193,27 @@ fn dataplane_doc(
         .enumerate()
         .map(|(i, s)| json!({"port": 15001 + i, "tags": {"kuma.io/service": SERVICES[s % SERVICES.len()]}}))
         .collect();
+    let mut inbound = vec![json!({"port": 20001,
+        "tags": {"kuma.io/service": SERVICES[service % SERVICES.len()],
+                 "version": format!("v{}", version % 2 + 1), "kuma.io/zone": ZONE},
+        "health": {"ready": ready}})];
+    if version >= 2 {
+        // From version 2 on, a second inbound in one of Kuma's states: a NotReady
+        // one is no endpoint, an Ignored one is neither an endpoint nor
+        // configured. (The targeted tests' dataplanes, version 0, have one.)
+        inbound.push(json!({"port": 20002, "name": "second",
+            "state": STATES[usize::from(version / 2) % STATES.len()],
+            "tags": {"kuma.io/service": SERVICES[(service + 1) % SERVICES.len()], "kuma.io/zone": ZONE}}));
+    }
     json!({"type": "Dataplane", "mesh": mesh, "name": format!("dp-{name}"),
-        "networking": {"address": format!("10.0.0.{}", name + 1), "inbound": [{"port": 20001,
-            "tags": {"kuma.io/service": SERVICES[service % SERVICES.len()],
-                     "version": format!("v{}", version % 2 + 1), "kuma.io/zone": ZONE},
-            "health": {"ready": ready}}],
+        "networking": {"address": format!("10.0.0.{}", name + 1), "inbound": inbound,
             "outbound": outbound}})
 }
 
 const ZONES: [&str; 3] = ["west", "north", ZONE];
+
+/// Kuma's inbound states, for the generated dataplanes' second inbound.
+const STATES: [&str; 3] = ["Ready", "NotReady", "Ignored"];
 
 /// The test world: the store's contents and the connected proxies.
 struct World {
@@ -510,7 +522,8 @@ fn op() -> impl Strategy<Value = Op> {
             0usize..2,
             0u8..6,
             0usize..3,
-            0u8..2,
+            // v1/v2 tags by parity; 2 and up add a second inbound (`dataplane_doc`).
+            0u8..8,
             any::<bool>(),
             prop::collection::vec(0usize..3, 0..3),
             any::<bool>()

@@ -187,6 +187,22 @@ impl DpService {
                         .entry(ZONE_LABEL.to_owned())
                         .or_insert_with(|| self.zone.clone());
                 }
+                // The mesh's `constraints` (Kuma's membership check), on the tags
+                // as registered (with the zone). Read from the store, not a view
+                // that may lag: a mesh that just got constraints applies them.
+                let stored_mesh = self
+                    .store
+                    .get(&ResourceKey::global(ResourceKind::Mesh, mesh.clone()))
+                    .await
+                    .map_err(|e| Status::unavailable(format!("reading mesh {mesh:?}: {e}")))?;
+                if let Some(Spec::Mesh(spec)) = stored_mesh.as_ref().map(|m| m.spec.spec())
+                    && let Err(refused) = spec.admits(&mesh, dp.inbound_tags())
+                {
+                    return Err(Status::failed_precondition(format!(
+                        "registering {}: {refused}",
+                        hello.name
+                    )));
+                }
                 let identity = sidecar_identity(&mesh, &dp)?;
                 let mut pending = Vec::new();
                 for (i, inbound) in dp.networking.inbound.iter_mut().enumerate() {

@@ -520,7 +520,7 @@ impl ZoneState {
                     }
                 }
                 touched.services.insert(key);
-                if inbound.health.as_ref().is_some_and(|h| !h.ready) {
+                if !inbound.is_ready() {
                     continue;
                 }
                 let count = self
