@@ -538,7 +538,9 @@ mod tests {
             ),
             (
                 json!({"logging": {}}),
-                vec!["logging: unknown field `logging`, expected one of `mtls`, `routing`, `constraints`, `skipCreatingInitialPolicies`, `meshServices`, `networking`"],
+                vec![
+                    "logging: unknown field `logging`, expected one of `mtls`, `routing`, `constraints`, `skipCreatingInitialPolicies`, `meshServices`, `networking`",
+                ],
             ),
         ];
         for (value, want) in cases {

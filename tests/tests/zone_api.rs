@@ -199,7 +199,8 @@ async fn a_zone_writes_its_own_proxies_stamped_with_the_zone() {
         "networking": {"address": "10.0.0.2"}, "colour": "red"});
     let (status, problem) = api.put("/meshes/default/dataplanes/web-2", unknown).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    assert_eq!(problem_fields(&problem), ["colour"]);
+    // Every problem at once: the unknown field and the missing inbound.
+    assert_eq!(problem_fields(&problem), ["colour", "networking.inbound"]);
     let (status, problem) = api
         .put("/meshes/default/dataplanes/other", dataplane("web-1"))
         .await;
