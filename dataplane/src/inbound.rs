@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_identity::{WorkloadTags, peer_identity, peer_tags};
+use meridian_identity::{WorkloadTags, peer_workload};
 use meridian_model::{Action, TrafficPermissionRules};
 use meridian_relay::{connect, relay, relay_tcp};
 use tokio::net::TcpStream;
@@ -90,12 +90,11 @@ pub(crate) async fn serve(
     };
     // The server verifier only completes handshakes whose client certificate
     // carries a SPIFFE ID of the mesh; checked again rather than trusted.
-    let Some(peer) = peer_identity(tls.get_ref().1) else {
+    let Some((peer, tags)) = peer_workload(tls.get_ref().1) else {
         tracing::warn!(%client, service, "client certificate has no SPIFFE ID; connection closed");
         refuse("no_peer_identity");
         return;
     };
-    let tags = peer_tags(tls.get_ref().1);
     let (action, policy) = decide(&inbound.config.permissions, peer.service(), &tags);
     match action {
         Action::Deny => {

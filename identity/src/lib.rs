@@ -9,7 +9,7 @@
 //! - [`WorkloadKey`], [`MeshCa::sign_csr`], [`IssuedCert`], [`renew_at`]
 //!   (`csr.rs`): the key stays on the data plane, the zone CP signs a CSR only
 //!   for the identity it registered for that proxy.
-//! - [`server_config`], [`client_config`], [`peer_identity`], [`peer_tags`] (`tls.rs`): mTLS
+//! - [`server_config`], [`client_config`], [`peer_identity`], [`peer_workload`] (`tls.rs`): mTLS
 //!   inside the mesh, TLS 1.3 only, ring as the one crypto provider.
 //! - [`serving`]: certificates of the control planes' own gRPC servers (KDS,
 //!   the data-plane stream), given or generated with a private CA.
@@ -28,4 +28,4 @@ pub use csr::{DEFAULT_WORKLOAD_VALIDITY, IssuedCert, WorkloadKey, renew_at};
 pub use error::{IdentityError, Result};
 pub use spiffe::WorkloadId;
 pub use tags::WorkloadTags;
-pub use tls::{Authorizer, client_config, peer_identity, peer_tags, server_config};
+pub use tls::{Authorizer, client_config, peer_identity, peer_workload, server_config};

@@ -122,16 +122,19 @@ pub fn peer_identity(conn: &CommonState) -> Option<WorkloadId> {
     spiffe_id_of(leaf)
 }
 
-/// The tags the peer's certificate states (its `kuma://<tag>/<value>` URI SANs),
-/// once the handshake is complete; empty before it or without a certificate.
-pub fn peer_tags(conn: &CommonState) -> WorkloadTags {
-    let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
-        return WorkloadTags::new();
-    };
-    match x509_parser::parse_x509_certificate(leaf.as_ref()) {
-        Ok((_, cert)) => WorkloadTags::from_uris(cert_uri_sans(&cert).iter().map(String::as_str)),
-        Err(_) => WorkloadTags::new(),
-    }
+/// The peer's SPIFFE ID and the tags its certificate states (`kuma://<tag>/<value>`
+/// URI SANs), from one parse of its leaf certificate, once the handshake is
+/// complete; `None` as for [`peer_identity`]. The inbound calls this once per
+/// connection.
+pub fn peer_workload(conn: &CommonState) -> Option<(WorkloadId, WorkloadTags)> {
+    let leaf = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let uris = cert_uri_sans(&cert);
+    let id = uris
+        .iter()
+        .filter(|u| u.starts_with(SPIFFE_PREFIX))
+        .find_map(|u| WorkloadId::parse(u).ok())?;
+    Some((id, WorkloadTags::from_uris(uris.iter().map(String::as_str))))
 }
 
 /// The first valid `spiffe://<mesh>/<service>` URI SAN of a certificate.
