@@ -340,6 +340,7 @@ mod probe_tests {
 
     fn config(endpoints: &[SocketAddr], check: Option<HealthCheckConf>) -> SidecarConfig {
         SidecarConfig {
+            tags: Default::default(),
             mesh: "default".into(),
             zone: "z1".into(),
             mtls: false,

@@ -29,9 +29,6 @@ use crate::telemetry::{INBOUND_CONNECTIONS, INBOUND_DENIED, INBOUND_REFUSED};
 /// holds only its own connection, and only this long.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long dialling the local app may take.
-pub const APP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Serves one accepted inbound connection to its end.
 pub(crate) async fn serve(
     stream: TcpStream,
@@ -123,7 +120,8 @@ pub(crate) async fn serve(
 }
 
 async fn dial_app(inbound: &InboundState, client: SocketAddr) -> Option<TcpStream> {
-    match connect(inbound.config.app, APP_CONNECT_TIMEOUT).await {
+    // MeshTimeout `from`'s `connectionTimeout` (5 s by default).
+    match connect(inbound.config.app, inbound.config.connect_timeout()).await {
         Ok(app) => Some(app),
         Err(e) => {
             tracing::warn!(%client, service = %inbound.config.service, error = %e,

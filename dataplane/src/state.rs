@@ -15,7 +15,7 @@
 //! - the [`ConnectionLimiter`] of each listen address while its limit is the
 //!   same, so connections already open keep counting against it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -151,7 +151,7 @@ fn build_outbound(
         .map(|backend| {
             let plan = Plan::build(
                 &sidecar.zone,
-                &BTreeMap::new(),
+                &sidecar.tags,
                 usable_endpoints(&backend.endpoints, sidecar.mtls)
                     .map(EndpointConfig::to_lb)
                     .collect(),
@@ -220,6 +220,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::time::Instant;
 
     fn endpoint(addr: &str, via: Via) -> EndpointConfig {
@@ -234,6 +235,7 @@ mod tests {
 
     fn sidecar(mtls: bool, endpoints: Vec<EndpointConfig>) -> SidecarConfig {
         SidecarConfig {
+            tags: Default::default(),
             mesh: "default".into(),
             zone: "z1".into(),
             mtls,
@@ -259,6 +261,41 @@ mod tests {
     fn balancer(s: &Snapshot) -> SharedBalancer {
         let listen: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         Arc::clone(&s.outbounds[&listen].backends[0].balancer)
+    }
+
+    #[test]
+    fn affinity_tags_group_local_endpoints_by_the_proxys_own_tags() {
+        let tagged = |addr: &str, az: &str| EndpointConfig {
+            tags: BTreeMap::from([("az".to_owned(), az.to_owned())]),
+            ..endpoint(addr, Via::Direct)
+        };
+        let mut config = sidecar(
+            true,
+            vec![tagged("10.0.0.1:80", "a2"), tagged("10.0.0.2:80", "a1")],
+        );
+        config.tags = BTreeMap::from([("az".to_owned(), "a1".to_owned())]);
+        config.outbounds[0].locality = Some(
+            serde_json::from_value(
+                serde_json::json!({"localZone": {"affinityTags": [{"key": "az"}]}}),
+            )
+            .unwrap(),
+        );
+        let s = Snapshot::build(&config, &Snapshot::default());
+        let lb = balancer(&s);
+        let lb = lock(&lb);
+        let plan = lb.plan();
+        let first = &plan.priorities()[0].groups()[0];
+        assert_eq!(first.tag(), Some("az"));
+        let members: Vec<String> = first
+            .members()
+            .iter()
+            .map(|&i| plan.endpoints()[i].address.to_string())
+            .collect();
+        assert_eq!(
+            members,
+            ["10.0.0.2:80"],
+            "the endpoint sharing az=a1 comes first"
+        );
     }
 
     #[test]

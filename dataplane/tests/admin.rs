@@ -56,6 +56,7 @@ async fn readyz_follows_config_and_certificate() {
 
     let config = Arc::new(ProxyConfig::Sidecar(SidecarConfig {
         mesh: "default".into(),
+        tags: Default::default(),
         zone: "z1".into(),
         mtls: true,
         inbounds: vec![],

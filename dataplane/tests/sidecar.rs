@@ -158,6 +158,7 @@ fn sidecar(
 ) -> Arc<ProxyConfig> {
     Arc::new(ProxyConfig::Sidecar(SidecarConfig {
         mesh: MESH.into(),
+        tags: Default::default(),
         zone: "z1".into(),
         mtls,
         inbounds,

@@ -69,6 +69,12 @@ pub struct SidecarConfig {
     pub inbounds: Vec<InboundConfig>,
     /// The proxy's outbounds.
     pub outbounds: Vec<OutboundConfig>,
+    /// The proxy's own tags, which MeshLoadBalancingStrategy `affinityTags` compare
+    /// local endpoints with: per key, the first value (in order) among its
+    /// configured inbounds, as Kuma resolves them. Absent from a control plane of
+    /// an earlier version: no affinity.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One inbound: a public port terminating mesh mTLS in front of the app.
@@ -278,12 +284,7 @@ impl EndpointConfig {
 impl OutboundConfig {
     /// The connection timeout: MeshTimeout's `connectionTimeout` or 5 s.
     pub fn connect_timeout(&self) -> Duration {
-        timeout_or(
-            self.timeout
-                .as_ref()
-                .and_then(|t| t.connection_timeout.as_ref()),
-            DEFAULT_CONNECT_TIMEOUT,
-        )
+        connect_of(self.timeout.as_ref())
     }
 
     /// The idle timeout: MeshTimeout's `idleTimeout` or 1 h; `0s` disables it.
@@ -298,6 +299,12 @@ impl OutboundConfig {
 }
 
 impl InboundConfig {
+    /// How long dialling the app may take: MeshTimeout `from`'s
+    /// `connectionTimeout` or 5 s.
+    pub fn connect_timeout(&self) -> Duration {
+        connect_of(self.timeout.as_ref())
+    }
+
     /// The idle timeout: MeshTimeout's `idleTimeout` or 1 h; `0s` disables it.
     pub fn idle_timeout(&self) -> Option<Duration> {
         idle_of(self.timeout.as_ref())
@@ -307,6 +314,14 @@ impl InboundConfig {
     pub fn max_connections(&self) -> Option<usize> {
         max_connections_of(self.circuit_breaker.as_ref())
     }
+}
+
+/// A MeshTimeout conf's `connectionTimeout`, or the default.
+fn connect_of(timeout: Option<&TimeoutConf>) -> Duration {
+    timeout_or(
+        timeout.and_then(|t| t.connection_timeout.as_ref()),
+        DEFAULT_CONNECT_TIMEOUT,
+    )
 }
 
 fn timeout_or(d: Option<&meridian_model::Duration>, default: Duration) -> Duration {
@@ -354,6 +369,7 @@ mod tests {
     fn sidecar(backends: Vec<BackendConfig>) -> ProxyConfig {
         ProxyConfig::Sidecar(SidecarConfig {
             mesh: "default".into(),
+            tags: Default::default(),
             zone: "east".into(),
             mtls: true,
             inbounds: vec![],
@@ -406,5 +422,37 @@ mod tests {
             Err(UnknownCluster("zzz".into()))
         );
         assert_eq!(config, before);
+    }
+
+    #[test]
+    fn meshtimeout_connection_timeout_applies_to_outbounds_and_to_dialling_the_app() {
+        let conf: TimeoutConf =
+            serde_json::from_value(serde_json::json!({"connectionTimeout": "250ms"})).unwrap();
+        let inbound = InboundConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1)),
+            app: SocketAddr::from(([127, 0, 0, 1], 2)),
+            service: "web".into(),
+            permissions: TrafficPermissionRules::default(),
+            timeout: Some(conf.clone()),
+            circuit_breaker: None,
+        };
+        assert_eq!(inbound.connect_timeout(), Duration::from_millis(250));
+        let untimed = InboundConfig {
+            timeout: None,
+            ..inbound
+        };
+        assert_eq!(untimed.connect_timeout(), DEFAULT_CONNECT_TIMEOUT);
+        let ProxyConfig::Sidecar(mut sidecar) = sidecar(vec![]) else {
+            unreachable!()
+        };
+        assert_eq!(
+            sidecar.outbounds[0].connect_timeout(),
+            DEFAULT_CONNECT_TIMEOUT
+        );
+        sidecar.outbounds[0].timeout = Some(conf);
+        assert_eq!(
+            sidecar.outbounds[0].connect_timeout(),
+            Duration::from_millis(250)
+        );
     }
 }

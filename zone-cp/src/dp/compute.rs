@@ -60,6 +60,19 @@ pub enum ComputeError {
     },
 }
 
+/// The proxy's own tags for MeshLoadBalancingStrategy affinity: per key, the first
+/// value in inbound order among its configured inbounds (Kuma takes one value per
+/// key; a locality tag should not differ between inbounds).
+fn local_tags(dp: &DataplaneSpec) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    for inbound in dp.configured_inbounds() {
+        for (key, value) in &inbound.tags {
+            tags.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    tags
+}
+
 /// The socket address `ip:port`, with field names for the error.
 pub fn socket_addr(ip: &str, port: u32, field: &str) -> Result<SocketAddr, ComputeError> {
     let ip: IpAddr = ip.parse().map_err(|_| ComputeError::Address {
@@ -222,6 +235,7 @@ impl ZoneState {
         }
         Ok(SidecarConfig {
             mesh: mesh.to_owned(),
+            tags: local_tags(dp),
             zone: self.zone.clone(),
             mtls,
             inbounds,
