@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use meridian_model::{DataplaneSpec, ResourceKind, Spec, SpecBody};
+use meridian_model::{DataplaneRef, DataplaneSpec, ResourceKind, Spec, SpecBody};
 use meridian_store::{ListQuery, NewResource, Precondition, ResourceKey, Store};
 use meridian_zone_cp::dp::ZoneState;
 
@@ -304,9 +304,15 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     loads.sort_by(f64::total_cmp);
     let mut histogram = Histogram::<u64>::new(3)?;
     let mut summary = None;
+    let no_labels = std::collections::BTreeMap::new();
+    let proxy = DataplaneRef {
+        name: "bench-client",
+        labels: &no_labels,
+        spec: &client,
+    };
     for _ in 0..args.calls {
         let t = Instant::now();
-        let config = view.sidecar_config("default", &client)?;
+        let config = view.sidecar_config("default", proxy)?;
         histogram.record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX))?;
         summary.get_or_insert_with(|| {
             let endpoints: usize = config

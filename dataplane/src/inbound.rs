@@ -194,14 +194,13 @@ mod tests {
     #[test]
     fn subsets_match_the_tags_the_client_certificate_states() {
         let subset = |kind: TargetRefKind, name: Option<&str>, tags: &[(&str, &str)]| TargetRef {
-            kind,
             name: name.map(str::to_owned),
             tags: Some(
                 tags.iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
             ),
-            mesh: None,
+            ..TargetRef::of(kind)
         };
         let rules = TrafficPermissionRules {
             rules: vec![

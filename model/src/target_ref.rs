@@ -1,10 +1,16 @@
 //! `targetRef`: how a policy names the proxies it configures (top level), the
 //! destinations it applies to (`to`) and the clients it applies to (`from`).
 //!
-//! Meridian implements the tag-based kinds of Kuma 2.x: `Mesh`, `MeshSubset`,
-//! `MeshService` and `MeshServiceSubset`. Kuma's other kinds are recognised so
-//! that a document using them gets a clear "not supported by Meridian"
-//! violation instead of a generic parse error.
+//! Meridian implements the tag-based kinds of Kuma 2.x — `Mesh`, `MeshSubset`,
+//! `MeshService`, `MeshServiceSubset` — and Kuma 2.9+'s `Dataplane` (top level:
+//! proxies by `name` or `labels`, one inbound by `sectionName`), with `proxyTypes`
+//! on `Mesh`/`MeshSubset`. Kuma's other kinds are recognised so that a document
+//! using them gets a clear "not supported by Meridian" violation instead of a
+//! generic parse error.
+//!
+//! Specificity follows Kuma's table (`api/common/v1alpha1/targetref.go`): Mesh <
+//! Dataplane < MeshSubset < MeshService < MeshServiceSubset; among `Dataplane`
+//! refs, `labels` < `name`, and without `sectionName` < with it.
 
 use std::collections::BTreeMap;
 
@@ -33,13 +39,33 @@ pub enum TargetRefKind {
     MeshExternalService,
     /// Kuma's multi-zone service kind (not supported by Meridian).
     MeshMultiZoneService,
-    /// Kuma 2.9+ dataplane kind (not supported by Meridian).
+    /// Kuma 2.9+: data plane proxies by name or labels (top level only).
     Dataplane,
 }
 
+/// Kuma's proxy types a `Mesh`/`MeshSubset` ref can be narrowed to. Meridian's
+/// proxies are all sidecars: a ref for gateways only selects nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ProxyType {
+    /// A sidecar next to an application.
+    Sidecar,
+    /// A gateway (Meridian has none).
+    Gateway,
+}
+
 impl TargetRefKind {
-    /// The four kinds Meridian implements, least specific first.
-    pub const SUPPORTED: [TargetRefKind; 4] = [
+    /// The kinds Meridian implements, least specific first.
+    pub const SUPPORTED: [TargetRefKind; 5] = [
+        Self::Mesh,
+        Self::Dataplane,
+        Self::MeshSubset,
+        Self::MeshService,
+        Self::MeshServiceSubset,
+    ];
+
+    /// The kinds `to` and `from` entries can use (`Dataplane` is top level only).
+    pub const TAG_BASED: [TargetRefKind; 4] = [
         Self::Mesh,
         Self::MeshSubset,
         Self::MeshService,
@@ -65,19 +91,28 @@ impl TargetRefKind {
     pub const fn is_supported(self) -> bool {
         matches!(
             self,
-            Self::Mesh | Self::MeshSubset | Self::MeshService | Self::MeshServiceSubset
+            Self::Mesh
+                | Self::Dataplane
+                | Self::MeshSubset
+                | Self::MeshService
+                | Self::MeshServiceSubset
         )
     }
 
-    /// Kuma's specificity order: Mesh < MeshSubset < MeshService < MeshServiceSubset.
-    /// Unsupported kinds never pass validation; they rank lowest.
+    /// Kuma's specificity order (its `order` table): Mesh 1 < Dataplane 2 <
+    /// MeshSubset 3 < MeshGateway 4 < MeshService 5 < MeshExternalService 6 <
+    /// MeshMultiZoneService 7 < MeshServiceSubset 8 < MeshHTTPRoute 9.
     pub const fn specificity(self) -> u8 {
         match self {
             Self::Mesh => 1,
-            Self::MeshSubset => 2,
-            Self::MeshService => 3,
-            Self::MeshServiceSubset => 4,
-            _ => 0,
+            Self::Dataplane => 2,
+            Self::MeshSubset => 3,
+            Self::MeshGateway => 4,
+            Self::MeshService => 5,
+            Self::MeshExternalService => 6,
+            Self::MeshMultiZoneService => 7,
+            Self::MeshServiceSubset => 8,
+            Self::MeshHttpRoute => 9,
         }
     }
 }
@@ -104,26 +139,95 @@ pub struct TargetRef {
     /// Reserved by Kuma for cross-mesh references; must not be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesh: Option<String>,
+    /// Resource labels to match (`Dataplane`: the Dataplane resource's labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The namespace of a named resource (`Dataplane`): matched against the
+    /// `k8s.kuma.io/namespace` label, which universal resources do not have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// One inbound of the selected `Dataplane`, by its `name` or its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    /// The proxy types a `Mesh` or `MeshSubset` ref is narrowed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_types: Option<Vec<ProxyType>>,
 }
+
+/// The label naming a Kubernetes namespace (what a `namespace` matches).
+pub const NAMESPACE_LABEL: &str = "k8s.kuma.io/namespace";
 
 impl TargetRef {
     /// A `Mesh` reference.
     pub fn mesh() -> Self {
+        Self::of(TargetRefKind::Mesh)
+    }
+
+    /// A reference of `kind` with no other field set.
+    pub fn of(kind: TargetRefKind) -> Self {
         Self {
-            kind: TargetRefKind::Mesh,
+            kind,
             name: None,
             tags: None,
             mesh: None,
+            labels: None,
+            namespace: None,
+            section_name: None,
+            proxy_types: None,
         }
+    }
+
+    /// Kuma's ordering of top-level refs: the kind's specificity, then (for
+    /// `Dataplane`) `labels` before `name`, and without `sectionName` before with.
+    pub fn specificity(&self) -> (u8, u8, u8) {
+        let dataplane = self.kind == TargetRefKind::Dataplane;
+        (
+            self.kind.specificity(),
+            u8::from(dataplane && self.name.is_some()),
+            u8::from(dataplane && self.section_name.is_some()),
+        )
+    }
+
+    /// Whether the ref's `proxyTypes` (if any) include sidecars, the only proxies
+    /// Meridian has.
+    pub fn includes_sidecars(&self) -> bool {
+        self.proxy_types
+            .as_ref()
+            .is_none_or(|types| types.contains(&ProxyType::Sidecar))
+    }
+
+    /// Whether a `Dataplane` ref selects the proxy named `name` with resource
+    /// `labels` (any other kind: `false`).
+    pub fn selects_dataplane_named(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        if self.kind != TargetRefKind::Dataplane {
+            return false;
+        }
+        let name_ok = self.name.as_deref().is_none_or(|n| n == name);
+        let namespace_ok = self
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| labels.get(NAMESPACE_LABEL).is_some_and(|l| l == ns));
+        let labels_ok = self
+            .labels
+            .iter()
+            .flatten()
+            .all(|(k, v)| labels.get(k) == Some(v));
+        name_ok && namespace_ok && labels_ok
+    }
+
+    /// Whether a `sectionName` (if any) names the inbound with this `name` and
+    /// `port`, as Kuma resolves it (the inbound's name, else its port).
+    pub fn section_selects(&self, inbound_name: Option<&str>, port: u32) -> bool {
+        self.section_name
+            .as_deref()
+            .is_none_or(|s| inbound_name == Some(s) || s == port.to_string())
     }
 
     /// A `MeshService` reference.
     pub fn service(name: impl Into<String>) -> Self {
         Self {
-            kind: TargetRefKind::MeshService,
             name: Some(name.into()),
-            tags: None,
-            mesh: None,
+            ..Self::of(TargetRefKind::MeshService)
         }
     }
 
@@ -140,33 +244,44 @@ impl TargetRef {
     pub fn selects_by(&self, service: &str, has_tag: impl Fn(&str, &str) -> bool) -> bool {
         let tags_match = || self.tags.iter().flatten().all(|(k, v)| has_tag(k, v));
         match self.kind {
-            TargetRefKind::Mesh => true,
-            TargetRefKind::MeshSubset => tags_match(),
+            TargetRefKind::Mesh => self.includes_sidecars(),
+            TargetRefKind::MeshSubset => self.includes_sidecars() && tags_match(),
             TargetRefKind::MeshService => self.name.as_deref() == Some(service),
             TargetRefKind::MeshServiceSubset => {
                 self.name.as_deref() == Some(service) && tags_match()
             }
+            // `Dataplane` refs select by the proxy's name and labels
+            // ([`TargetRef::selects_dataplane_named`]), which a service and tags
+            // do not carry.
             _ => false,
         }
     }
 
     /// Records violations of this reference at `path`. `allowed` are the kinds
     /// the policy accepts at this level, `place` describes the level for
-    /// messages (e.g. "MeshTCPRoute `to`").
+    /// messages (e.g. "MeshTCPRoute `to`"); `inbound` says whether the policy
+    /// configures inbounds (it has `from` entries), which a `Dataplane`
+    /// `sectionName` needs (Kuma's rule).
     pub(crate) fn validate_at(
         &self,
         path: &str,
         allowed: &[TargetRefKind],
         place: &str,
+        inbound: bool,
         v: &mut Violations,
     ) {
         let kind_path = join(path, "kind");
         if !self.kind.is_supported() {
+            let list: Vec<&str> = TargetRefKind::SUPPORTED
+                .iter()
+                .map(|k| k.as_str())
+                .collect();
             v.add(
                 kind_path,
                 format!(
-                    "{} is not supported by Meridian (supported kinds: Mesh, MeshSubset, MeshService, MeshServiceSubset)",
-                    self.kind
+                    "{} is not supported by Meridian (supported kinds: {})",
+                    self.kind,
+                    list.join(", ")
                 ),
             );
             return;
@@ -182,23 +297,89 @@ impl TargetRef {
                 ),
             );
         }
-        let needs_name = matches!(
-            self.kind,
-            TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset
-        );
-        let needs_tags = matches!(
-            self.kind,
-            TargetRefKind::MeshSubset | TargetRefKind::MeshServiceSubset
-        );
-        validate_name_and_tags(
-            path,
-            self.kind,
-            self.name.as_deref(),
-            self.tags.as_ref(),
-            needs_name,
-            needs_tags,
-            v,
-        );
+        let kind = self.kind;
+        let not_for_kind = |field: &str, v: &mut Violations| {
+            v.add(
+                join(path, field),
+                format!("must not be set for kind {kind}"),
+            );
+        };
+        if kind == TargetRefKind::Dataplane {
+            if self.tags.is_some() {
+                not_for_kind("tags", v);
+            }
+            if let Some(name) = &self.name
+                && let Err(e) = crate::name::validate_name(name)
+            {
+                v.add(join(path, "name"), e);
+            }
+            if let Some(labels) = &self.labels {
+                if self.name.is_some() || self.namespace.is_some() {
+                    v.add(
+                        join(path, "labels"),
+                        "either labels or name and namespace must be specified",
+                    );
+                }
+                validate_tags(&join(path, "labels"), labels, v);
+            }
+            if self.section_name.as_deref() == Some("") {
+                v.add(join(path, "sectionName"), "must not be empty");
+            } else if self.section_name.is_some() && !inbound {
+                v.add(
+                    join(path, "sectionName"),
+                    "can only be used with inbound policies",
+                );
+            }
+        } else {
+            let needs_name = matches!(
+                kind,
+                TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset
+            );
+            let needs_tags = matches!(
+                kind,
+                TargetRefKind::MeshSubset | TargetRefKind::MeshServiceSubset
+            );
+            validate_name_and_tags(
+                path,
+                kind,
+                self.name.as_deref(),
+                self.tags.as_ref(),
+                needs_name,
+                needs_tags,
+                v,
+            );
+            for (field, set) in [
+                ("labels", self.labels.is_some()),
+                ("namespace", self.namespace.is_some()),
+                ("sectionName", self.section_name.is_some()),
+            ] {
+                if !set {
+                    continue;
+                }
+                if kind == TargetRefKind::MeshService {
+                    // Kuma selects MeshService resources by these; Meridian's
+                    // MeshService is the `kuma.io/service` tag until the kind exists.
+                    v.add(
+                        join(path, field),
+                        "is not supported by Meridian yet: it selects MeshService resources, and MeshService here is the kuma.io/service tag",
+                    );
+                } else {
+                    not_for_kind(field, v);
+                }
+            }
+        }
+        match (&self.proxy_types, kind) {
+            (None, _) => {}
+            (Some(types), TargetRefKind::Mesh | TargetRefKind::MeshSubset) => {
+                if types.is_empty() {
+                    v.add(
+                        join(path, "proxyTypes"),
+                        "must be undefined or have at least one element",
+                    );
+                }
+            }
+            (Some(_), _) => not_for_kind("proxyTypes", v),
+        }
         if self.mesh.is_some() {
             v.add(
                 join(path, "mesh"),
@@ -263,7 +444,13 @@ mod tests {
     fn check(value: serde_json::Value, allowed: &[TargetRefKind]) -> Vec<String> {
         let tr: TargetRef = serde_json::from_value(value).expect("parse");
         let mut v = Violations::default();
-        tr.validate_at("spec.targetRef", allowed, "MeshTimeout top-level", &mut v);
+        tr.validate_at(
+            "spec.targetRef",
+            allowed,
+            "MeshTimeout top-level",
+            true,
+            &mut v,
+        );
         v.0.into_iter()
             .map(|f| format!("{}: {}", f.field, f.reason))
             .collect()
@@ -313,13 +500,48 @@ mod tests {
             (
                 json!({"kind": "MeshGateway", "name": "gw"}),
                 vec![
-                    "spec.targetRef.kind: MeshGateway is not supported by Meridian (supported kinds: Mesh, MeshSubset, MeshService, MeshServiceSubset)",
+                    "spec.targetRef.kind: MeshGateway is not supported by Meridian (supported kinds: Mesh, Dataplane, MeshSubset, MeshService, MeshServiceSubset)",
                 ],
             ),
             (
                 json!({"kind": "Mesh", "mesh": "other"}),
                 vec![
                     "spec.targetRef.mesh: is reserved for cross-mesh references and must not be set",
+                ],
+            ),
+            (
+                json!({"kind": "Dataplane", "name": "web-1", "sectionName": "main"}),
+                vec![],
+            ),
+            (
+                json!({"kind": "Dataplane", "labels": {"team": "a"}}),
+                vec![],
+            ),
+            (json!({"kind": "Dataplane"}), vec![]),
+            (
+                json!({"kind": "Dataplane", "name": "web-1", "labels": {"team": "a"}, "tags": {"a": "b"}, "proxyTypes": ["Sidecar"]}),
+                vec![
+                    "spec.targetRef.tags: must not be set for kind Dataplane",
+                    "spec.targetRef.labels: either labels or name and namespace must be specified",
+                    "spec.targetRef.proxyTypes: must not be set for kind Dataplane",
+                ],
+            ),
+            (
+                json!({"kind": "Mesh", "proxyTypes": ["Sidecar", "Gateway"]}),
+                vec![],
+            ),
+            (
+                json!({"kind": "Mesh", "proxyTypes": [], "sectionName": "x", "labels": {"a": "b"}}),
+                vec![
+                    "spec.targetRef.labels: must not be set for kind Mesh",
+                    "spec.targetRef.sectionName: must not be set for kind Mesh",
+                    "spec.targetRef.proxyTypes: must be undefined or have at least one element",
+                ],
+            ),
+            (
+                json!({"kind": "MeshService", "labels": {"a": "b"}, "name": "x"}),
+                vec![
+                    "spec.targetRef.labels: is not supported by Meridian yet: it selects MeshService resources, and MeshService here is the kuma.io/service tag",
                 ],
             ),
             (
@@ -332,6 +554,22 @@ mod tests {
         for (value, want) in cases {
             assert_eq!(check(value.clone(), all), want, "{value}");
         }
+        let tr: TargetRef =
+            serde_json::from_value(json!({"kind": "Dataplane", "sectionName": "main"})).unwrap();
+        let mut v = Violations::default();
+        tr.validate_at(
+            "spec.targetRef",
+            all,
+            "MeshTCPRoute top-level",
+            false,
+            &mut v,
+        );
+        assert_eq!(
+            v.0.iter()
+                .map(|f| format!("{}: {}", f.field, f.reason))
+                .collect::<Vec<_>>(),
+            ["spec.targetRef.sectionName: can only be used with inbound policies"]
+        );
         assert_eq!(
             check(
                 json!({"kind": "MeshSubset", "tags": {"a": "b"}}),
@@ -351,14 +589,12 @@ mod tests {
         ]
         .into();
         let subset = |t: &[(&str, &str)]| TargetRef {
-            kind: TargetRefKind::MeshSubset,
-            name: None,
             tags: Some(
                 t.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             ),
-            mesh: None,
+            ..TargetRef::of(TargetRefKind::MeshSubset)
         };
         assert!(TargetRef::mesh().selects("web", &tags));
         assert!(subset(&[("app", "frontend")]).selects("web", &tags));

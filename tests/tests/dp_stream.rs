@@ -354,6 +354,80 @@ async fn bad_registrations_are_refused_with_the_reason() {
     zone.shutdown().await.unwrap();
 }
 
+/// Kuma 2.x `Dataplane` targetRefs select sidecars by the name and the labels they
+/// registered with (the document's labels are kept beside the zone CP's own).
+#[tokio::test]
+async fn dataplane_targetrefs_select_by_registered_name_and_labels() {
+    meridian_tests::init();
+    let db = TestDatabase::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let zone = zone(store.clone()).await;
+    let labelled = |name: &str, team: &str, port: u16| {
+        let mut registration = sidecar(name, "svc", port, Some("backend"));
+        registration.resource["labels"] = json!({"team": team});
+        registration
+    };
+    let a = client(&zone, labelled("a", "a", 20031));
+    let b = client(&zone, labelled("b", "b", 20032));
+    let timeout = |top: Value, default: Value| json!({"targetRef": top, "to": [{"targetRef": {"kind": "Mesh"}, "default": default}]});
+    put(
+        store.as_ref(),
+        ResourceKind::MeshTimeout,
+        "default",
+        "team-a",
+        timeout(
+            json!({"kind": "Dataplane", "labels": {"team": "a"}}),
+            json!({"idleTimeout": "7s"}),
+        ),
+    )
+    .await;
+    put(
+        store.as_ref(),
+        ResourceKind::MeshTimeout,
+        "default",
+        "proxy-b",
+        timeout(
+            json!({"kind": "Dataplane", "name": "b"}),
+            json!({"connectionTimeout": "3s"}),
+        ),
+    )
+    .await;
+    let outbound_timeout = |config: &ProxyConfig| match config {
+        ProxyConfig::Sidecar(s) => s
+            .outbounds
+            .first()
+            .and_then(|o| o.timeout.as_ref())
+            .map(|t| serde_json::to_value(t).unwrap()),
+        _ => None,
+    };
+    config_where(&a, "team a's timeout on a", |c| {
+        outbound_timeout(c) == Some(json!({"idleTimeout": "7s"}))
+    })
+    .await;
+    // b got the later policy, so the earlier one was computed for it too: it has
+    // only its own (the label policy did not select it).
+    config_where(&b, "b's own timeout and nothing else", |c| {
+        outbound_timeout(c) == Some(json!({"connectionTimeout": "3s"}))
+    })
+    .await;
+    let stored = store
+        .get(&ResourceKey::in_mesh(
+            ResourceKind::Dataplane,
+            "default",
+            "a",
+        ))
+        .await
+        .unwrap()
+        .expect("registered");
+    assert_eq!(stored.labels.get("team").map(String::as_str), Some("a"));
+    assert_eq!(
+        stored.labels.get("kuma.io/zone").map(String::as_str),
+        Some("east")
+    );
+    drop((a, b));
+    zone.shutdown().await.unwrap();
+}
+
 /// The mesh's `constraints.dataplaneProxy`, as Kuma's membership check: every
 /// inbound must match a requirement (`*`: any value) and no restriction.
 #[tokio::test]

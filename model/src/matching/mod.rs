@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Ordering (least to most specific; later wins when merging):
-//! 1. kind of the top-level targetRef: Mesh < MeshSubset < MeshService < MeshServiceSubset;
+//! 1. the top-level targetRef ([`TargetRef::specificity`]): Mesh < Dataplane <
+//!    MeshSubset < MeshService < MeshServiceSubset (Kuma's table), and among
+//!    Dataplane refs `labels` < `name` < with `sectionName`;
 //! 2. origin: global (or no `kuma.io/origin` label) < `kuma.io/origin: zone`;
 //! 3. name, inverted lexicographic: of two otherwise equal policies the one
 //!    whose name sorts *first* wins. Kuma's policy docs ("How policies are
@@ -68,7 +70,41 @@ impl<'a> From<&'a Resource> for PolicyItem<'a> {
 #[derive(Debug, Clone, Copy)]
 pub enum ProxyRef<'a> {
     /// A sidecar.
-    Dataplane(&'a DataplaneSpec),
+    Dataplane(DataplaneRef<'a>),
+}
+
+/// An owned [`DataplaneRef`]: what a zone CP keeps of a registered sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedDataplane {
+    /// The Dataplane resource's name.
+    pub name: String,
+    /// The Dataplane resource's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The spec.
+    pub spec: DataplaneSpec,
+}
+
+impl NamedDataplane {
+    /// Borrowed, for matching.
+    pub fn view(&self) -> DataplaneRef<'_> {
+        DataplaneRef {
+            name: &self.name,
+            labels: &self.labels,
+            spec: &self.spec,
+        }
+    }
+}
+
+/// A sidecar as matching sees it: its resource name and labels (what `Dataplane`
+/// targetRefs select) and its spec.
+#[derive(Debug, Clone, Copy)]
+pub struct DataplaneRef<'a> {
+    /// The Dataplane resource's name.
+    pub name: &'a str,
+    /// The Dataplane resource's labels.
+    pub labels: &'a BTreeMap<String, String>,
+    /// The spec.
+    pub spec: &'a DataplaneSpec,
 }
 
 /// The effective policies of one proxy.
@@ -135,8 +171,9 @@ pub fn match_policies(
     mesh: &MeshSpec,
     policies: &[PolicyItem<'_>],
 ) -> ProxyPolicies {
-    let ProxyRef::Dataplane(dp) = proxy;
-    let on_proxy = |t: &TargetRef| selects_dataplane(t, dp);
+    let ProxyRef::Dataplane(proxy) = proxy;
+    let dp = proxy.spec;
+    let on_proxy = |t: &TargetRef| selects_dataplane(t, proxy);
 
     let routes = ordered(
         policies,
@@ -194,7 +231,7 @@ pub fn match_policies(
     }
 
     for inbound in dp.configured_inbounds() {
-        let on_inbound = |t: &TargetRef| t.selects(inbound.service(), &inbound.tags);
+        let on_inbound = |t: &TargetRef| selects_inbound(t, proxy, inbound);
         result.inbounds.insert(
             inbound.port,
             inbound_policies(inbound, mesh, policies, on_inbound),
@@ -259,15 +296,40 @@ fn inbound_policies(
 }
 
 /// Whether a top-level targetRef selects a dataplane. MeshSubset matches the
-/// union of the inbounds' tags; the service kinds need one inbound to match.
-fn selects_dataplane(t: &TargetRef, dp: &DataplaneSpec) -> bool {
+/// union of the inbounds' tags; the service kinds need one inbound to match;
+/// `Dataplane` matches the resource's name or labels (and, with `sectionName`,
+/// needs that inbound).
+pub(crate) fn selects_dataplane(t: &TargetRef, dp: DataplaneRef<'_>) -> bool {
     match t.kind {
-        TargetRefKind::Mesh => true,
-        TargetRefKind::MeshSubset => t.tags.iter().flatten().all(|(k, v)| dp.has_tag(k, v)),
+        TargetRefKind::Mesh => t.includes_sidecars(),
+        TargetRefKind::MeshSubset => {
+            t.includes_sidecars() && t.tags.iter().flatten().all(|(k, v)| dp.spec.has_tag(k, v))
+        }
         TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset => dp
+            .spec
             .configured_inbounds()
             .any(|i| t.selects(i.service(), &i.tags)),
+        TargetRefKind::Dataplane => {
+            t.selects_dataplane_named(dp.name, dp.labels)
+                && (t.section_name.is_none()
+                    || dp
+                        .spec
+                        .configured_inbounds()
+                        .any(|i| t.section_selects(i.name.as_deref(), i.port)))
+        }
         _ => false,
+    }
+}
+
+/// Whether a top-level targetRef selects `inbound` of `dp` (inbound policies:
+/// MeshTrafficPermission, MeshTimeout and MeshCircuitBreaker `from`).
+pub(crate) fn selects_inbound(t: &TargetRef, dp: DataplaneRef<'_>, inbound: &Inbound) -> bool {
+    match t.kind {
+        TargetRefKind::Dataplane => {
+            t.selects_dataplane_named(dp.name, dp.labels)
+                && t.section_selects(inbound.name.as_deref(), inbound.port)
+        }
+        _ => t.selects(inbound.service(), &inbound.tags),
     }
 }
 
@@ -285,7 +347,7 @@ fn ordered_named<'a, T: TargetRefPolicy + 'a>(
             let top = p.target_ref().unwrap_or(&mesh);
             selects(top).then(|| {
                 let key = (
-                    top.kind.specificity(),
+                    top.specificity(),
                     item.meta.is_zone_origin(),
                     Reverse(item.meta.name.as_str()),
                 );
@@ -311,7 +373,7 @@ fn ordered<'a, T: TargetRefPolicy + 'a>(
 /// A policy's entries, least specific targetRef kind first (stable, so
 /// document order breaks ties).
 fn entries_by_kind<'a, C>(mut entries: Vec<(&'a TargetRef, &'a C)>) -> Vec<(&'a TargetRef, &'a C)> {
-    entries.sort_by_key(|(t, _)| t.kind.specificity());
+    entries.sort_by_key(|(t, _)| t.specificity());
     entries
 }
 

@@ -6,8 +6,8 @@
 //! whole matcher. [`PolicyReach`] reduces a policy to:
 //!
 //! - the services its top-level targetRef names (`MeshService`,
-//!   `MeshServiceSubset`), or none for `Mesh`/`MeshSubset` (every proxy is a
-//!   candidate);
+//!   `MeshServiceSubset`), or none for `Mesh`/`MeshSubset`/`Dataplane` (every
+//!   proxy is a candidate; [`may_affect`] then checks the name and labels);
 //! - the destination services its `to` entries name, or `None` when an entry
 //!   targets every destination (`Mesh`) or the policy has `from` entries
 //!   (inbounds are reached whatever the outbounds).
@@ -18,12 +18,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::dataplane::DataplaneSpec;
 use crate::document::Spec;
 use crate::policy::TargetRefPolicy;
 use crate::target_ref::{TargetRef, TargetRefKind};
 
-use super::selects_dataplane;
+use super::{DataplaneRef, selects_dataplane, selects_inbound};
 
 /// What a policy's targetRefs can select (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,15 +60,16 @@ fn reach_of<T: TargetRefPolicy>(p: &T) -> PolicyReach {
     }
 }
 
-fn affects<T: TargetRefPolicy>(p: &T, dp: &DataplaneSpec) -> bool {
+fn affects<T: TargetRefPolicy>(p: &T, proxy: DataplaneRef<'_>) -> bool {
     let mesh = TargetRef::mesh();
     let top = p.target_ref().unwrap_or(&mesh);
+    let dp = proxy.spec;
     let on_inbound = || {
         dp.configured_inbounds()
-            .any(|i| top.selects(i.service(), &i.tags))
+            .any(|i| selects_inbound(top, proxy, i))
     };
     let from = !p.entries_from().is_empty() && on_inbound();
-    from || (selects_dataplane(top, dp)
+    from || (selects_dataplane(top, proxy)
         && p.entries_to().iter().any(|(t, _)| {
             dp.outbounds()
                 .iter()
@@ -102,6 +102,6 @@ impl PolicyReach {
 /// Whether `spec` (a policy) can change the effective policies of sidecar
 /// `dp`: its top-level targetRef selects the proxy (or one of its inbounds)
 /// and one of its entries reaches an outbound or an inbound of it.
-pub fn may_affect(spec: &Spec, dp: &DataplaneSpec) -> bool {
+pub fn may_affect(spec: &Spec, dp: DataplaneRef<'_>) -> bool {
     on_policy!(spec, p => affects(p, dp)).unwrap_or(false)
 }

@@ -47,7 +47,13 @@ fn dataplane(
 
 fn run(dp: &DataplaneSpec, mesh: &MeshSpec, resources: &[Resource]) -> ProxyPolicies {
     let items: Vec<PolicyItem<'_>> = resources.iter().map(PolicyItem::from).collect();
-    match_policies(ProxyRef::Dataplane(dp), mesh, &items)
+    let labels = BTreeMap::new();
+    let proxy = DataplaneRef {
+        name: "dp-1",
+        labels: &labels,
+        spec: dp,
+    };
+    match_policies(ProxyRef::Dataplane(proxy), mesh, &items)
 }
 
 /// `(service, subset tags, weight)` per routed backend.
@@ -526,4 +532,89 @@ fn non_policies_and_empty_inputs() {
     let p = run(&dp, &MeshSpec::default(), &[mesh_res]);
     assert_eq!(p.outbounds["backend"], OutboundPolicies::default());
     assert_eq!(p.inbounds[&10001].traffic_permissions.rules, vec![]);
+}
+
+/// Kuma 2.x top-level forms: `Dataplane` by name, by labels, with `sectionName`
+/// (one inbound), and `proxyTypes`; and Kuma's order (Dataplane is less specific
+/// than MeshSubset; labels < name < name with sectionName).
+#[test]
+fn dataplane_refs_and_proxy_types() {
+    let spec = match Spec::from_value(
+        crate::ResourceKind::Dataplane,
+        json!({"networking": {"address": "10.0.0.1", "inbound": [
+            {"port": 10001, "name": "main", "tags": {"kuma.io/service": "web", "app": "web"}},
+            {"port": 10002, "tags": {"kuma.io/service": "metrics"}}],
+            "outbound": [{"port": 20001, "tags": {"kuma.io/service": "backend"}}]}}),
+    ) {
+        Ok(Spec::Dataplane(dp)) => dp,
+        other => panic!("{other:?}"),
+    };
+    let labels = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
+    let proxy = DataplaneRef {
+        name: "web-1",
+        labels: &labels,
+        spec: &spec,
+    };
+    let timeout = |name: &str, top: &str, idle: &str| {
+        resource(&format!(
+            "type: MeshTimeout\nname: {name}\nmesh: default\nspec:\n  targetRef: {top}\n  to:\n  - targetRef: {{kind: Mesh}}\n    default: {{idleTimeout: {idle}}}\n"
+        ))
+    };
+    let idle = |resources: &[Resource]| {
+        let items: Vec<PolicyItem<'_>> = resources.iter().map(PolicyItem::from).collect();
+        let p = match_policies(ProxyRef::Dataplane(proxy), &MeshSpec::default(), &items);
+        p.outbounds["backend"]
+            .timeout
+            .as_ref()
+            .and_then(|t| t.idle_timeout.as_ref())
+            .map(ToString::to_string)
+    };
+    let by_name = timeout("by-name", "{kind: Dataplane, name: web-1}", "1s");
+    let other_name = timeout("other", "{kind: Dataplane, name: web-2}", "2s");
+    let by_labels = timeout("by-labels", "{kind: Dataplane, labels: {team: a}}", "3s");
+    let other_labels = timeout("other-labels", "{kind: Dataplane, labels: {team: b}}", "4s");
+    let gateways = timeout("gw", "{kind: Mesh, proxyTypes: [Gateway]}", "5s");
+    let sidecars = timeout("sc", "{kind: Mesh, proxyTypes: [Sidecar]}", "6s");
+    let subset = timeout("subset", "{kind: MeshSubset, tags: {app: web}}", "7s");
+    assert_eq!(idle(std::slice::from_ref(&by_name)).as_deref(), Some("1s"));
+    assert_eq!(idle(std::slice::from_ref(&other_name)), None);
+    assert_eq!(
+        idle(std::slice::from_ref(&by_labels)).as_deref(),
+        Some("3s")
+    );
+    assert_eq!(idle(std::slice::from_ref(&other_labels)), None);
+    assert_eq!(idle(std::slice::from_ref(&gateways)), None);
+    assert_eq!(idle(std::slice::from_ref(&sidecars)).as_deref(), Some("6s"));
+    // A name is more specific than labels; MeshSubset more than any Dataplane ref.
+    assert_eq!(
+        idle(&[by_name.clone(), by_labels.clone()]).as_deref(),
+        Some("1s")
+    );
+    assert_eq!(idle(&[by_name, by_labels, subset]).as_deref(), Some("7s"));
+
+    // `sectionName` narrows an inbound policy to one inbound, by name or port.
+    let deny = |name: &str, section: &str| {
+        mtp(
+            name,
+            &format!("{{kind: Dataplane, name: web-1, sectionName: \"{section}\"}}"),
+            &[("{kind: Mesh}", "Deny")],
+        )
+    };
+    let allow = mtp("allow-all", "{kind: Mesh}", &[("{kind: Mesh}", "Allow")]);
+    for (section, denied) in [("main", 10001), ("10002", 10002)] {
+        let resources = [allow.clone(), deny("deny-one", section)];
+        let items: Vec<PolicyItem<'_>> = resources.iter().map(PolicyItem::from).collect();
+        let p = match_policies(ProxyRef::Dataplane(proxy), &MeshSpec::default(), &items);
+        for (port, inbound) in &p.inbounds {
+            let action = inbound
+                .traffic_permissions
+                .action_for("client", &BTreeMap::new());
+            let want = if *port == denied {
+                Action::Deny
+            } else {
+                Action::Allow
+            };
+            assert_eq!(action, want, "sectionName {section}, inbound {port}");
+        }
+    }
 }

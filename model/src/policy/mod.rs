@@ -193,11 +193,12 @@ pub(crate) struct Support {
     pub(crate) from: &'static [TargetRefKind],
 }
 
-const ALL: &[TargetRefKind] = &TargetRefKind::SUPPORTED;
+const ALL: &[TargetRefKind] = &TargetRefKind::TAG_BASED;
 const MESH_OR_SERVICE: &[TargetRefKind] = &[TargetRefKind::Mesh, TargetRefKind::MeshService];
 const MESH_ONLY: &[TargetRefKind] = &[TargetRefKind::Mesh];
 
-/// The support matrix of a policy kind (top level accepts all four for every policy).
+/// The support matrix of a policy kind (the top level accepts every supported
+/// kind, `Dataplane` included, for every policy).
 pub(crate) fn support(kind: ResourceKind) -> Support {
     match kind {
         ResourceKind::MeshTrafficPermission => Support { to: &[], from: ALL },
@@ -264,8 +265,9 @@ pub(crate) fn validate_refs(
     if let Some(t) = top {
         t.validate_at(
             &join(path, "targetRef"),
-            ALL,
+            &TargetRefKind::SUPPORTED,
             &format!("{kind} top-level targetRef"),
+            from.is_some_and(|f| !f.is_empty()),
             v,
         );
     }
@@ -276,6 +278,7 @@ pub(crate) fn validate_refs(
                 &join(&index(&lp, i), "targetRef"),
                 allowed,
                 &format!("{kind} `{level}`"),
+                false,
                 v,
             );
         }

@@ -209,7 +209,7 @@ mod tests {
                     json!([{"kind": "MeshServiceSubset", "name": "backend"}]),
                 ),
                 vec![
-                    "spec.to[0].targetRef.kind: MeshGateway is not supported by Meridian (supported kinds: Mesh, MeshSubset, MeshService, MeshServiceSubset)",
+                    "spec.to[0].targetRef.kind: MeshGateway is not supported by Meridian (supported kinds: Mesh, Dataplane, MeshSubset, MeshService, MeshServiceSubset)",
                     "spec.to[0].rules[0].default.backendRefs[0].tags: must be set for kind MeshServiceSubset",
                 ],
             ),

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use meridian_model::{
-    DataplaneSpec, Inbound, MeshSpec, OutboundPolicies, PolicyItem, ProxyRef, ResourceKind,
-    SERVICE_TAG, Spec, match_policies,
+    DataplaneRef, DataplaneSpec, Inbound, MeshSpec, OutboundPolicies, PolicyItem, ProxyRef,
+    ResourceKind, SERVICE_TAG, Spec, match_policies,
 };
 use meridian_proxy_api::{
     BackendConfig, EndpointConfig, Endpoints, InboundConfig, OutboundConfig, SidecarConfig,
@@ -128,22 +128,23 @@ impl EndpointMemo {
 }
 
 impl ZoneState {
-    /// The config of sidecar `dp` in `mesh`.
+    /// The config of sidecar `proxy` in `mesh`.
     pub fn sidecar_config(
         &self,
         mesh: &str,
-        dp: &DataplaneSpec,
+        proxy: DataplaneRef<'_>,
     ) -> Result<SidecarConfig, ComputeError> {
-        self.sidecar_config_with(mesh, dp, &mut EndpointMemo::default())
+        self.sidecar_config_with(mesh, proxy, &mut EndpointMemo::default())
     }
 
     /// [`ZoneState::sidecar_config`], reusing and filling `memo`.
     pub fn sidecar_config_with(
         &self,
         mesh: &str,
-        dp: &DataplaneSpec,
+        proxy: DataplaneRef<'_>,
         memo: &mut EndpointMemo,
     ) -> Result<SidecarConfig, ComputeError> {
+        let dp = proxy.spec;
         let mesh_spec = self
             .meshes
             .get(mesh)
@@ -159,7 +160,7 @@ impl ZoneState {
                     .collect()
             })
             .unwrap_or_default();
-        let matched = match_policies(ProxyRef::Dataplane(dp), mesh_spec, &items);
+        let matched = match_policies(ProxyRef::Dataplane(proxy), mesh_spec, &items);
 
         let mut inbounds = Vec::new();
         for (i, inbound) in dp.networking.inbound.iter().enumerate() {
@@ -464,6 +465,18 @@ impl ZoneState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No labels, for [`proxy`].
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+    /// A test dataplane as matching sees it.
+    fn proxy(spec: &DataplaneSpec) -> DataplaneRef<'_> {
+        DataplaneRef {
+            name: "web-1",
+            labels: &NO_LABELS,
+            spec,
+        }
+    }
     use crate::dp::equivalence::stored;
     use meridian_model::{AvailableService, parse_document};
     use meridian_store::{Change, ResourceKey};
@@ -541,7 +554,7 @@ mod tests {
 
     fn backend_endpoints(v: &ZoneState) -> Vec<(String, u32, Via)> {
         let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
-        let cfg = v.sidecar_config("default", &web).expect("config");
+        let cfg = v.sidecar_config("default", proxy(&web)).expect("config");
         cfg.outbounds[0].backends[0]
             .endpoints
             .iter()
@@ -628,7 +641,7 @@ mod tests {
             None,
         );
         let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
-        let cfg = v.sidecar_config("default", &web).expect("config");
+        let cfg = v.sidecar_config("default", proxy(&web)).expect("config");
         let backends = &cfg.outbounds[0].backends;
         assert_eq!(backends.len(), 2);
         assert_eq!((backends[0].weight, backends[1].weight), (90, 10));
@@ -680,12 +693,12 @@ mod tests {
         let v = view(true);
         let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
         assert_eq!(
-            v.sidecar_config("other", &web),
+            v.sidecar_config("other", proxy(&web)),
             Err(ComputeError::NoMesh("other".into()))
         );
         let bad = sidecar("x", "not-an-ip", "web", "v1");
         assert!(matches!(
-            v.sidecar_config("default", &bad),
+            v.sidecar_config("default", proxy(&bad)),
             Err(ComputeError::Address { .. })
         ));
     }

@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use meridian_model::{DataplaneSpec, may_affect};
+use meridian_model::{DataplaneSpec, NamedDataplane, may_affect};
 use meridian_proxy_api::{ProxyConfig, ProxyKind};
 use meridian_store::{Change, ResourceKey, Revision};
 use tokio::sync::watch;
@@ -87,7 +87,7 @@ impl Reason {
 struct Proxy {
     kind: ProxyKind,
     /// Sidecars: the Dataplane it registered (its own config is computed from it).
-    dataplane: Option<Arc<DataplaneSpec>>,
+    dataplane: Option<Arc<NamedDataplane>>,
     config: watch::Sender<Option<VersionedConfig>>,
     /// The last computed config (`None`: not computable yet, e.g. no mesh).
     computed: Option<Arc<ProxyConfig>>,
@@ -231,7 +231,7 @@ impl Engine {
         let key = c.key.clone();
         self.disconnect(&key);
         if let Some(dp) = &c.dataplane {
-            let (inbound, outbound) = services(&key.mesh, dp);
+            let (inbound, outbound) = services(&key.mesh, &dp.spec);
             index_add(&mut self.by_inbound, &inbound, &key);
             index_add(&mut self.by_outbound, &outbound, &key);
             self.by_mesh
@@ -260,7 +260,7 @@ impl Engine {
             return;
         };
         if let Some(dp) = &p.dataplane {
-            let (inbound, outbound) = services(&key.mesh, dp);
+            let (inbound, outbound) = services(&key.mesh, &dp.spec);
             index_remove(&mut self.by_inbound, &inbound, key);
             index_remove(&mut self.by_outbound, &outbound, key);
             if let Some(set) = self.by_mesh.get_mut(&key.mesh) {
@@ -415,7 +415,7 @@ impl Engine {
             };
             for proxy in candidates {
                 let dp = self.proxies.get(proxy).and_then(|p| p.dataplane.as_deref());
-                if dp.is_some_and(|dp| may_affect(&policy.spec, dp)) {
+                if dp.is_some_and(|dp| may_affect(&policy.spec, dp.view())) {
                     reached.insert(proxy.clone());
                 }
             }
@@ -506,13 +506,15 @@ fn compute(
     memo: &mut EndpointMemo,
 ) -> Option<ProxyConfig> {
     match (p.kind, &p.dataplane) {
-        (ProxyKind::Sidecar, Some(dp)) => match state.sidecar_config_with(&key.mesh, dp, memo) {
-            Ok(cfg) => Some(ProxyConfig::Sidecar(cfg)),
-            Err(error) => {
-                tracing::debug!(proxy = %key, %error, "cannot compute the sidecar's config yet");
-                None
+        (ProxyKind::Sidecar, Some(dp)) => {
+            match state.sidecar_config_with(&key.mesh, dp.view(), memo) {
+                Ok(cfg) => Some(ProxyConfig::Sidecar(cfg)),
+                Err(error) => {
+                    tracing::debug!(proxy = %key, %error, "cannot compute the sidecar's config yet");
+                    None
+                }
             }
-        },
+        }
         (ProxyKind::Ingress, _) => Some(ProxyConfig::Ingress(state.ingress_config())),
         (ProxyKind::Egress, _) => Some(ProxyConfig::Egress(state.egress_config())),
         _ => None,

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_model::{ResourceKind, Spec, parse_document};
+use meridian_model::{NamedDataplane, ResourceKind, Spec, parse_document};
 use meridian_proxy_api::ProxyKind;
 use meridian_store::{Change, ResourceKey, StoredResource};
 use proptest::prelude::*;
@@ -57,6 +57,22 @@ fn target(kind: u8, service: usize, version: u8) -> Value {
         _ => json!({"kind": "MeshServiceSubset", "name": service, "tags": tags}),
     }
 }
+
+/// A top-level targetRef choice: [`target`]'s four, then 4 Dataplane by name,
+/// 5 Dataplane by labels, 6 Mesh for gateways only (selects no sidecar).
+fn top_target(kind: u8, service: usize, version: u8) -> Value {
+    match kind % 7 {
+        4 => {
+            json!({"kind": "Dataplane", "name": format!("dp-{}", service + 3 * usize::from(version % 2))})
+        }
+        5 => json!({"kind": "Dataplane", "labels": {"team": TEAMS[usize::from(version % 2)]}}),
+        6 => json!({"kind": "Mesh", "proxyTypes": ["Gateway"]}),
+        k => target(k, service, version),
+    }
+}
+
+/// The `team` label values the generated dataplanes carry (by name parity).
+const TEAMS: [&str; 2] = ["a", "b"];
 
 /// One store or registry operation.
 #[derive(Debug, Clone)]
@@ -160,7 +176,7 @@ fn policy_doc(
         ),
     };
     let mut spec = spec;
-    spec["targetRef"] = target(top.0, top.1, top.2);
+    spec["targetRef"] = top_target(top.0, top.1, top.2);
     let mut doc =
         json!({"type": kind_name, "mesh": mesh, "name": format!("p-{name}"), "spec": spec});
     if zone_origin {
@@ -206,6 +222,7 @@ fn dataplane_doc(
             "tags": {"kuma.io/service": SERVICES[(service + 1) % SERVICES.len()], "kuma.io/zone": ZONE}}));
     }
     json!({"type": "Dataplane", "mesh": mesh, "name": format!("dp-{name}"),
+        "labels": {"team": TEAMS[usize::from(name % 2)]},
         "networking": {"address": format!("10.0.0.{}", name + 1), "inbound": inbound,
             "outbound": outbound}})
 }
@@ -252,9 +269,16 @@ impl World {
     }
 
     fn connect(&mut self, kind: ProxyKind, key: ResourceKey, doc: Option<Value>) {
-        let dataplane = doc.map(|d| match parse_document(d).map(|r| r.spec) {
-            Ok(Spec::Dataplane(dp)) => std::sync::Arc::new(dp),
-            other => panic!("not a dataplane: {other:?}"),
+        let dataplane = doc.map(|d| match parse_document(d) {
+            Ok(r) => match r.spec {
+                Spec::Dataplane(spec) => std::sync::Arc::new(NamedDataplane {
+                    name: r.meta.name,
+                    labels: r.meta.labels,
+                    spec,
+                }),
+                other => panic!("not a dataplane: {other:?}"),
+            },
+            Err(e) => panic!("not a dataplane: {e}"),
         });
         let (config, rx) = watch::channel(None);
         self.channels.insert(key.clone(), rx);
@@ -486,6 +510,7 @@ impl World {
 
 fn op() -> impl Strategy<Value = Op> {
     let target = (0u8..4, 0usize..3, 0u8..2);
+    // Top-level refs also take Kuma 2.x's Dataplane and proxyTypes forms.
     prop_oneof![
         (0usize..2, any::<bool>(), any::<bool>()).prop_map(|(mesh, mtls, egress)| Op::Mesh {
             mesh,
@@ -497,7 +522,7 @@ fn op() -> impl Strategy<Value = Op> {
             0usize..2,
             0u8..6,
             0u8..4,
-            target.clone(),
+            (0u8..7, 0usize..3, 0u8..2),
             target,
             0u8..4,
             any::<bool>()

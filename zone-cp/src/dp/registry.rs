@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use meridian_model::DataplaneSpec;
+use meridian_model::NamedDataplane;
 use meridian_proxy_api::{ProxyConfig, ProxyKind};
 use meridian_store::ResourceKey;
 use tokio::sync::{mpsc, watch};
@@ -31,7 +31,7 @@ pub struct Connection {
     /// Its registered resource.
     pub key: ResourceKey,
     /// For sidecars: its Dataplane.
-    pub dataplane: Option<Arc<DataplaneSpec>>,
+    pub dataplane: Option<Arc<NamedDataplane>>,
     /// Where its session picks up configs.
     pub config: watch::Sender<Option<VersionedConfig>>,
 }
@@ -80,7 +80,7 @@ impl Registry {
         &self,
         kind: ProxyKind,
         key: ResourceKey,
-        dataplane: Option<DataplaneSpec>,
+        dataplane: Option<NamedDataplane>,
     ) -> Result<watch::Receiver<Option<VersionedConfig>>, AlreadyConnected> {
         let mut claimed = self.lock();
         if !claimed.insert(key.clone()) {

@@ -7,14 +7,15 @@
 //! deleted (the proxy is gone; other zones stop counting it) and the name is
 //! released.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meridian_identity::{DEFAULT_WORKLOAD_VALIDITY, MeshCa, WorkloadId, WorkloadTags};
 use meridian_model::{
-    DataplaneSpec, Health, ORIGIN_LABEL, ResourceKind, SERVICE_TAG, Spec, SpecBody, ZONE_LABEL,
-    ca_cert_secret_name, ca_key_secret_name, parse_document,
+    DataplaneSpec, Health, NamedDataplane, ORIGIN_LABEL, ResourceKind, SERVICE_TAG, Spec, SpecBody,
+    ZONE_LABEL, ca_cert_secret_name, ca_key_secret_name, parse_document,
 };
 use meridian_proto::dp::control_message::Message as ToProxy;
 use meridian_proto::dp::dataplane_config_server::DataplaneConfig;
@@ -89,6 +90,8 @@ struct Registered {
     key: ResourceKey,
     /// Sidecars: the identity its certificates carry.
     identity: Option<SidecarIdentity>,
+    /// The labels it is stored with.
+    labels: BTreeMap<String, String>,
     configs: watch::Receiver<Option<VersionedConfig>>,
     /// The proxy applies [`EndpointUpdate`]s (it said [`ENDPOINT_UPDATES`]).
     endpoint_updates: bool,
@@ -176,6 +179,7 @@ impl DpService {
                 hello.name, resource.meta.name
             )));
         }
+        let labels = self.labels(&resource.meta.labels);
         let (key, spec, dataplane, identity) = match resource.spec {
             Spec::Dataplane(mut dp) => {
                 let mesh = resource.meta.mesh.unwrap_or_default();
@@ -241,12 +245,19 @@ impl DpService {
             .claim(
                 kind,
                 key.clone(),
-                dataplane.as_ref().map(|(dp, _)| dp.clone()),
+                dataplane.as_ref().map(|(dp, _)| NamedDataplane {
+                    name: key.name.clone(),
+                    labels: labels.clone(),
+                    spec: dp.clone(),
+                }),
             )
             .map_err(|e| Status::already_exists(e.to_string()))?;
         if let Err(error) = self
             .store
-            .put(self.registration(&key, spec), Precondition::Any)
+            .put(
+                self.registration(&key, spec, labels.clone()),
+                Precondition::Any,
+            )
             .await
         {
             self.registry.release(&key);
@@ -262,6 +273,7 @@ impl DpService {
             kind,
             key,
             identity,
+            labels,
             configs,
             endpoint_updates: hello.features.iter().any(|f| f == ENDPOINT_UPDATES),
             fragments: hello.features.iter().any(|f| f == fragment::FEATURE),
@@ -275,16 +287,28 @@ impl DpService {
         })
     }
 
-    /// The stored form of a proxy's registration.
-    fn registration(&self, key: &ResourceKey, spec: Spec) -> NewResource {
-        let labels = [
+    /// A registration's labels: the document's own (what `Dataplane` targetRefs
+    /// with `labels` select, as in Kuma) with this zone CP's system labels over
+    /// them (origin, zone, replica: a proxy cannot claim another's).
+    fn labels(&self, document: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut labels = document.clone();
+        for (k, v) in [
             (ORIGIN_LABEL, "zone"),
             (ZONE_LABEL, self.zone.as_str()),
             (REGISTERED_LABEL, self.registered_by.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        ] {
+            labels.insert(k.to_owned(), v.to_owned());
+        }
+        labels
+    }
+
+    /// The stored form of a proxy's registration.
+    fn registration(
+        &self,
+        key: &ResourceKey,
+        spec: Spec,
+        labels: BTreeMap<String, String>,
+    ) -> NewResource {
         NewResource {
             key: key.clone(),
             labels,
@@ -307,7 +331,7 @@ impl DpService {
                 inbound.health = Some(Health { ready: true });
             }
         }
-        let new = self.registration(&reg.key, Spec::Dataplane(dp));
+        let new = self.registration(&reg.key, Spec::Dataplane(dp), reg.labels.clone());
         match self.store.put(new, Precondition::Any).await {
             Ok(_) => {
                 tracing::info!(proxy = %reg.key, "sidecar serving: its inbounds are endpoints now");
