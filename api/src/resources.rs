@@ -58,10 +58,13 @@ fn etag(version: i64) -> HeaderValue {
 }
 
 fn with_etag(status: StatusCode, stored: &StoredResource) -> Response {
-    let mut response = (status, Json(render(stored))).into_response();
-    response
-        .headers_mut()
-        .insert(header::ETAG, etag(stored.version));
+    answer(status, render(stored), stored.version)
+}
+
+/// A JSON answer about a resource at `version`, with its ETag.
+fn answer(status: StatusCode, body: serde_json::Value, version: i64) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(header::ETAG, etag(version));
     response
 }
 
@@ -199,6 +202,8 @@ pub async fn put(
             ..Problem::invalid(mismatches)
         });
     }
+    // Parts that do not apply to TCP traffic: kept, and named in the answer.
+    let warnings = meridian_model::warnings(&resource.spec);
     let mut labels = resource.meta.labels;
     let zone = role.zone().map(str::to_owned);
     if let Some(zone) = &zone {
@@ -218,7 +223,22 @@ pub async fn put(
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated | PutOutcome::Unchanged => StatusCode::OK,
     };
-    Ok(with_etag(status, &stored))
+    if warnings.is_empty() {
+        return Ok(with_etag(status, &stored));
+    }
+    // Kuma's API answers a PUT with `warnings: [string]`; here they sit beside the
+    // stored resource.
+    let mut body = render(&stored);
+    if let serde_json::Value::Object(map) = &mut body {
+        map.insert(
+            "warnings".into(),
+            warnings
+                .iter()
+                .map(|w| serde_json::Value::from(format!("{}: {}", w.field, w.reason)))
+                .collect(),
+        );
+    }
+    Ok(answer(status, body, stored.version))
 }
 
 fn path_mismatches(key: &ResourceKey, meta: &ResourceMeta) -> Vec<FieldViolation> {

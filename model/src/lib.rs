@@ -34,6 +34,7 @@ pub mod name;
 pub mod policy;
 pub mod secret;
 pub mod target_ref;
+pub mod warnings;
 pub mod zone;
 pub mod zone_proxy;
 
@@ -52,6 +53,7 @@ pub use name::{validate_mesh_name, validate_name};
 pub use policy::*;
 pub use secret::{SecretSpec, ca_cert_secret_name, ca_key_secret_name};
 pub use target_ref::{TargetRef, TargetRefKind};
+pub use warnings::warnings;
 pub use zone::ZoneSpec;
 pub use zone_proxy::*;
 

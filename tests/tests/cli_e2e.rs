@@ -161,6 +161,29 @@ async fn clear_messages_for_bad_tokens_and_invalid_documents() {
         "{}",
         stderr(&rejected)
     );
+
+    // A Kuma document with an HTTP-only part applies, and the server's warning
+    // is printed, as kubectl prints them.
+    let http_timeout = "type: MeshTimeout\nname: t\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n  - targetRef: {kind: Mesh}\n    default: {idleTimeout: 1h, http: {requestTimeout: 5s}}\n";
+    std::fs::write(&file, http_timeout).unwrap();
+    let warned = run_cli(
+        &["apply", "-f", path],
+        &[("MERIDIAN_API", &api), ("MERIDIAN_TOKEN", "right")],
+    )
+    .await;
+    assert!(warned.status.success(), "{}", stderr(&warned));
+    assert!(
+        stdout(&warned).contains("MeshTimeout t (mesh default): created"),
+        "{}",
+        stdout(&warned)
+    );
+    assert!(
+        stderr(&warned).contains(
+            "Warning: MeshTimeout t (mesh default): spec.to[0].default.http: does not apply to TCP traffic"
+        ),
+        "{}",
+        stderr(&warned)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -149,6 +149,41 @@ async fn seed_004_examples_apply_unchanged_and_read_back() {
     assert_eq!(list["items"][0]["spec"], redirect["spec"]);
 }
 
+/// Kuma documents with parts that do not apply to TCP are accepted, stored as
+/// written, and answered with a `warnings` list naming each part (Kuma's shape:
+/// strings); a document without such parts gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_only_parts_are_kept_and_named_in_warnings() {
+    let api = Api::start().await;
+    let check = json!({"type": "MeshHealthCheck", "name": "hc", "mesh": "default",
+        "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"},
+            "default": {"interval": "10s", "tcp": {}, "http": {"path": "/health", "expectedStatuses": [200]}}}]}});
+    let (status, body) = api
+        .put("/meshes/default/meshhealthchecks/hc", check.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let warnings: Vec<&str> = body["warnings"]
+        .as_array()
+        .expect("a warnings list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{body}");
+    assert!(
+        warnings[0].starts_with("spec.to[0].default.http: does not apply to TCP traffic"),
+        "{body}"
+    );
+    let (_, read) = api.get("/meshes/default/meshhealthchecks/hc").await;
+    assert_eq!(read["spec"], check["spec"], "kept as written");
+    assert!(read.get("warnings").is_none(), "a GET carries no warnings");
+
+    let plain = json!({"type": "MeshTimeout", "name": "t", "mesh": "default",
+        "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1h"}}]}});
+    let (status, body) = api.put("/meshes/default/meshtimeouts/t", plain).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.get("warnings").is_none(), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_documents_get_a_problem_listing_every_field() {
     let api = Api::start().await;

@@ -108,6 +108,12 @@ pub async fn run(client: &ApiClient, args: &ApplyArgs) -> anyhow::Result<()> {
                     "configured"
                 };
                 println!("{what}: {verb}");
+                // As kubectl prints a server's warnings.
+                for warning in response.body["warnings"].as_array().into_iter().flatten() {
+                    if let Some(warning) = warning.as_str() {
+                        eprintln!("Warning: {what}: {warning}");
+                    }
+                }
             }
             Err(error) => {
                 failed += 1;

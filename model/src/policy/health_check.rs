@@ -1,7 +1,8 @@
 //! `MeshHealthCheck`: active health checking of a destination's endpoints
 //! from the calling proxy (`to` only). Meridian's proxies are L4, so only TCP
-//! checks exist; Kuma's `http` and `grpc` sections are rejected with a clear
-//! reason rather than silently ignored.
+//! checks run; Kuma's `http` and `grpc` sections are accepted, validated by
+//! Kuma's rules, stored and synced, and named in the API's `warnings` (see
+//! [`crate::warnings`]): they do not apply to TCP traffic.
 
 use crate::duration::Duration;
 use crate::error::{Validate, Violations, join};
@@ -39,7 +40,7 @@ impl super::EntrySchema for HealthCheckConf {
 }
 
 /// The mergeable health-check configuration. As in Kuma, it names at least
-/// one check (`tcp`, since Meridian refuses `http` and `grpc`); durations and
+/// one check (`http`, `tcp` or `grpc`; only `tcp` runs here); durations and
 /// thresholds are greater than 0 when set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -87,14 +88,71 @@ pub struct HealthCheckConf {
     /// The TCP check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpHealthCheck>,
-    /// Kuma's HTTP check: rejected, Meridian is L4.
+    /// Kuma's HTTP check: accepted and kept; not run (Meridian is L4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub http: Option<serde_json::Value>,
-    /// Kuma's gRPC check: rejected, Meridian is L4.
+    pub http: Option<HttpHealthCheck>,
+    /// Kuma's gRPC check: accepted and kept; not run (Meridian is L4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub grpc: Option<serde_json::Value>,
+    pub grpc: Option<GrpcHealthCheck>,
+}
+
+/// Kuma's HTTP health check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HttpHealthCheck {
+    /// Turns the check off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// The path requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Headers added to the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers_to_add: Option<HeaderModifier>,
+    /// Statuses counted as healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_statuses: Option<Vec<i32>>,
+}
+
+/// Headers to set or add.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeaderModifier {
+    /// Replace these headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Vec<HeaderKeyValue>>,
+    /// Append these headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<Vec<HeaderKeyValue>>,
+}
+
+/// One header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeaderKeyValue {
+    /// The header name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// Kuma's gRPC health check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrpcHealthCheck {
+    /// Turns the check off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// The service name checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// The `:authority` sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
 }
 
 /// The TCP check: connect, optionally send a payload and expect a reply.
@@ -171,12 +229,18 @@ impl Validate for HealthCheckConf {
         {
             v.add(field("eventLogPath"), "must be a valid path when defined");
         }
-        for (name, set) in [("http", self.http.is_some()), ("grpc", self.grpc.is_some())] {
-            if set {
-                v.add(
-                    field(name),
-                    "is not supported by Meridian: its proxies are L4 and only run TCP health checks (use `tcp`)",
-                );
+        if let Some(http) = &self.http {
+            let hp = field("http");
+            if http.path.as_deref() == Some("") {
+                v.add(join(&hp, "path"), "must not be empty");
+            }
+            for (i, status) in http.expected_statuses.iter().flatten().enumerate() {
+                if !(100..=599).contains(status) {
+                    v.add(
+                        format!("{hp}.expectedStatuses[{i}]"),
+                        "must be in inclusive range [100, 599]",
+                    );
+                }
             }
         }
         if self.http.is_none() && self.tcp.is_none() && self.grpc.is_none() {
@@ -243,15 +307,19 @@ mod tests {
                 vec![],
             ),
             (json!({"tcp": {}, "healthyPanicThreshold": 0}), vec![]),
+            // Accepted as Kuma accepts them (the API warns that they do not run here).
             (
-                json!({"http": {"path": "/health"}, "grpc": {}}),
+                json!({"http": {"path": "/health", "expectedStatuses": [200],
+                        "requestHeadersToAdd": {"set": [{"name": "x", "value": "y"}]}},
+                       "grpc": {"serviceName": "s", "authority": "a"}}),
+                vec![],
+            ),
+            (
+                json!({"http": {"path": "", "expectedStatuses": [99, 600]}}),
                 vec![
-                    format!(
-                        "{p}.http: is not supported by Meridian: its proxies are L4 and only run TCP health checks (use `tcp`)"
-                    ),
-                    format!(
-                        "{p}.grpc: is not supported by Meridian: its proxies are L4 and only run TCP health checks (use `tcp`)"
-                    ),
+                    format!("{p}.http.path: must not be empty"),
+                    format!("{p}.http.expectedStatuses[0]: must be in inclusive range [100, 599]"),
+                    format!("{p}.http.expectedStatuses[1]: must be in inclusive range [100, 599]"),
                 ],
             ),
             (
