@@ -113,12 +113,13 @@ impl ResourceRow {
     /// The stored resource with this row under `key`, its spec typed (the one parse
     /// a read does).
     pub fn into_stored(self, key: ResourceKey) -> Result<StoredResource, EmbeddedStoreError> {
-        let spec = SpecBody::parse_json(key.kind, self.spec.get().as_bytes()).map_err(|e| {
-            EmbeddedStoreError::Unreadable {
-                key: key.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let spec =
+            SpecBody::parse_stored_json(key.kind, self.spec.get().as_bytes()).map_err(|e| {
+                EmbeddedStoreError::Unreadable {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(StoredResource {
             key,
             labels: self.labels,

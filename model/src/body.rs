@@ -58,6 +58,20 @@ impl SpecBody {
         Self::parse(kind, value)
     }
 
+    /// A stored spec from its JSON text (a store row, a Raft log entry): decoded
+    /// without re-checking the write-time rules (see [`Spec::from_stored_value`]).
+    pub fn parse_stored_json(kind: ResourceKind, json: &[u8]) -> Result<Self, ValidationError> {
+        let value: Value = serde_json::from_slice(json).map_err(|e| {
+            ValidationError::single("(root)", format!("the stored {kind} spec is not JSON: {e}"))
+        })?;
+        Spec::from_stored_value(kind, value).map(Self::new)
+    }
+
+    /// A stored spec from its JSON value (see [`SpecBody::parse_stored_json`]).
+    pub fn parse_stored(kind: ResourceKind, value: Value) -> Result<Self, ValidationError> {
+        Spec::from_stored_value(kind, value).map(Self::new)
+    }
+
     /// The typed spec.
     pub fn spec(&self) -> &Spec {
         &self.0.spec

@@ -163,6 +163,35 @@ impl Spec {
         })
     }
 
+    /// A spec as a store holds it: decoded into its type, without the write-time
+    /// rules. Every stored spec was validated when it was written; re-checking the
+    /// rules on read would make a row an earlier version accepted unreadable once a
+    /// rule is tightened (as Kuma, rules apply on writes). The shape is still
+    /// checked: a row that does not decode is an error naming why. Peer input (KDS,
+    /// REST) goes through [`Spec::from_value`].
+    pub fn from_stored_value(kind: ResourceKind, value: Value) -> Result<Spec, ValidationError> {
+        fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
+            serde_json::from_value(value)
+                .map_err(|e| ValidationError::single("(root)", e.to_string()))
+        }
+        Ok(match kind {
+            ResourceKind::Mesh => Self::Mesh(typed(value)?),
+            ResourceKind::Zone => Self::Zone(typed(value)?),
+            ResourceKind::Dataplane => Self::Dataplane(typed(value)?),
+            ResourceKind::ZoneIngress => Self::ZoneIngress(typed(value)?),
+            ResourceKind::ZoneEgress => Self::ZoneEgress(typed(value)?),
+            ResourceKind::MeshTrafficPermission => Self::MeshTrafficPermission(typed(value)?),
+            ResourceKind::MeshTcpRoute => Self::MeshTcpRoute(typed(value)?),
+            ResourceKind::MeshLoadBalancingStrategy => {
+                Self::MeshLoadBalancingStrategy(typed(value)?)
+            }
+            ResourceKind::MeshTimeout => Self::MeshTimeout(typed(value)?),
+            ResourceKind::MeshHealthCheck => Self::MeshHealthCheck(typed(value)?),
+            ResourceKind::MeshCircuitBreaker => Self::MeshCircuitBreaker(typed(value)?),
+            ResourceKind::Secret => Self::Secret(typed(value)?),
+        })
+    }
+
     /// The value [`Spec::from_value`] accepts, in canonical form (absent
     /// optionals omitted): `from_value(k, v)?.to_value() == v` for canonical `v`.
     pub fn to_value(&self) -> Value {

@@ -62,7 +62,8 @@ macro_rules! conformance_tests {
             a_large_batch_with_mixed_preconditions_applies_in_order,
             a_batch_failing_halfway_leaves_nothing,
             a_batch_sees_its_own_writes,
-            a_resource_moved_away_from_a_zone_survives_its_deletion
+            a_resource_moved_away_from_a_zone_survives_its_deletion,
+            rows_an_earlier_version_accepted_still_read
         );
     };
     (@cases $new_store:expr; $($case:ident),* $(,)?) => {
@@ -1070,5 +1071,48 @@ pub async fn a_resource_moved_away_from_a_zone_survives_its_deletion(store: &dyn
             .await
             .unwrap(),
         None
+    );
+}
+
+/// A row written under looser rules (here a MeshTimeout `default: {}`, which this
+/// version's validator refuses) still reads back through every read: rules apply
+/// when writing, reads only decode the shape. Without this an upgrade that
+/// tightens a rule would make such rows unreadable.
+pub async fn rows_an_earlier_version_accepted_still_read(store: &dyn Store) {
+    put(store, mesh("default")).await;
+    let loose = json!({"targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "Mesh"}, "default": {}}]});
+    assert!(
+        SpecBody::parse(ResourceKind::MeshTimeout, loose.clone()).is_err(),
+        "this version refuses the spec on writes"
+    );
+    let spec = SpecBody::parse_stored(ResourceKind::MeshTimeout, loose.clone()).unwrap();
+    let key = ResourceKey::in_mesh(ResourceKind::MeshTimeout, "default", "old");
+    let written = put(
+        store,
+        NewResource {
+            key: key.clone(),
+            labels: BTreeMap::new(),
+            spec,
+            zone: None,
+        },
+    )
+    .await;
+    let read = store.get(&key).await.unwrap().expect("the row reads");
+    assert_eq!(read, written);
+    assert_eq!(read.spec.to_value(), loose);
+    let changes = store.changes_since(0, 100).await.unwrap();
+    assert!(
+        changes.changes.iter().any(|c| c.key() == &key),
+        "{changes:?}"
+    );
+    assert!(
+        store
+            .snapshot()
+            .await
+            .unwrap()
+            .resources
+            .iter()
+            .any(|r| r.key == key)
     );
 }

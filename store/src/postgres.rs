@@ -210,7 +210,7 @@ fn parse_kind(kind: &str) -> Result<ResourceKind, StoreError> {
 
 /// The spec of `key` as a row holds it, typed: the one parse a PostgreSQL read does.
 fn parse_spec(key: &ResourceKey, spec: serde_json::Value) -> Result<SpecBody, StoreError> {
-    SpecBody::parse(key.kind, spec).map_err(|e| StoreError::Unreadable {
+    SpecBody::parse_stored(key.kind, spec).map_err(|e| StoreError::Unreadable {
         key: key.clone(),
         reason: e.to_string(),
     })

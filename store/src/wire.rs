@@ -35,7 +35,7 @@ pub(crate) struct StoredResourceWire {
 
 /// The spec of `key`, parsed from raw JSON; the error names the resource.
 fn body(key: &ResourceKey, spec: &RawValue) -> Result<SpecBody, String> {
-    SpecBody::parse_json(key.kind, spec.get().as_bytes()).map_err(|e| format!("{key}: {e}"))
+    SpecBody::parse_stored_json(key.kind, spec.get().as_bytes()).map_err(|e| format!("{key}: {e}"))
 }
 
 impl TryFrom<NewResourceWire> for NewResource {
