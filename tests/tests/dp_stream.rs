@@ -41,6 +41,16 @@ async fn put(store: &dyn Store, kind: ResourceKind, mesh: &str, name: &str, spec
 }
 
 /// A zone store as KDS would leave it: an mTLS mesh and its CA secrets.
+/// A fresh database, its store, and a zone CP on it (the common start of these
+/// tests; the database lives as long as the first element).
+async fn started() -> (TestDatabase, Arc<dyn Store>, ZoneCp) {
+    meridian_tests::init();
+    let db = TestDatabase::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let zone = zone(store.clone()).await;
+    (db, store, zone)
+}
+
 async fn zone(store: Arc<dyn Store>) -> ZoneCp {
     zone_with_tls(store, None).await
 }
@@ -117,10 +127,7 @@ async fn config_where(
 
 #[tokio::test]
 async fn proxies_register_get_configs_and_certificates_and_leave() {
-    meridian_tests::init();
-    let db = TestDatabase::create().await;
-    let store: Arc<dyn Store> = Arc::new(db.store().await);
-    let zone = zone(store.clone()).await;
+    let (_db, store, zone) = started().await;
 
     let backend = client(&zone, sidecar("backend-1", "backend", 20001, None));
     let config = config_where(&backend, "backend's config", |c| {
@@ -267,10 +274,7 @@ async fn raw_hello(
 
 #[tokio::test]
 async fn bad_registrations_are_refused_with_the_reason() {
-    meridian_tests::init();
-    let db = TestDatabase::create().await;
-    let store: Arc<dyn Store> = Arc::new(db.store().await);
-    let zone = zone(store.clone()).await;
+    let (_db, store, zone) = started().await;
 
     let hello = |kind: ProxyKind, name: &str, resource: Value| Hello {
         kind: kind as i32,
@@ -358,10 +362,7 @@ async fn bad_registrations_are_refused_with_the_reason() {
 /// registered with (the document's labels are kept beside the zone CP's own).
 #[tokio::test]
 async fn dataplane_targetrefs_select_by_registered_name_and_labels() {
-    meridian_tests::init();
-    let db = TestDatabase::create().await;
-    let store: Arc<dyn Store> = Arc::new(db.store().await);
-    let zone = zone(store.clone()).await;
+    let (_db, store, zone) = started().await;
     let labelled = |name: &str, team: &str, port: u16| {
         let mut registration = sidecar(name, "svc", port, Some("backend"));
         registration.resource["labels"] = json!({"team": team});
@@ -432,10 +433,7 @@ async fn dataplane_targetrefs_select_by_registered_name_and_labels() {
 /// inbound must match a requirement (`*`: any value) and no restriction.
 #[tokio::test]
 async fn mesh_constraints_decide_who_may_register() {
-    meridian_tests::init();
-    let db = TestDatabase::create().await;
-    let store: Arc<dyn Store> = Arc::new(db.store().await);
-    let zone = zone(store.clone()).await;
+    let (_db, store, zone) = started().await;
     let mut mesh = store
         .get(&ResourceKey::global(ResourceKind::Mesh, "default"))
         .await
@@ -543,10 +541,7 @@ async fn processed(zone: &ZoneCp, store: &dyn Store) {
 #[tokio::test]
 async fn unrelated_changes_compute_nothing_and_endpoints_travel_alone() {
     use meridian_zone_cp::dp::{Part, Reason};
-    meridian_tests::init();
-    let db = TestDatabase::create().await;
-    let store: Arc<dyn Store> = Arc::new(db.store().await);
-    let zone = zone(store.clone()).await;
+    let (_db, store, zone) = started().await;
     let stats = zone.dp_stats().unwrap();
 
     let backend = client(&zone, sidecar("backend-1", "backend", 20101, None));
@@ -649,10 +644,7 @@ async fn first_config(
 #[tokio::test]
 async fn large_configs_travel_in_fragments_to_proxies_that_reassemble_them() {
     use meridian_proto::fragment::{FEATURE, SIZE};
-    meridian_tests::init();
-    let db = TestDatabase::create().await;
-    let store: Arc<dyn Store> = Arc::new(db.store().await);
-    let zone = zone(store.clone()).await;
+    let (_db, store, zone) = started().await;
 
     // 300 ready backend instances: the config of one of their clients is
     // several fragments long.
