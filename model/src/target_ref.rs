@@ -1,12 +1,15 @@
 //! `targetRef`: how a policy names the proxies it configures (top level), the
 //! destinations it applies to (`to`) and the clients it applies to (`from`).
 //!
-//! Meridian implements the tag-based kinds of Kuma 2.x — `Mesh`, `MeshSubset`,
-//! `MeshService`, `MeshServiceSubset` — and Kuma 2.9+'s `Dataplane` (top level:
-//! proxies by `name` or `labels`, one inbound by `sectionName`), with `proxyTypes`
-//! on `Mesh`/`MeshSubset`. Kuma's other kinds are recognised so that a document
-//! using them gets a clear "not supported by Meridian" violation instead of a
-//! generic parse error.
+//! Every kind of Kuma 2.14 is accepted where Kuma's validators accept it, with
+//! Kuma's field rules per kind ([`TargetRef::validate_with`]). Meridian resolves
+//! the tag-based kinds — `Mesh`, `MeshSubset`, `MeshService` (by name: the
+//! `kuma.io/service` tag), `MeshServiceSubset` — and Kuma 2.9+'s `Dataplane`
+//! (top level: proxies by `name` or `labels`, one inbound by `sectionName`), with
+//! `proxyTypes` on `Mesh`/`MeshSubset`. The other kinds (`MeshGateway`,
+//! `MeshHTTPRoute`, `MeshExternalService`, `MeshMultiZoneService`) and MeshService
+//! `labels`/`namespace` are kept, select nothing, and are named in the write's
+//! warnings ([`crate::warnings`]), never silently ignored.
 //!
 //! Specificity follows Kuma's table (`api/common/v1alpha1/targetref.go`): Mesh <
 //! Dataplane < MeshSubset < MeshService < MeshServiceSubset; among `Dataplane`
@@ -29,15 +32,17 @@ pub enum TargetRefKind {
     MeshService,
     /// The instances of a service whose tags include the given tags.
     MeshServiceSubset,
-    /// Kuma's gateway kind (not supported by Meridian).
+    /// Kuma's built-in gateway (Meridian has none: selects nothing).
     MeshGateway,
-    /// Kuma's HTTP route kind (not supported by Meridian).
+    /// Kuma's HTTP route (Meridian is L4: selects nothing).
     #[serde(rename = "MeshHTTPRoute")]
     #[cfg_attr(feature = "openapi", schema(rename = "MeshHTTPRoute"))]
     MeshHttpRoute,
-    /// Kuma's external service kind (not supported by Meridian).
+    /// A service outside the mesh, reached through the egress (not resolved
+    /// yet: selects nothing).
     MeshExternalService,
-    /// Kuma's multi-zone service kind (not supported by Meridian).
+    /// A service made of MeshServices of several zones (not resolved yet:
+    /// selects nothing).
     MeshMultiZoneService,
     /// Kuma 2.9+: data plane proxies by name or labels (top level only).
     Dataplane,
@@ -55,18 +60,12 @@ pub enum ProxyType {
 }
 
 impl TargetRefKind {
-    /// The kinds Meridian implements, least specific first.
-    pub const SUPPORTED: [TargetRefKind; 5] = [
+    /// The kinds whose refs Meridian resolves to proxies, destinations or
+    /// clients, least specific first. The others are accepted where Kuma
+    /// accepts them and select nothing; [`crate::warnings`] names each use.
+    pub const RESOLVED: [TargetRefKind; 5] = [
         Self::Mesh,
         Self::Dataplane,
-        Self::MeshSubset,
-        Self::MeshService,
-        Self::MeshServiceSubset,
-    ];
-
-    /// The kinds `to` and `from` entries can use (`Dataplane` is top level only).
-    pub const TAG_BASED: [TargetRefKind; 4] = [
-        Self::Mesh,
         Self::MeshSubset,
         Self::MeshService,
         Self::MeshServiceSubset,
@@ -87,8 +86,8 @@ impl TargetRefKind {
         }
     }
 
-    /// Implemented by Meridian.
-    pub const fn is_supported(self) -> bool {
+    /// Resolved by Meridian (see [`TargetRefKind::RESOLVED`]).
+    pub const fn is_resolved(self) -> bool {
         matches!(
             self,
             Self::Mesh
@@ -133,8 +132,14 @@ pub struct TargetRef {
     /// The service name (`MeshService`, `MeshServiceSubset`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Tags to match (`MeshSubset`, `MeshServiceSubset`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Tags to match (`MeshSubset`, `MeshServiceSubset`; a `MeshGateway`
+    /// listener's). A number or boolean value is read as its text, as Kuma's
+    /// decoder reads `port: 6000`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "scalar_tags"
+    )]
     pub tags: Option<BTreeMap<String, String>>,
     /// Reserved by Kuma for cross-mesh references; must not be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,7 +251,13 @@ impl TargetRef {
         match self.kind {
             TargetRefKind::Mesh => self.includes_sidecars(),
             TargetRefKind::MeshSubset => self.includes_sidecars() && tags_match(),
-            TargetRefKind::MeshService => self.name.as_deref() == Some(service),
+            // `labels` and `namespace` select MeshService resources, which
+            // matching does not resolve yet (a warning says so).
+            TargetRefKind::MeshService => {
+                self.labels.is_none()
+                    && self.namespace.is_none()
+                    && self.name.as_deref() == Some(service)
+            }
             TargetRefKind::MeshServiceSubset => {
                 self.name.as_deref() == Some(service) && tags_match()
             }
@@ -270,115 +281,153 @@ impl TargetRef {
         inbound: bool,
         v: &mut Violations,
     ) {
-        let kind_path = join(path, "kind");
-        if !self.kind.is_supported() {
-            let list: Vec<&str> = TargetRefKind::SUPPORTED
-                .iter()
-                .map(|k| k.as_str())
-                .collect();
+        self.validate_with(
+            path,
+            &RefRules {
+                allowed,
+                place,
+                inbound,
+                gateway_tags: false,
+            },
+            v,
+        );
+    }
+
+    /// [`TargetRef::validate_at`] with every option (Kuma's
+    /// `ValidateTargetRefOpts`): the field rules per kind are Kuma's.
+    pub(crate) fn validate_with(&self, path: &str, rules: &RefRules<'_>, v: &mut Violations) {
+        let kind = self.kind;
+        if !rules.allowed.contains(&kind) {
+            let list: Vec<&str> = rules.allowed.iter().map(|k| k.as_str()).collect();
             v.add(
-                kind_path,
+                join(path, "kind"),
                 format!(
-                    "{} is not supported by Meridian (supported kinds: {})",
-                    self.kind,
+                    "{} does not support kind {kind} (allowed: {})",
+                    rules.place,
                     list.join(", ")
                 ),
             );
+            // Kuma checks nothing else of a ref whose kind is not allowed.
             return;
         }
-        if !allowed.contains(&self.kind) {
-            let list: Vec<&str> = allowed.iter().map(|k| k.as_str()).collect();
-            v.add(
-                kind_path,
-                format!(
-                    "{place} does not support kind {} (allowed: {})",
-                    self.kind,
-                    list.join(", ")
-                ),
-            );
-        }
-        let kind = self.kind;
         let not_for_kind = |field: &str, v: &mut Violations| {
             v.add(
                 join(path, field),
                 format!("must not be set for kind {kind}"),
             );
         };
-        if kind == TargetRefKind::Dataplane {
-            if self.tags.is_some() {
-                not_for_kind("tags", v);
-            }
-            if let Some(name) = &self.name
-                && let Err(e) = crate::name::validate_name(name)
-            {
-                v.add(join(path, "name"), e);
-            }
-            if let Some(labels) = &self.labels {
-                if self.name.is_some() || self.namespace.is_some() {
-                    v.add(
-                        join(path, "labels"),
-                        "either labels or name and namespace must be specified",
-                    );
-                }
-                validate_tags(&join(path, "labels"), labels, v);
-            }
-            if self.section_name.as_deref() == Some("") {
-                v.add(join(path, "sectionName"), "must not be empty");
-            } else if self.section_name.is_some() && !inbound {
-                v.add(
-                    join(path, "sectionName"),
-                    "can only be used with inbound policies",
-                );
-            }
-        } else {
-            let needs_name = matches!(
-                kind,
-                TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset
-            );
-            let needs_tags = matches!(
-                kind,
-                TargetRefKind::MeshSubset | TargetRefKind::MeshServiceSubset
-            );
-            validate_name_and_tags(
-                path,
-                kind,
-                self.name.as_deref(),
-                self.tags.as_ref(),
-                needs_name,
-                needs_tags,
-                v,
-            );
-            for (field, set) in [
-                ("labels", self.labels.is_some()),
-                ("namespace", self.namespace.is_some()),
-                ("sectionName", self.section_name.is_some()),
-            ] {
-                if !set {
-                    continue;
-                }
-                if kind == TargetRefKind::MeshService {
-                    // Kuma selects MeshService resources by these; Meridian's
-                    // MeshService is the `kuma.io/service` tag until the kind exists.
-                    v.add(
-                        join(path, field),
-                        "is not supported by Meridian yet: it selects MeshService resources, and MeshService here is the kuma.io/service tag",
-                    );
-                } else {
+        let forbid = |fields: &[(&str, bool)], v: &mut Violations| {
+            for (field, set) in fields {
+                if *set {
                     not_for_kind(field, v);
                 }
             }
-        }
-        match (&self.proxy_types, kind) {
-            (None, _) => {}
-            (Some(types), TargetRefKind::Mesh | TargetRefKind::MeshSubset) => {
-                if types.is_empty() {
+        };
+        let (name, tags, labels) = (
+            self.name.is_some(),
+            self.tags.is_some(),
+            self.labels.is_some(),
+        );
+        let (namespace, section, proxy_types) = (
+            self.namespace.is_some(),
+            self.section_name.is_some(),
+            self.proxy_types.is_some(),
+        );
+        match kind {
+            TargetRefKind::Mesh => {
+                forbid(
+                    &[
+                        ("name", name),
+                        ("tags", tags),
+                        ("labels", labels),
+                        ("namespace", namespace),
+                        ("sectionName", section),
+                    ],
+                    v,
+                );
+                self.validate_proxy_types(path, v);
+            }
+            TargetRefKind::MeshSubset => {
+                forbid(&[("name", name)], v);
+                self.validate_required_tags(path, v);
+                forbid(
+                    &[
+                        ("labels", labels),
+                        ("namespace", namespace),
+                        ("sectionName", section),
+                    ],
+                    v,
+                );
+                self.validate_proxy_types(path, v);
+            }
+            TargetRefKind::Dataplane => {
+                forbid(&[("tags", tags)], v);
+                self.validate_resource_name(path, v);
+                self.validate_labels_or_name(
+                    path,
+                    "either labels or name and namespace must be specified",
+                    v,
+                );
+                if self.section_name.as_deref() == Some("") {
+                    v.add(join(path, "sectionName"), "must not be empty");
+                } else if section && !rules.inbound {
                     v.add(
-                        join(path, "proxyTypes"),
-                        "must be undefined or have at least one element",
+                        join(path, "sectionName"),
+                        "can only be used with inbound policies",
                     );
                 }
+                forbid(&[("proxyTypes", proxy_types)], v);
             }
-            (Some(_), _) => not_for_kind("proxyTypes", v),
+            TargetRefKind::MeshService | TargetRefKind::MeshHttpRoute => {
+                self.validate_service_name(path, v);
+                forbid(&[("tags", tags), ("proxyTypes", proxy_types)], v);
+                self.require_name_or_labels(path, v);
+                self.validate_labels_or_name(
+                    path,
+                    "either labels or name and namespace must be specified",
+                    v,
+                );
+                if kind == TargetRefKind::MeshHttpRoute {
+                    forbid(&[("sectionName", section)], v);
+                } else if self.section_name.as_deref() == Some("") {
+                    v.add(join(path, "sectionName"), "must not be empty");
+                }
+            }
+            TargetRefKind::MeshExternalService => {
+                self.validate_service_name(path, v);
+                forbid(&[("tags", tags), ("proxyTypes", proxy_types)], v);
+                self.require_name_or_labels(path, v);
+                self.validate_labels_or_name(path, "either labels or name must be specified", v);
+                forbid(&[("sectionName", section)], v);
+            }
+            TargetRefKind::MeshServiceSubset | TargetRefKind::MeshGateway => {
+                match &self.name {
+                    None => v.add(join(path, "name"), format!("must be set for kind {kind}")),
+                    Some(_) => self.validate_service_name(path, v),
+                }
+                if kind == TargetRefKind::MeshServiceSubset {
+                    self.validate_required_tags(path, v);
+                } else if tags && !rules.gateway_tags {
+                    not_for_kind("tags", v);
+                } else if let Some(t) = &self.tags {
+                    validate_tags(&join(path, "tags"), t, v);
+                }
+                forbid(
+                    &[
+                        ("proxyTypes", proxy_types),
+                        ("labels", labels),
+                        ("namespace", namespace),
+                        ("sectionName", section),
+                    ],
+                    v,
+                );
+            }
+            // Kuma's validator has no field rules for this kind.
+            TargetRefKind::MeshMultiZoneService => {
+                if let Some(l) = &self.labels {
+                    validate_tags(&join(path, "labels"), l, v);
+                }
+            }
         }
         if self.mesh.is_some() {
             v.add(
@@ -387,40 +436,118 @@ impl TargetRef {
             );
         }
     }
+
+    fn validate_proxy_types(&self, path: &str, v: &mut Violations) {
+        if self.proxy_types.as_ref().is_some_and(Vec::is_empty) {
+            v.add(
+                join(path, "proxyTypes"),
+                "must be undefined or have at least one element",
+            );
+        }
+    }
+
+    /// `tags` required and non-empty, every pair well-formed.
+    fn validate_required_tags(&self, path: &str, v: &mut Violations) {
+        let tags_path = join(path, "tags");
+        match &self.tags {
+            None => v.add(tags_path, format!("must be set for kind {}", self.kind)),
+            Some(t) if t.is_empty() => v.add(
+                tags_path,
+                format!("must not be empty for kind {}", self.kind),
+            ),
+            Some(t) => validate_tags(&tags_path, t, v),
+        }
+    }
+
+    /// A `Dataplane` name is a resource name.
+    fn validate_resource_name(&self, path: &str, v: &mut Violations) {
+        if let Some(name) = &self.name
+            && let Err(e) = crate::name::validate_name(name)
+        {
+            v.add(join(path, "name"), e);
+        }
+    }
+
+    /// The name of a service-like kind: a service tag value (a MeshService is
+    /// named after its `kuma.io/service`).
+    fn validate_service_name(&self, path: &str, v: &mut Violations) {
+        if let Some(name) = &self.name
+            && let Err(e) = validate_tag_value(name)
+        {
+            v.add(join(path, "name"), e);
+        }
+    }
+
+    fn require_name_or_labels(&self, path: &str, v: &mut Violations) {
+        let no_labels = self.labels.as_ref().is_none_or(BTreeMap::is_empty);
+        if no_labels && self.name.as_deref().is_none_or(str::is_empty) {
+            v.add(
+                path,
+                format!("name or labels must be set when kind is {}", self.kind),
+            );
+        }
+    }
+
+    /// `labels` select resources by label; they exclude `name` and `namespace`.
+    fn validate_labels_or_name(&self, path: &str, message: &str, v: &mut Violations) {
+        if let Some(labels) = &self.labels {
+            if !labels.is_empty() && (self.name.is_some() || self.namespace.is_some()) {
+                v.add(join(path, "labels"), message);
+            }
+            validate_tags(&join(path, "labels"), labels, v);
+        }
+    }
 }
 
-/// Shared by targetRefs and backendRefs: `name` and `tags` must be present
-/// exactly when the kind needs them, and well-formed.
-pub(crate) fn validate_name_and_tags(
-    path: &str,
-    kind: TargetRefKind,
-    name: Option<&str>,
-    tags: Option<&BTreeMap<String, String>>,
-    needs_name: bool,
-    needs_tags: bool,
-    v: &mut Violations,
-) {
-    let name_path = join(path, "name");
-    match (needs_name, name) {
-        (true, None) => v.add(name_path, format!("must be set for kind {kind}")),
-        (true, Some(n)) => {
-            if let Err(e) = validate_tag_value(n) {
-                v.add(name_path, e);
+/// What a level of a policy accepts in its targetRefs (Kuma's
+/// `ValidateTargetRefOpts`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RefRules<'a> {
+    /// The kinds allowed at this level.
+    pub(crate) allowed: &'a [TargetRefKind],
+    /// The level, for messages ("MeshTimeout `to`").
+    pub(crate) place: &'a str,
+    /// The policy configures inbounds (a `Dataplane` `sectionName` needs it).
+    pub(crate) inbound: bool,
+    /// A `MeshGateway` ref may carry listener `tags` here.
+    pub(crate) gateway_tags: bool,
+}
+
+/// Deserializes a tag map whose values may be written as numbers or booleans
+/// (YAML `port: 6000`), keeping each as its text.
+fn scalar_tags<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Text(String);
+    impl<'de> serde::Deserialize<'de> for Text {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = Text;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a string, number or boolean")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                    Ok(Text(v.to_owned()))
+                }
+                fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
             }
+            d.deserialize_any(V)
         }
-        (false, Some(_)) => v.add(name_path, format!("must not be set for kind {kind}")),
-        (false, None) => {}
     }
-    let tags_path = join(path, "tags");
-    match (needs_tags, tags) {
-        (true, None) => v.add(tags_path, format!("must be set for kind {kind}")),
-        (true, Some(t)) if t.is_empty() => {
-            v.add(tags_path, format!("must not be empty for kind {kind}"))
-        }
-        (true, Some(t)) => validate_tags(&tags_path, t, v),
-        (false, Some(_)) => v.add(tags_path, format!("must not be set for kind {kind}")),
-        (false, None) => {}
-    }
+    let map: Option<BTreeMap<String, Text>> = serde::Deserialize::deserialize(d)?;
+    Ok(map.map(|m| m.into_iter().map(|(k, Text(v))| (k, v)).collect()))
 }
 
 /// Records malformed tag keys and values under `path`.
@@ -458,7 +585,13 @@ mod tests {
 
     #[test]
     fn kind_rules() {
-        let all = &TargetRefKind::SUPPORTED;
+        let all = &[
+            TargetRefKind::Mesh,
+            TargetRefKind::Dataplane,
+            TargetRefKind::MeshSubset,
+            TargetRefKind::MeshService,
+            TargetRefKind::MeshServiceSubset,
+        ];
         let cases: Vec<(serde_json::Value, Vec<&str>)> = vec![
             (json!({"kind": "Mesh"}), vec![]),
             (
@@ -484,7 +617,7 @@ mod tests {
             (json!({"kind": "MeshService", "name": "backend"}), vec![]),
             (
                 json!({"kind": "MeshService"}),
-                vec!["spec.targetRef.name: must be set for kind MeshService"],
+                vec!["spec.targetRef: name or labels must be set when kind is MeshService"],
             ),
             (
                 json!({"kind": "MeshServiceSubset", "name": "b", "tags": {"v": "1"}}),
@@ -500,7 +633,7 @@ mod tests {
             (
                 json!({"kind": "MeshGateway", "name": "gw"}),
                 vec![
-                    "spec.targetRef.kind: MeshGateway is not supported by Meridian (supported kinds: Mesh, Dataplane, MeshSubset, MeshService, MeshServiceSubset)",
+                    "spec.targetRef.kind: MeshTimeout top-level does not support kind MeshGateway (allowed: Mesh, Dataplane, MeshSubset, MeshService, MeshServiceSubset)",
                 ],
             ),
             (
@@ -541,7 +674,20 @@ mod tests {
             (
                 json!({"kind": "MeshService", "labels": {"a": "b"}, "name": "x"}),
                 vec![
-                    "spec.targetRef.labels: is not supported by Meridian yet: it selects MeshService resources, and MeshService here is the kuma.io/service tag",
+                    "spec.targetRef.labels: either labels or name and namespace must be specified",
+                ],
+            ),
+            (json!({"kind": "MeshService", "labels": {"a": "b"}}), vec![]),
+            (
+                json!({"kind": "MeshService", "name": "x", "sectionName": "http", "namespace": "ns"}),
+                vec![],
+            ),
+            (
+                json!({"kind": "MeshService", "tags": {"a": "b"}, "proxyTypes": ["Sidecar"]}),
+                vec![
+                    "spec.targetRef.tags: must not be set for kind MeshService",
+                    "spec.targetRef.proxyTypes: must not be set for kind MeshService",
+                    "spec.targetRef: name or labels must be set when kind is MeshService",
                 ],
             ),
             (

@@ -8,11 +8,17 @@
 //! server returns its deprecations) and `meridian apply` prints each. Nothing is
 //! silently ignored and nothing valid is refused.
 //!
+//! The same list names the targetRefs Meridian keeps but does not resolve
+//! (gateway and HTTP-route kinds, MeshExternalService, MeshMultiZoneService,
+//! MeshService by labels) and inbound timeout `rules` with `matches`: accepted
+//! as Kuma accepts them, and said to select nothing here.
+//!
 //! Computed from the typed spec, so only fields the document set are named.
 
 use crate::document::Spec;
 use crate::error::FieldViolation;
 use crate::policy::TargetRefPolicy;
+use crate::target_ref::{TargetRef, TargetRefKind};
 
 /// Why an HTTP-only part does nothing here.
 const L4: &str =
@@ -80,7 +86,154 @@ pub fn warnings(spec: &Spec) -> Vec<FieldViolation> {
         }
         _ => {}
     }
+    unresolved_refs(spec, &mut out);
     out
+}
+
+/// Why a targetRef of `kind` selects nothing here, if it does not.
+fn unresolved(r: &TargetRef, level: Level) -> Option<&'static str> {
+    Some(match r.kind {
+        TargetRefKind::MeshGateway => "selects nothing here: Meridian has no gateways",
+        TargetRefKind::MeshHttpRoute => {
+            "selects nothing here: Meridian's proxies are L4 and have no HTTP routes"
+        }
+        TargetRefKind::MeshExternalService => {
+            "selects nothing yet: Meridian does not implement MeshExternalService yet"
+        }
+        TargetRefKind::MeshMultiZoneService => {
+            "selects nothing yet: Meridian does not resolve MeshMultiZoneService refs yet"
+        }
+        TargetRefKind::MeshService if r.labels.is_some() || r.namespace.is_some() => {
+            "selects nothing yet: Meridian resolves MeshService refs by name (the kuma.io/service tag), not by labels or namespace"
+        }
+        TargetRefKind::MeshService if r.section_name.is_some() && level == Level::To => {
+            "applies to the whole service: Meridian configures outbounds per service, not per port"
+        }
+        _ => return None,
+    })
+}
+
+/// Where a targetRef sits: `sectionName` means a port of a destination only in `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Top,
+    To,
+    From,
+}
+
+/// Names every targetRef and backendRef that Meridian keeps but does not
+/// resolve, and inbound `rules` whose `matches` it cannot apply.
+fn unresolved_refs(spec: &Spec, out: &mut Vec<FieldViolation>) {
+    let mut refs: Vec<(String, &TargetRef, Level)> = Vec::new();
+    fn level<'a>(
+        name: &str,
+        list: impl Iterator<Item = &'a TargetRef>,
+        l: Level,
+        refs: &mut Vec<(String, &'a TargetRef, Level)>,
+    ) {
+        for (i, r) in list.enumerate() {
+            refs.push((format!("spec.{name}[{i}].targetRef"), r, l));
+        }
+    }
+    let top = match spec {
+        Spec::MeshTrafficPermission(p) => {
+            level(
+                "from",
+                p.from.iter().flatten().map(|e| &e.target_ref),
+                Level::From,
+                &mut refs,
+            );
+            p.target_ref()
+        }
+        Spec::MeshTcpRoute(p) => {
+            level(
+                "to",
+                p.to.iter().flatten().map(|e| &e.target_ref),
+                Level::To,
+                &mut refs,
+            );
+            p.target_ref()
+        }
+        Spec::MeshLoadBalancingStrategy(p) => {
+            level(
+                "to",
+                p.to.iter().flatten().map(|e| &e.target_ref),
+                Level::To,
+                &mut refs,
+            );
+            p.target_ref()
+        }
+        Spec::MeshHealthCheck(p) => {
+            level(
+                "to",
+                p.to.iter().flatten().map(|e| &e.target_ref),
+                Level::To,
+                &mut refs,
+            );
+            p.target_ref()
+        }
+        Spec::MeshTimeout(p) => {
+            level(
+                "to",
+                p.to.iter().flatten().map(|e| &e.target_ref),
+                Level::To,
+                &mut refs,
+            );
+            level(
+                "from",
+                p.from.iter().flatten().map(|e| &e.target_ref),
+                Level::From,
+                &mut refs,
+            );
+            for (i, rule) in p.rules.iter().flatten().enumerate() {
+                if rule.matches.as_ref().is_some_and(|m| !m.is_empty()) {
+                    out.push(FieldViolation::new(
+                        format!("spec.rules[{i}].matches"),
+                        "not applied: Meridian sets inbound timeouts per inbound, before the client is known, so only rules without matches take effect",
+                    ));
+                }
+            }
+            p.target_ref()
+        }
+        Spec::MeshCircuitBreaker(p) => {
+            level(
+                "to",
+                p.to.iter().flatten().map(|e| &e.target_ref),
+                Level::To,
+                &mut refs,
+            );
+            level(
+                "from",
+                p.from.iter().flatten().map(|e| &e.target_ref),
+                Level::From,
+                &mut refs,
+            );
+            p.target_ref()
+        }
+        _ => None,
+    };
+    if let Some(t) = top {
+        refs.insert(0, ("spec.targetRef".to_owned(), t, Level::Top));
+    }
+    for (path, r, l) in refs {
+        if let Some(reason) = unresolved(r, l) {
+            out.push(FieldViolation::new(path, reason));
+        }
+    }
+    if let Spec::MeshTcpRoute(p) = spec {
+        for (i, to) in p.to.iter().flatten().enumerate() {
+            for (j, rule) in to.rules.iter().enumerate() {
+                for (k, b) in rule.default.backend_refs.iter().enumerate() {
+                    if let Some(reason) = unresolved(&b.target_ref(), Level::To) {
+                        out.push(FieldViolation::new(
+                            format!("spec.to[{i}].rules[{j}].default.backendRefs[{k}]"),
+                            reason,
+                        ));
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +290,54 @@ mod tests {
                 ResourceKind::MeshTimeout,
                 json!({"targetRef": {"kind": "Mesh"},
                     "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "5s"}}]})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn refs_that_select_nothing_here_are_named() {
+        assert_eq!(
+            fields(
+                ResourceKind::MeshTcpRoute,
+                json!({"targetRef": {"kind": "MeshGateway", "name": "edge"},
+                    "to": [{"targetRef": {"kind": "Mesh"}, "rules": [{"default": {"backendRefs": [
+                        {"kind": "MeshService", "name": "a"},
+                        {"kind": "MeshMultiZoneService", "name": "b", "port": 80}]}}]}]})
+            ),
+            [
+                "spec.targetRef",
+                "spec.to[0].rules[0].default.backendRefs[1]"
+            ]
+        );
+        assert_eq!(
+            fields(
+                ResourceKind::MeshTimeout,
+                json!({"targetRef": {"kind": "Mesh"}, "rules": [
+                    {"default": {"idleTimeout": "1s"}},
+                    {"matches": [{"sni": {"type": "Exact", "value": "a.b"}}], "default": {"idleTimeout": "1s"}}]})
+            ),
+            ["spec.rules[1].matches"]
+        );
+        assert_eq!(
+            fields(
+                ResourceKind::MeshHealthCheck,
+                json!({"targetRef": {"kind": "Mesh"}, "to": [
+                    {"targetRef": {"kind": "MeshService", "name": "a", "sectionName": "http"}, "default": {"tcp": {}}},
+                    {"targetRef": {"kind": "MeshService", "labels": {"team": "x"}}, "default": {"tcp": {}}},
+                    {"targetRef": {"kind": "MeshExternalService", "name": "db"}, "default": {"tcp": {}}}]})
+            ),
+            [
+                "spec.to[0].targetRef",
+                "spec.to[1].targetRef",
+                "spec.to[2].targetRef"
+            ]
+        );
+        assert!(
+            fields(
+                ResourceKind::MeshTrafficPermission,
+                json!({"targetRef": {"kind": "Dataplane", "sectionName": "main"},
+                    "from": [{"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"action": "Allow"}}]})
             )
             .is_empty()
         );

@@ -192,7 +192,7 @@ fn unknown_and_mistyped_fields_are_named() {
         (
             json!({"type": "MeshTCPRoute", "name": "r", "mesh": "default", "spec": {"targetRef": {"kind": "Mesh"},
                 "to": [{"targetRef": {"kind": "MeshService", "name": "b"}, "rules": [{"default": {"backendRefs": [{"kind": "MeshService", "name": "x", "wieght": 5}]}}]}]}}),
-            "spec.to[0].rules[0].default.backendRefs[0].wieght: unknown field `wieght`, expected one of `kind`, `name`, `tags`, `weight`",
+            "spec.to[0].rules[0].default.backendRefs[0].wieght: unknown field `wieght`, expected one of `kind`, `name`, `tags`, `labels`, `namespace`, `sectionName`, `port`, `weight`",
         ),
         (
             json!({"type": "MeshTCPRoute", "name": "r", "mesh": "default", "spec": {"targetRef": {"kind": "Mesh"},
@@ -205,7 +205,7 @@ fn unknown_and_mistyped_fields_are_named() {
         ),
         (
             json!({"type": "MeshTimeout", "name": "t", "mesh": "default", "spec": {"targetRef": {"kind": "Mesh"}, "too": []}}),
-            "spec.too: unknown field `too`, expected one of `targetRef`, `to`, `from`",
+            "spec.too: unknown field `too`, expected one of `targetRef`, `to`, `from`, `rules`",
         ),
         (
             json!({"type": "MeshTimeout", "name": "t", "mesh": "default", "spec": []}),
@@ -240,7 +240,7 @@ spec:
     assert!(got[0].starts_with("name: "), "{got:#?}");
     assert_eq!(
         got[1],
-        "spec.to[0].targetRef.kind: MeshTCPRoute `to` does not support kind MeshSubset (allowed: MeshService)"
+        "spec.to[0].targetRef.kind: MeshTCPRoute `to` does not support kind MeshSubset (allowed: MeshService, MeshExternalService, MeshMultiZoneService)"
     );
     assert_eq!(
         got[2],

@@ -135,14 +135,9 @@ impl OutboundPolicies {
     /// Where connections to `service` go: the route's backends, or the whole
     /// service with weight 1 when no route applies.
     pub fn backends(&self, service: &str) -> Vec<BackendRef> {
-        self.route.clone().unwrap_or_else(|| {
-            vec![BackendRef {
-                kind: TargetRefKind::MeshService,
-                name: Some(service.to_owned()),
-                tags: None,
-                weight: None,
-            }]
-        })
+        self.route
+            .clone()
+            .unwrap_or_else(|| vec![BackendRef::service_named(service)])
     }
 }
 

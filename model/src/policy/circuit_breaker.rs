@@ -1,11 +1,12 @@
 //! `MeshCircuitBreaker`: connection limits and outlier detection, for
-//! outbound (`to`) and inbound (`from`, `Mesh` clients only) traffic.
+//! outbound (`to`) and inbound (`from`, `Mesh` clients only, or Kuma 2.10+'s
+//! `rules`, which select every client) traffic.
 
 use crate::duration::Duration;
-use crate::error::{Validate, Violations, join};
+use crate::error::{Validate, Violations, index, join};
 use crate::kind::ResourceKind;
 use crate::policy::{
-    IntOrString, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
+    IntOrString, Match, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
     validate_percent, validate_positive, validate_positive_duration,
 };
 use crate::target_ref::TargetRef;
@@ -24,6 +25,19 @@ pub struct MeshCircuitBreakerSpec {
     /// Inbound settings (`Mesh` clients only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Vec<CircuitBreakerEntry>>,
+    /// Inbound settings for every client (instead of `to` and `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<CircuitBreakerRule>>,
+}
+
+/// An inbound rule: settings for every client of the selected inbounds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CircuitBreakerRule {
+    /// The settings.
+    #[serde(default)]
+    pub default: CircuitBreakerConf,
 }
 
 /// Settings for a group of destinations or clients.
@@ -177,6 +191,15 @@ impl TargetRefPolicy for MeshCircuitBreakerSpec {
     fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
         entries(self.from.as_deref())
     }
+
+    fn entries_rules(&self) -> Vec<(&[Match], &Self::Conf)> {
+        let every_client: &[Match] = &[];
+        self.rules
+            .iter()
+            .flatten()
+            .map(|r| (every_client, &r.default))
+            .collect()
+    }
 }
 
 impl Validate for MeshCircuitBreakerSpec {
@@ -186,9 +209,15 @@ impl Validate for MeshCircuitBreakerSpec {
             path,
             self.target_ref.as_ref(),
             (self.to.as_deref(), self.from.as_deref()),
+            self.rules.as_ref().map(Vec::len),
             v,
             validate_default,
         );
+        let rules_path = join(path, "rules");
+        for (i, rule) in self.rules.iter().flatten().enumerate() {
+            rule.default
+                .validate(&join(&index(&rules_path, i), "default"), v);
+        }
     }
 }
 
@@ -398,7 +427,7 @@ mod tests {
             ),
             (
                 json!({"targetRef": {"kind": "Mesh"}}),
-                vec!["spec: must have at least one `to` or `from` entry".to_owned()],
+                vec!["spec: at least one of 'from', 'to' or 'rules' has to be defined".to_owned()],
             ),
         ];
         for (value, want) in cases {

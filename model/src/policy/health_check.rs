@@ -190,6 +190,7 @@ impl Validate for MeshHealthCheckSpec {
             path,
             self.target_ref.as_ref(),
             (self.to.as_deref(), None),
+            None,
             v,
             validate_default,
         );

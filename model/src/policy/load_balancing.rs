@@ -261,6 +261,7 @@ impl Validate for MeshLoadBalancingStrategySpec {
             path,
             self.target_ref.as_ref(),
             (self.to.as_deref(), None),
+            None,
             v,
             validate_default,
         );

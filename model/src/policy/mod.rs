@@ -14,6 +14,7 @@
 
 pub mod circuit_breaker;
 pub mod health_check;
+pub mod inbound_match;
 pub mod load_balancing;
 pub mod tcp_route;
 pub mod timeout;
@@ -21,6 +22,7 @@ pub mod traffic_permission;
 
 pub use circuit_breaker::*;
 pub use health_check::*;
+pub use inbound_match::*;
 pub use load_balancing::*;
 pub use tcp_route::*;
 pub use timeout::*;
@@ -33,7 +35,7 @@ use crate::decode::decode_validated;
 use crate::duration::Duration;
 use crate::error::{Validate, ValidationError, Violations, index, join};
 use crate::kind::ResourceKind;
-use crate::target_ref::{TargetRef, TargetRefKind};
+use crate::target_ref::{RefRules, TargetRef, TargetRefKind};
 
 /// A policy's entries as the matcher sees them: the top-level targetRef and
 /// `(targetRef, default)` pairs for each direction.
@@ -51,6 +53,12 @@ pub trait TargetRefPolicy {
 
     /// `from` entries in document order.
     fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
+        Vec::new()
+    }
+
+    /// Inbound `rules` (Kuma 2.10+) in document order, each with its
+    /// `matches` (empty: every client).
+    fn entries_rules(&self) -> Vec<(&[Match], &Self::Conf)> {
         Vec::new()
     }
 }
@@ -165,6 +173,7 @@ pub(crate) fn validate_entries<E: Targeted>(
     path: &str,
     top: Option<&TargetRef>,
     (to, from): (Option<&[E]>, Option<&[E]>),
+    rules: Option<usize>,
     v: &mut Violations,
     mut each: impl FnMut(&str, &E, &mut Violations),
 ) {
@@ -172,7 +181,14 @@ pub(crate) fn validate_entries<E: Targeted>(
         l.map(|l| l.iter().map(Targeted::target_ref).collect())
     }
     let (to_refs, from_refs) = (refs(to), refs(from));
-    validate_refs(kind, path, top, to_refs.as_deref(), from_refs.as_deref(), v);
+    validate_refs(
+        kind,
+        path,
+        top,
+        (to_refs.as_deref(), from_refs.as_deref()),
+        rules,
+        v,
+    );
     for (level, list) in [("to", to), ("from", from)] {
         let lp = join(path, level);
         for (i, e) in list.into_iter().flatten().enumerate() {
@@ -187,34 +203,142 @@ pub(crate) fn validate_default<C: Validate>(path: &str, e: &PolicyEntry<C>, v: &
     e.default.validate(&join(path, "default"), v);
 }
 
-/// Which targetRef kinds a policy accepts at each level (empty = level not supported).
+/// Which targetRef kinds a policy accepts at each level, as Kuma's validators
+/// have them for policies without a `kuma.io/policy-role` label (every
+/// universal policy: Kuma's "system" role). An empty list means the level does
+/// not exist for the policy.
 pub(crate) struct Support {
-    pub(crate) to: &'static [TargetRefKind],
-    pub(crate) from: &'static [TargetRefKind],
+    /// Top-level kinds.
+    pub(crate) top: &'static [TargetRefKind],
+    /// `to` kinds under a top-level ref of the given kind.
+    pub(crate) to: fn(TargetRefKind) -> &'static [TargetRefKind],
+    /// `from` kinds under a top-level ref of the given kind (empty: `from`
+    /// must not be defined there).
+    pub(crate) from: fn(TargetRefKind) -> &'static [TargetRefKind],
+    /// The policy has inbound `rules` (Kuma 2.10+).
+    pub(crate) rules: bool,
+    /// A top-level `MeshGateway` ref may carry listener tags.
+    pub(crate) gateway_tags: bool,
 }
 
-const ALL: &[TargetRefKind] = &TargetRefKind::TAG_BASED;
-const MESH_OR_SERVICE: &[TargetRefKind] = &[TargetRefKind::Mesh, TargetRefKind::MeshService];
-const MESH_ONLY: &[TargetRefKind] = &[TargetRefKind::Mesh];
+impl Support {
+    /// Whether the policy has `to` entries at all.
+    pub(crate) fn has_to(&self) -> bool {
+        !(self.to)(TargetRefKind::Mesh).is_empty()
+    }
 
-/// The support matrix of a policy kind (the top level accepts every supported
-/// kind, `Dataplane` included, for every policy).
+    /// Whether the policy has `from` entries at all.
+    pub(crate) fn has_from(&self) -> bool {
+        !(self.from)(TargetRefKind::Mesh).is_empty()
+    }
+}
+
+use TargetRefKind::{
+    Dataplane, Mesh, MeshExternalService, MeshGateway, MeshHttpRoute, MeshMultiZoneService,
+    MeshService, MeshServiceSubset, MeshSubset,
+};
+
+const NONE: &[TargetRefKind] = &[];
+const TAG_BASED: &[TargetRefKind] = &[Mesh, MeshSubset, MeshService, MeshServiceSubset];
+const WORKLOADS: &[TargetRefKind] = &[Mesh, MeshSubset, MeshService, MeshServiceSubset, Dataplane];
+const WORKLOADS_AND_GATEWAYS: &[TargetRefKind] = &[
+    Mesh,
+    MeshSubset,
+    MeshGateway,
+    MeshService,
+    MeshServiceSubset,
+    Dataplane,
+];
+const DESTINATIONS: &[TargetRefKind] =
+    &[Mesh, MeshService, MeshExternalService, MeshMultiZoneService];
+
+fn no_level(_: TargetRefKind) -> &'static [TargetRefKind] {
+    NONE
+}
+
+fn mesh_only(_: TargetRefKind) -> &'static [TargetRefKind] {
+    &[Mesh]
+}
+
+fn destinations(_: TargetRefKind) -> &'static [TargetRefKind] {
+    DESTINATIONS
+}
+
+/// The support matrix of a policy kind (Kuma v2.14's validators).
 pub(crate) fn support(kind: ResourceKind) -> Support {
+    let none = Support {
+        top: NONE,
+        to: no_level,
+        from: no_level,
+        rules: false,
+        gateway_tags: false,
+    };
     match kind {
-        ResourceKind::MeshTrafficPermission => Support { to: &[], from: ALL },
+        ResourceKind::MeshTrafficPermission => Support {
+            top: WORKLOADS,
+            from: |_| TAG_BASED,
+            rules: true,
+            ..none
+        },
         ResourceKind::MeshTcpRoute => Support {
-            to: &[TargetRefKind::MeshService],
-            from: &[],
+            top: WORKLOADS_AND_GATEWAYS,
+            to: |top| match top {
+                MeshGateway => &[Mesh],
+                _ => &[MeshService, MeshExternalService, MeshMultiZoneService],
+            },
+            gateway_tags: true,
+            ..none
         },
-        ResourceKind::MeshLoadBalancingStrategy | ResourceKind::MeshHealthCheck => Support {
-            to: MESH_OR_SERVICE,
-            from: &[],
+        ResourceKind::MeshLoadBalancingStrategy => Support {
+            top: WORKLOADS_AND_GATEWAYS,
+            to: |top| match top {
+                MeshGateway => &[Mesh, MeshService, MeshMultiZoneService],
+                _ => &[Mesh, MeshService, MeshMultiZoneService, MeshHttpRoute],
+            },
+            gateway_tags: true,
+            ..none
         },
-        ResourceKind::MeshTimeout | ResourceKind::MeshCircuitBreaker => Support {
-            to: MESH_OR_SERVICE,
-            from: MESH_ONLY,
+        ResourceKind::MeshHealthCheck => Support {
+            top: WORKLOADS_AND_GATEWAYS,
+            to: destinations,
+            gateway_tags: true,
+            ..none
         },
-        _ => Support { to: &[], from: &[] },
+        ResourceKind::MeshTimeout => Support {
+            top: &[
+                Mesh,
+                MeshSubset,
+                Dataplane,
+                MeshGateway,
+                MeshService,
+                MeshServiceSubset,
+                MeshHttpRoute,
+            ],
+            to: |top| match top {
+                MeshHttpRoute | MeshGateway => &[Mesh, MeshExternalService],
+                _ => &[
+                    Mesh,
+                    MeshService,
+                    MeshExternalService,
+                    MeshMultiZoneService,
+                    MeshHttpRoute,
+                ],
+            },
+            from: |top| match top {
+                MeshHttpRoute | MeshGateway => NONE,
+                _ => &[Mesh],
+            },
+            rules: true,
+            gateway_tags: true,
+        },
+        ResourceKind::MeshCircuitBreaker => Support {
+            top: WORKLOADS_AND_GATEWAYS,
+            to: destinations,
+            from: mesh_only,
+            rules: true,
+            gateway_tags: true,
+        },
+        _ => none,
     }
 }
 
@@ -233,8 +357,12 @@ where
     let mut v = Violations::default();
     let sup = support(kind);
     if let serde_json::Value::Object(map) = &mut value {
-        for (level, allowed) in [("to", sup.to), ("from", sup.from)] {
-            if allowed.is_empty() && map.remove(level).is_some() {
+        for (level, exists) in [
+            ("to", sup.has_to()),
+            ("from", sup.has_from()),
+            ("rules", sup.rules),
+        ] {
+            if !exists && map.remove(level).is_some() {
                 v.add(
                     format!("spec.{level}"),
                     format!("{kind} does not support `{level}`"),
@@ -252,27 +380,45 @@ where
 }
 
 /// Checks the targetRefs of a policy against its support matrix and that it
-/// has at least one entry in a direction it supports.
+/// has entries in a direction it supports (Kuma's rules and wording). `rules`
+/// is the number of inbound `rules` of policies that have them.
 pub(crate) fn validate_refs(
     kind: ResourceKind,
     path: &str,
     top: Option<&TargetRef>,
-    to: Option<&[&TargetRef]>,
-    from: Option<&[&TargetRef]>,
+    (to, from): (Option<&[&TargetRef]>, Option<&[&TargetRef]>),
+    rules: Option<usize>,
     v: &mut Violations,
 ) {
     let sup = support(kind);
+    let n = |l: Option<usize>| l.unwrap_or(0);
+    let (to_n, from_n) = (to.map(<[_]>::len), from.map(<[_]>::len));
+    let top_kind = top.map_or(Mesh, |t| t.kind);
     if let Some(t) = top {
-        t.validate_at(
+        t.validate_with(
             &join(path, "targetRef"),
-            &TargetRefKind::SUPPORTED,
-            &format!("{kind} top-level targetRef"),
-            from.is_some_and(|f| !f.is_empty()),
+            &RefRules {
+                allowed: sup.top,
+                place: &format!("{kind} top-level targetRef"),
+                inbound: n(from_n) + n(rules) > 0,
+                gateway_tags: sup.gateway_tags,
+            },
             v,
         );
     }
-    for (level, refs, allowed) in [("to", to, sup.to), ("from", from, sup.from)] {
+    for (level, refs, allowed) in [
+        ("to", to, (sup.to)(top_kind)),
+        ("from", from, (sup.from)(top_kind)),
+    ] {
         let lp = join(path, level);
+        if allowed.is_empty() && refs.is_some_and(|r| !r.is_empty()) {
+            // The level exists for the policy, not under this top-level kind.
+            v.add(
+                lp,
+                format!("must not be defined with a top-level {top_kind}"),
+            );
+            continue;
+        }
         for (i, r) in refs.unwrap_or_default().iter().enumerate() {
             r.validate_at(
                 &join(&index(&lp, i), "targetRef"),
@@ -283,17 +429,28 @@ pub(crate) fn validate_refs(
             );
         }
     }
-    let to_n = to.map(<[_]>::len);
-    let from_n = from.map(<[_]>::len);
-    match (sup.to.is_empty(), sup.from.is_empty()) {
-        (false, false) => {
-            if to_n.unwrap_or(0) + from_n.unwrap_or(0) == 0 {
-                v.add(path, "must have at least one `to` or `from` entry");
+    match (sup.has_to(), sup.has_from(), sup.rules) {
+        (_, true, true) if n(rules) > 0 && n(to_n) + n(from_n) > 0 => {
+            if sup.has_to() {
+                v.add(
+                    path,
+                    "fields 'to' and 'from' must be empty when 'rules' is defined",
+                );
+            } else {
+                v.add(path, "field 'from' must be empty when 'rules' is defined");
             }
         }
-        (false, true) => require_entries(&join(path, "to"), to_n, v),
-        (true, false) => require_entries(&join(path, "from"), from_n, v),
-        (true, true) => {}
+        (false, true, true) if n(from_n) + n(rules) == 0 => {
+            v.add(path, "at least one of 'from' or 'rules' has to be defined");
+        }
+        (true, true, true) if n(to_n) + n(from_n) + n(rules) == 0 => {
+            v.add(
+                path,
+                "at least one of 'from', 'to' or 'rules' has to be defined",
+            );
+        }
+        (true, false, _) => require_entries(&join(path, "to"), to_n, v),
+        _ => {}
     }
 }
 

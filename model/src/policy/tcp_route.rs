@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::error::{Validate, Violations, index, join};
 use crate::kind::ResourceKind;
 use crate::policy::{TargetRefPolicy, Targeted, validate_entries};
-use crate::target_ref::{TargetRef, TargetRefKind, validate_name_and_tags};
+use crate::target_ref::{TargetRef, TargetRefKind};
 
 /// The body (`spec`) of a `MeshTCPRoute`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,12 +53,15 @@ pub struct TcpRouteConf {
     pub backend_refs: Vec<BackendRef>,
 }
 
-/// A weighted destination of a route.
+/// A weighted destination of a route: a targetRef of a destination kind
+/// (Kuma's `BackendRef`), a weight and, for real MeshService and
+/// MeshMultiZoneService objects, a port.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackendRef {
-    /// `MeshService` or `MeshServiceSubset`.
+    /// `MeshService`, `MeshServiceSubset`, `MeshExternalService` or
+    /// `MeshMultiZoneService`.
     pub kind: TargetRefKind,
     /// The service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +69,18 @@ pub struct BackendRef {
     /// The subset's tags (`MeshServiceSubset` only, required there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
+    /// Resource labels selecting the service (instead of `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The namespace of a named MeshService (`k8s.kuma.io/namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A port of the MeshService, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    /// A port of the MeshService or MeshMultiZoneService (required for the latter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
     /// Relative weight (default 1; 0 receives no traffic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
@@ -85,6 +100,42 @@ impl BackendRef {
     /// The subset tags (empty for a whole service).
     pub fn subset_tags(&self) -> BTreeMap<String, String> {
         self.tags.clone().unwrap_or_default()
+    }
+
+    /// A backendRef to the whole of `service` (weight 1).
+    pub fn service_named(service: impl Into<String>) -> Self {
+        Self {
+            kind: TargetRefKind::MeshService,
+            name: Some(service.into()),
+            tags: None,
+            labels: None,
+            namespace: None,
+            section_name: None,
+            port: None,
+            weight: None,
+        }
+    }
+
+    /// The destination as a targetRef (what Kuma validates it as).
+    pub fn target_ref(&self) -> TargetRef {
+        TargetRef {
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            labels: self.labels.clone(),
+            namespace: self.namespace.clone(),
+            section_name: self.section_name.clone(),
+            ..TargetRef::of(self.kind)
+        }
+    }
+
+    /// Whether Meridian resolves this backend: a MeshService or subset by
+    /// name (the `kuma.io/service` tag). The other forms select nothing yet.
+    pub fn is_resolved(&self) -> bool {
+        matches!(
+            self.kind,
+            TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset
+        ) && self.labels.is_none()
+            && self.namespace.is_none()
     }
 }
 
@@ -111,6 +162,7 @@ impl Validate for MeshTcpRouteSpec {
             path,
             self.target_ref.as_ref(),
             (self.to.as_deref(), None),
+            None,
             v,
             |entry_path, entry, v| {
                 let rules_path = join(entry_path, "rules");
@@ -135,32 +187,28 @@ impl Targeted for TcpRouteTo {
     }
 }
 
+/// The kinds a backendRef may name (Kuma's list).
+const BACKEND_KINDS: &[TargetRefKind] = &[
+    TargetRefKind::MeshService,
+    TargetRefKind::MeshServiceSubset,
+    TargetRefKind::MeshExternalService,
+    TargetRefKind::MeshMultiZoneService,
+];
+
 fn validate_backend_refs(path: &str, refs: &[BackendRef], v: &mut Violations) {
     if refs.is_empty() {
         v.add(path, "must have at least one item");
     }
     for (i, r) in refs.iter().enumerate() {
         let p = index(path, i);
-        let subset = match r.kind {
-            TargetRefKind::MeshService => false,
-            TargetRefKind::MeshServiceSubset => true,
-            other => {
-                v.add(
-                    join(&p, "kind"),
-                    format!("{other} is not supported as a backendRef (allowed: MeshService, MeshServiceSubset)"),
-                );
-                continue;
-            }
-        };
-        validate_name_and_tags(
-            &p,
-            r.kind,
-            r.name.as_deref(),
-            r.tags.as_ref(),
-            true,
-            subset,
-            v,
-        );
+        r.target_ref()
+            .validate_at(&p, BACKEND_KINDS, "a backendRef", false, v);
+        if r.kind == TargetRefKind::MeshMultiZoneService && r.port.is_none() {
+            v.add(
+                join(&p, "port"),
+                "must be defined with kind MeshMultiZoneService",
+            );
+        }
     }
 }
 
@@ -209,14 +257,14 @@ mod tests {
                     json!([{"kind": "MeshServiceSubset", "name": "backend"}]),
                 ),
                 vec![
-                    "spec.to[0].targetRef.kind: MeshGateway is not supported by Meridian (supported kinds: Mesh, Dataplane, MeshSubset, MeshService, MeshServiceSubset)",
+                    "spec.to[0].targetRef.kind: MeshTCPRoute `to` does not support kind MeshGateway (allowed: MeshService, MeshExternalService, MeshMultiZoneService)",
                     "spec.to[0].rules[0].default.backendRefs[0].tags: must be set for kind MeshServiceSubset",
                 ],
             ),
             (
                 route(json!({"kind": "Mesh"}), json!([])),
                 vec![
-                    "spec.to[0].targetRef.kind: MeshTCPRoute `to` does not support kind Mesh (allowed: MeshService)",
+                    "spec.to[0].targetRef.kind: MeshTCPRoute `to` does not support kind Mesh (allowed: MeshService, MeshExternalService, MeshMultiZoneService)",
                     "spec.to[0].rules[0].default.backendRefs: must have at least one item",
                 ],
             ),
@@ -226,9 +274,9 @@ mod tests {
                     json!([{"kind": "MeshService"}, {"kind": "MeshService", "name": "x", "tags": {"a": "b"}}, {"kind": "MeshSubset", "tags": {"a": "b"}}]),
                 ),
                 vec![
-                    "spec.to[0].rules[0].default.backendRefs[0].name: must be set for kind MeshService",
+                    "spec.to[0].rules[0].default.backendRefs[0]: name or labels must be set when kind is MeshService",
                     "spec.to[0].rules[0].default.backendRefs[1].tags: must not be set for kind MeshService",
-                    "spec.to[0].rules[0].default.backendRefs[2].kind: MeshSubset is not supported as a backendRef (allowed: MeshService, MeshServiceSubset)",
+                    "spec.to[0].rules[0].default.backendRefs[2].kind: a backendRef does not support kind MeshSubset (allowed: MeshService, MeshServiceSubset, MeshExternalService, MeshMultiZoneService)",
                 ],
             ),
             (

@@ -1,13 +1,13 @@
 //! `MeshTimeout`: connection and idle timeouts for outbound (`to`) and
-//! inbound (`from`) traffic. The `http` section is accepted for Kuma
-//! compatibility; Meridian's L4 proxies only act on `connectionTimeout` and
-//! `idleTimeout`.
+//! inbound (`from`, or Kuma 2.10+'s `rules` with optional `matches` on the
+//! client) traffic. The `http` section is accepted for Kuma compatibility;
+//! Meridian's L4 proxies only act on `connectionTimeout` and `idleTimeout`.
 
 use crate::duration::Duration;
-use crate::error::{Validate, Violations, join};
+use crate::error::{Validate, Violations, index, join};
 use crate::kind::ResourceKind;
 use crate::policy::{
-    PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
+    Match, PolicyEntry, TargetRefPolicy, entries, validate_default, validate_entries,
     validate_positive_duration,
 };
 use crate::target_ref::TargetRef;
@@ -26,6 +26,23 @@ pub struct MeshTimeoutSpec {
     /// Inbound timeouts (`Mesh` clients only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Vec<TimeoutEntry>>,
+    /// Inbound timeouts by client (instead of `to` and `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<TimeoutRule>>,
+}
+
+/// An inbound rule: timeouts for the clients its `matches` select (every
+/// client without `matches`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimeoutRule {
+    /// Conditions on the client (any one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<Match>>,
+    /// The timeouts.
+    #[serde(default)]
+    pub default: TimeoutConf,
 }
 
 /// Timeouts for a group of destinations or clients.
@@ -94,6 +111,14 @@ impl TargetRefPolicy for MeshTimeoutSpec {
     fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
         entries(self.from.as_deref())
     }
+
+    fn entries_rules(&self) -> Vec<(&[Match], &Self::Conf)> {
+        self.rules
+            .iter()
+            .flatten()
+            .map(|r| (r.matches.as_deref().unwrap_or_default(), &r.default))
+            .collect()
+    }
 }
 
 impl Validate for MeshTimeoutSpec {
@@ -103,9 +128,54 @@ impl Validate for MeshTimeoutSpec {
             path,
             self.target_ref.as_ref(),
             (self.to.as_deref(), self.from.as_deref()),
+            self.rules.as_ref().map(Vec::len),
             v,
             validate_default,
         );
+        let rules_path = join(path, "rules");
+        for (i, rule) in self.rules.iter().flatten().enumerate() {
+            let at = index(&rules_path, i);
+            let default_path = join(&at, "default");
+            let matches_path = join(&at, "matches");
+            let mut spiffe = false;
+            for (j, m) in rule.matches.iter().flatten().enumerate() {
+                let mp = index(&matches_path, j);
+                m.validate(&mp, v);
+                if m.spiffe_id.is_none() && m.sni.is_none() {
+                    v.add(mp, "must specify at least one of 'spiffeID' or 'sni'");
+                }
+                spiffe |= m.spiffe_id.is_some();
+            }
+            rule.default.validate(&default_path, v);
+            if spiffe {
+                // Kuma: these are set per listener, before the client is known.
+                let d = &rule.default;
+                let http = d.http.as_ref();
+                for (field, set) in [
+                    ("connectionTimeout", d.connection_timeout.is_some()),
+                    ("idleTimeout", d.idle_timeout.is_some()),
+                    (
+                        "http.requestHeadersTimeout",
+                        http.is_some_and(|h| h.request_headers_timeout.is_some()),
+                    ),
+                    (
+                        "http.maxStreamDuration",
+                        http.is_some_and(|h| h.max_stream_duration.is_some()),
+                    ),
+                    (
+                        "http.maxConnectionDuration",
+                        http.is_some_and(|h| h.max_connection_duration.is_some()),
+                    ),
+                ] {
+                    if set {
+                        v.add(
+                            join(&default_path, field),
+                            "can't be specified when matches contain spiffeID because this field cannot be conditioned on source identity",
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -192,11 +262,11 @@ mod tests {
             ),
             (
                 json!({"targetRef": {"kind": "Mesh"}}),
-                vec!["spec: must have at least one `to` or `from` entry"],
+                vec!["spec: at least one of 'from', 'to' or 'rules' has to be defined"],
             ),
             (
                 json!({"targetRef": {"kind": "Mesh"}, "to": [], "from": []}),
-                vec!["spec: must have at least one `to` or `from` entry"],
+                vec!["spec: at least one of 'from', 'to' or 'rules' has to be defined"],
             ),
             (
                 json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "5 minutes"}}]}),
@@ -220,7 +290,7 @@ mod tests {
                 json!({"from": [{"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"idleTimeout": "1s"}}],
                        "to": [{"targetRef": {"kind": "MeshSubset", "tags": {"a": "b"}}, "default": {"idleTimeout": "1s"}}]}),
                 vec![
-                    "spec.to[0].targetRef.kind: MeshTimeout `to` does not support kind MeshSubset (allowed: Mesh, MeshService)",
+                    "spec.to[0].targetRef.kind: MeshTimeout `to` does not support kind MeshSubset (allowed: Mesh, MeshService, MeshExternalService, MeshMultiZoneService, MeshHTTPRoute)",
                     "spec.from[0].targetRef.kind: MeshTimeout `from` does not support kind MeshService (allowed: Mesh)",
                 ],
             ),

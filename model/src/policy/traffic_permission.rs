@@ -1,9 +1,13 @@
 //! `MeshTrafficPermission`: which clients may open connections to the
-//! selected proxies. Only `from` entries; each says Allow, Deny or
-//! AllowWithShadowDeny for the clients its targetRef selects.
+//! selected proxies. Either `from` entries, each saying Allow, Deny or
+//! AllowWithShadowDeny for the clients its targetRef selects (the 2.x model),
+//! or inbound `rules` (Kuma 2.10+): lists of `matches` on the client's SPIFFE
+//! ID and SNI to deny, allow with shadow deny, or allow. Never both in one
+//! policy.
 
-use crate::error::{Validate, Violations};
+use crate::error::{Validate, Violations, index, join};
 use crate::kind::ResourceKind;
+use crate::policy::inbound_match::{Match, validate_matches};
 use crate::policy::{PolicyEntry, TargetRefPolicy, entries, validate_entries};
 use crate::target_ref::TargetRef;
 
@@ -15,9 +19,61 @@ pub struct MeshTrafficPermissionSpec {
     /// The proxies whose inbounds are protected; absent means `Mesh`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_ref: Option<TargetRef>,
-    /// Rules per group of clients; at least one.
+    /// Rules per group of clients (or `rules`, not both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Vec<TrafficPermissionFrom>>,
+    /// Inbound rules by client SPIFFE ID and SNI (or `from`, not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<TrafficPermissionRule>>,
+}
+
+/// An inbound rule of a `MeshTrafficPermission`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TrafficPermissionRule {
+    /// Which clients are denied or allowed.
+    #[serde(default)]
+    pub default: TrafficPermissionRuleConf,
+}
+
+/// Which clients an inbound rule denies or allows. At an inbound, every deny
+/// of every applicable policy is checked first, then the allows (shadow denies
+/// included); a client no match selects is denied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TrafficPermissionRuleConf {
+    /// Clients refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<Vec<Match>>,
+    /// Clients let through but logged as if denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_with_shadow_deny: Option<Vec<Match>>,
+    /// Clients let through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<Match>>,
+}
+
+impl TrafficPermissionRuleConf {
+    /// Each list with the action it stands for.
+    pub fn lists(&self) -> [(Action, &[Match]); 3] {
+        [
+            (Action::Deny, self.deny.as_deref().unwrap_or_default()),
+            (
+                Action::AllowWithShadowDeny,
+                self.allow_with_shadow_deny.as_deref().unwrap_or_default(),
+            ),
+            (Action::Allow, self.allow.as_deref().unwrap_or_default()),
+        ]
+    }
+}
+
+impl MeshTrafficPermissionSpec {
+    /// The confs of the inbound `rules`, in document order.
+    pub fn rule_confs(&self) -> impl Iterator<Item = &TrafficPermissionRuleConf> {
+        self.rules.iter().flatten().map(|r| &r.default)
+    }
 }
 
 /// One rule: the clients it applies to and the action.
@@ -80,9 +136,27 @@ impl Validate for MeshTrafficPermissionSpec {
             path,
             self.target_ref.as_ref(),
             (None, self.from.as_deref()),
+            self.rules.as_ref().map(Vec::len),
             v,
             |_, _, _| {},
         );
+        let rules_path = join(path, "rules");
+        for (i, conf) in self.rule_confs().enumerate() {
+            let at = join(&index(&rules_path, i), "default");
+            if conf.lists().iter().all(|(_, l)| l.is_empty()) {
+                v.add(
+                    index(&rules_path, i),
+                    "at least one of 'allow', 'allowWithShadowDeny', 'deny' has to be defined",
+                );
+            }
+            for (field, list) in [
+                ("deny", &conf.deny),
+                ("allowWithShadowDeny", &conf.allow_with_shadow_deny),
+                ("allow", &conf.allow),
+            ] {
+                validate_matches(&join(&at, field), list.as_deref(), v);
+            }
+        }
     }
 }
 
@@ -121,11 +195,30 @@ mod tests {
             ),
             (
                 json!({"targetRef": {"kind": "Mesh"}}),
-                vec!["spec.from: must be set"],
+                vec!["spec: at least one of 'from' or 'rules' has to be defined"],
             ),
             (
                 json!({"from": []}),
-                vec!["spec.from: must have at least one item"],
+                vec!["spec: at least one of 'from' or 'rules' has to be defined"],
+            ),
+            (
+                json!({"rules": [{"default": {
+                    "deny": [{"spiffeID": {"type": "Exact", "value": "spiffe://default/web"}}],
+                    "allow": [{"spiffeID": {"type": "Prefix", "value": "spiffe://default"}},
+                              {"sni": {"type": "Exact", "value": "backend.default"}}]
+                }}]}),
+                vec![],
+            ),
+            (
+                json!({"rules": [{"default": {}}, {"default": {
+                    "allow": [{"spiffeID": {"type": "Exact", "value": "web"}}, {"sni": {"type": "Exact"}}]
+                }}], "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}),
+                vec![
+                    "spec: field 'from' must be empty when 'rules' is defined",
+                    "spec.rules[0]: at least one of 'allow', 'allowWithShadowDeny', 'deny' has to be defined",
+                    "spec.rules[1].default.allow[0].spiffeID: must be a valid Spiffe ID: scheme is missing or invalid (got \"web\")",
+                    "spec.rules[1].default.allow[1].sni.value: must be set",
+                ],
             ),
             (
                 json!({"targetRef": {"kind": "Mesh"}, "to": [], "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}),
@@ -139,7 +232,7 @@ mod tests {
             ),
             (
                 json!({"from": [{"targetRef": {"kind": "MeshService"}, "default": {"action": "Deny"}}]}),
-                vec!["spec.from[0].targetRef.name: must be set for kind MeshService"],
+                vec!["spec.from[0].targetRef: name or labels must be set when kind is MeshService"],
             ),
         ];
         for (value, want) in cases {
