@@ -1,7 +1,8 @@
 //! The `Mesh*` targetRef policies Meridian implements, and what they share:
 //! the targetRef support matrix (which kinds each policy accepts at the top
 //! level, in `to` and in `from`, as Kuma documents them), the
-//! at-least-one-entry rule, and the [`TargetRefPolicy`] view the matcher uses.
+//! at-least-one-entry rule of policies with `from` (`to`-only policies accept
+//! an empty `to`, as Kuma), and the [`TargetRefPolicy`] view the matcher uses.
 //!
 //! | policy                    | top level | `to`                 | `from` |
 //! |---------------------------|-----------|----------------------|--------|
@@ -251,8 +252,8 @@ where
     }
 }
 
-/// Checks the targetRefs of a policy against its support matrix and that it
-/// has at least one entry in a direction it supports.
+/// Checks the targetRefs of a policy against its support matrix and, for
+/// policies with `from`, that they have at least one entry.
 pub(crate) fn validate_refs(
     kind: ResourceKind,
     path: &str,
@@ -291,7 +292,9 @@ pub(crate) fn validate_refs(
                 v.add(path, "must have at least one `to` or `from` entry");
             }
         }
-        (false, true) => require_entries(&join(path, "to"), to_n, v),
+        // Kuma has no length rule for `to`-only policies: a narrower policy
+        // with `to: []` (or none) is accepted, as an override (kumahq/kuma#16212).
+        (false, true) => {}
         (true, false) => require_entries(&join(path, "from"), from_n, v),
         (true, true) => {}
     }
