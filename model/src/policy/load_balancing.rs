@@ -7,7 +7,8 @@
 //! Everything follows Kuma v2.14's schema and validator, so every document
 //! Kuma accepts is accepted. Only `localityAwareness` acts here: Meridian's
 //! balancer picks endpoints by weight at random, so the algorithm settings and
-//! hash policies are kept and synced with no effect.
+//! hash policies are kept and synced with no effect (hash policies and
+//! `activeRequestBias` are named in [`crate::warnings()`]).
 
 use crate::duration::Duration;
 use crate::error::{Validate, Violations, index, join};
