@@ -1,7 +1,11 @@
-//! Warnings: the parts of a *valid* document that do not apply to TCP traffic.
+//! Warnings: the parts of a *valid* document that do not apply to TCP traffic,
+//! or that Meridian keeps without acting on them yet.
 //!
 //! Kuma documents carry HTTP-only parts (MeshTimeout `http`, MeshHealthCheck
-//! `http`/`grpc`, MeshCircuitBreaker's request limits and gateway detector).
+//! `http`/`grpc`, MeshCircuitBreaker's request limits and gateway detector,
+//! MeshLoadBalancingStrategy's request hash policies) and settings Meridian's
+//! balancer does not implement (connection hashing, LeastRequest's
+//! `activeRequestBias`).
 //! Meridian accepts them as Kuma does, validates them by Kuma's rules, stores
 //! and syncs them — and says, per field, that they have no effect here. The REST
 //! API returns these in the `warnings` list of a PUT's answer (as Kuma's API
@@ -17,15 +21,33 @@
 
 use crate::document::Spec;
 use crate::error::FieldViolation;
-use crate::policy::TargetRefPolicy;
+use crate::policy::{HashPolicy, HashPolicyType, TargetRefPolicy};
 use crate::target_ref::{TargetRef, TargetRefKind};
 
 /// Why an HTTP-only part does nothing here.
 const L4: &str =
     "does not apply to TCP traffic: Meridian's proxies are L4, so this is kept and has no effect";
 
-/// The parts of `spec` that do not apply to TCP traffic, with their paths
-/// (`spec.to[0].default.http`), in document order.
+/// Why a connection hash policy does nothing here.
+const NO_CONNECTION_HASH: &str = "kept and has no effect: Meridian's balancer does not hash connections yet (it picks endpoints by weight at random)";
+
+/// Why `leastRequest.activeRequestBias` does nothing here.
+const NO_LEAST_REQUEST: &str = "kept and has no effect: Meridian's balancer does not implement LeastRequest (it picks endpoints by weight at random)";
+
+/// Why a hash policy does nothing here: request properties are HTTP; the
+/// connection ones could apply to TCP, but nothing hashes yet.
+fn hash_reason(h: &HashPolicy) -> &'static str {
+    match h.type_ {
+        HashPolicyType::Header
+        | HashPolicyType::Cookie
+        | HashPolicyType::QueryParameter
+        | HashPolicyType::FilterState => L4,
+        HashPolicyType::Connection | HashPolicyType::SourceIp => NO_CONNECTION_HASH,
+    }
+}
+
+/// The parts of `spec` that do not apply to TCP traffic or have no effect
+/// here yet, with their paths (`spec.to[0].default.http`), in document order.
 pub fn warnings(spec: &Spec) -> Vec<FieldViolation> {
     let mut out = Vec::new();
     let mut warn = |field: String, reason: &str| out.push(FieldViolation::new(field, reason));
@@ -80,6 +102,39 @@ pub fn warnings(spec: &Spec) -> Vec<FieldViolation> {
                             format!("{at}.outlierDetection.detectors.gatewayFailures"),
                             L4,
                         );
+                    }
+                }
+            }
+        }
+        Spec::MeshLoadBalancingStrategy(p) => {
+            for (i, (_, conf)) in p.entries_to().iter().enumerate() {
+                let at = format!("spec.to[{i}].default");
+                let lb = conf.load_balancer.as_ref();
+                if lb
+                    .and_then(|l| l.least_request.as_ref())
+                    .is_some_and(|l| l.active_request_bias.is_some())
+                {
+                    warn(
+                        format!("{at}.loadBalancer.leastRequest.activeRequestBias"),
+                        NO_LEAST_REQUEST,
+                    );
+                }
+                let lists = [
+                    (
+                        format!("{at}.loadBalancer.ringHash.hashPolicies"),
+                        lb.and_then(|l| l.ring_hash.as_ref())
+                            .and_then(|r| r.hash_policies.as_deref()),
+                    ),
+                    (
+                        format!("{at}.loadBalancer.maglev.hashPolicies"),
+                        lb.and_then(|l| l.maglev.as_ref())
+                            .and_then(|m| m.hash_policies.as_deref()),
+                    ),
+                    (format!("{at}.hashPolicies"), conf.hash_policies.as_deref()),
+                ];
+                for (path, list) in lists {
+                    for (j, h) in list.into_iter().flatten().enumerate() {
+                        warn(format!("{path}[{j}]"), hash_reason(h));
                     }
                 }
             }
@@ -245,6 +300,64 @@ mod tests {
     fn fields(kind: ResourceKind, spec: serde_json::Value) -> Vec<String> {
         let spec = Spec::from_value(kind, spec).expect("valid");
         warnings(&spec).into_iter().map(|w| w.field).collect()
+    }
+
+    #[test]
+    fn load_balancing_hash_policies_and_bias_are_named_with_their_reason() {
+        let hash = |t: &str| match t {
+            "Header" => json!({"type": t, "header": {"name": "x-user"}}),
+            "Cookie" => json!({"type": t, "cookie": {"name": "session", "ttl": "1h", "path": "/"}}),
+            "QueryParameter" => json!({"type": t, "queryParameter": {"name": "user"}}),
+            "FilterState" => json!({"type": t, "filterState": {"key": "io.kuma.key"}}),
+            _ => json!({"type": t, "connection": {"sourceIP": true}, "terminal": true}),
+        };
+        let spec = json!({"targetRef": {"kind": "Mesh"}, "to": [
+            {"targetRef": {"kind": "Mesh"}, "default": {
+                "loadBalancer": {"type": "LeastRequest", "leastRequest": {"activeRequestBias": "1.3"}},
+                "hashPolicies": [hash("Header"), hash("Cookie"), hash("Connection"),
+                                 hash("SourceIP"), hash("QueryParameter"), hash("FilterState")]}},
+            {"targetRef": {"kind": "MeshService", "name": "web"}, "default": {
+                "loadBalancer": {"type": "RingHash", "ringHash": {"hashPolicies": [hash("SourceIP")]}}}},
+            {"targetRef": {"kind": "MeshService", "name": "db"}, "default": {
+                "loadBalancer": {"type": "Maglev", "maglev": {"hashPolicies": [hash("Header")]}}}},
+            {"targetRef": {"kind": "MeshService", "name": "idle"}, "default": {
+                "loadBalancer": {"type": "Maglev", "maglev": {"hashPolicies": []}}}}
+        ]});
+        let spec = Spec::from_value(ResourceKind::MeshLoadBalancingStrategy, spec).expect("valid");
+        let got: Vec<(String, &str)> = warnings(&spec)
+            .into_iter()
+            .map(|w| {
+                let why = match w.reason.as_str() {
+                    L4 => "L4",
+                    NO_CONNECTION_HASH => "no connection hash",
+                    NO_LEAST_REQUEST => "no LeastRequest",
+                    other => panic!("unexpected reason {other:?}"),
+                };
+                (w.field, why)
+            })
+            .collect();
+        let d = "spec.to[0].default";
+        let want = [
+            (
+                format!("{d}.loadBalancer.leastRequest.activeRequestBias"),
+                "no LeastRequest",
+            ),
+            (format!("{d}.hashPolicies[0]"), "L4"),
+            (format!("{d}.hashPolicies[1]"), "L4"),
+            (format!("{d}.hashPolicies[2]"), "no connection hash"),
+            (format!("{d}.hashPolicies[3]"), "no connection hash"),
+            (format!("{d}.hashPolicies[4]"), "L4"),
+            (format!("{d}.hashPolicies[5]"), "L4"),
+            (
+                "spec.to[1].default.loadBalancer.ringHash.hashPolicies[0]".to_owned(),
+                "no connection hash",
+            ),
+            (
+                "spec.to[2].default.loadBalancer.maglev.hashPolicies[0]".to_owned(),
+                "L4",
+            ),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]

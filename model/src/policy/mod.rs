@@ -1,7 +1,8 @@
 //! The `Mesh*` targetRef policies Meridian implements, and what they share:
 //! the targetRef support matrix (which kinds each policy accepts at the top
 //! level, in `to` and in `from`, as Kuma documents them), the
-//! at-least-one-entry rule, and the [`TargetRefPolicy`] view the matcher uses.
+//! at-least-one-entry rule of policies with `from` (`to`-only policies accept
+//! an empty `to`, as Kuma), and the [`TargetRefPolicy`] view the matcher uses.
 //!
 //! | policy                    | top level | `to`                 | `from` |
 //! |---------------------------|-----------|----------------------|--------|
@@ -380,7 +381,8 @@ where
 }
 
 /// Checks the targetRefs of a policy against its support matrix and that it
-/// has entries in a direction it supports (Kuma's rules and wording). `rules`
+/// has entries in a direction it supports (Kuma's rules and wording; `to`-only policies
+/// have no length rule: `to: []` is accepted, kumahq/kuma#16212). `rules`
 /// is the number of inbound `rules` of policies that have them.
 pub(crate) fn validate_refs(
     kind: ResourceKind,
@@ -449,16 +451,7 @@ pub(crate) fn validate_refs(
                 "at least one of 'from', 'to' or 'rules' has to be defined",
             );
         }
-        (true, false, _) => require_entries(&join(path, "to"), to_n, v),
         _ => {}
-    }
-}
-
-fn require_entries(path: &str, n: Option<usize>, v: &mut Violations) {
-    match n {
-        None => v.add(path, "must be set"),
-        Some(0) => v.add(path, "must have at least one item"),
-        Some(_) => {}
     }
 }
 

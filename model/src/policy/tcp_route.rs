@@ -297,10 +297,7 @@ mod tests {
             ),
             (
                 json!({"targetRef": {"kind": "Mesh"}, "from": [{"targetRef": {"kind": "Mesh"}}]}),
-                vec![
-                    "spec.from: MeshTCPRoute does not support `from`",
-                    "spec.to: must be set",
-                ],
+                vec!["spec.from: MeshTCPRoute does not support `from`"],
             ),
             (
                 json!({"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": svc.clone(), "rules": [{"default": {"backendRefs": [], "filters": []}}]}]}),
