@@ -156,7 +156,10 @@ fn selector(selector: Option<&Value>) -> String {
     if let Some(tags) = s.get("dataplaneTags") {
         format!("tags {}", pairs(Some(tags)))
     } else if let Some(r) = s.get("dataplaneRef") {
-        format!("dataplane {}", r.get("name").map(display).unwrap_or_default())
+        format!(
+            "dataplane {}",
+            r.get("name").map(display).unwrap_or_default()
+        )
     } else if let Some(l) = s.get("dataplaneLabels") {
         format!("labels {}", pairs(l.get("matchLabels")))
     } else {
@@ -262,7 +265,10 @@ mod tests {
             "spec": {"selector": {"meshService": {"matchLabels": {"app": "redis"}}},
                      "ports": [{"port": 6379, "appProtocol": "tcp"}]}});
         let out = render(ResourceKind::MeshMultiZoneService, &[multi], now);
-        assert!(out.contains("app=redis") && out.contains("6379/tcp"), "{out}");
+        assert!(
+            out.contains("app=redis") && out.contains("6379/tcp"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -160,7 +160,12 @@ mod tests {
         // A zone's MeshService is renamed and labelled like its Dataplanes, and a
         // MeshMultiZoneService (global's) is refused.
         let service = from_a
-            .resource(received(ResourceKind::MeshService, "default", "redis", None))
+            .resource(received(
+                ResourceKind::MeshService,
+                "default",
+                "redis",
+                None,
+            ))
             .unwrap();
         assert_eq!(service.key.name, "redis.a");
         assert_eq!(service.zone.as_deref(), Some("a"));

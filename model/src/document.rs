@@ -171,9 +171,7 @@ impl Spec {
             }
             ResourceKind::Secret => Self::Secret(parse_plain(value)?),
             ResourceKind::MeshService => Self::MeshService(parse_plain(value)?),
-            ResourceKind::MeshMultiZoneService => {
-                Self::MeshMultiZoneService(parse_plain(value)?)
-            }
+            ResourceKind::MeshMultiZoneService => Self::MeshMultiZoneService(parse_plain(value)?),
         })
     }
 

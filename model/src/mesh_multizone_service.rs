@@ -190,8 +190,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            errors(json!({"spec": {"selector": {"meshService": {"matchLabels": {"a": "b"}}},
-                "ports": [{"port": 1, "name": ""}, {"port": 0, "appProtocol": "udp"}]}})),
+            errors(
+                json!({"spec": {"selector": {"meshService": {"matchLabels": {"a": "b"}}},
+                "ports": [{"port": 1, "name": ""}, {"port": 0, "appProtocol": "udp"}]}})
+            ),
             [
                 "spec.ports[0].name: must not be empty",
                 "spec.ports[1].port: must be in the range 1-65535 (got 0)",

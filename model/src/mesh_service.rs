@@ -400,7 +400,9 @@ impl Validate for MeshServiceFields {
             let at = index(&ports, i);
             validate_service_port(&join(&at, "port"), p.port, v);
             match &p.target_port {
-                Some(TargetPort::Number(n)) => validate_service_port(&join(&at, "targetPort"), *n, v),
+                Some(TargetPort::Number(n)) => {
+                    validate_service_port(&join(&at, "targetPort"), *n, v)
+                }
                 Some(TargetPort::Name(n)) if n.is_empty() => {
                     v.add(join(&at, "targetPort"), "must not be empty")
                 }
@@ -519,10 +521,9 @@ mod tests {
     #[test]
     fn the_name_limit_applies_to_the_zone_name() {
         let long = "meshservice-too-long-too-long-too-long-too-long-too-long-too-long";
-        let e = crate::parse_document(
-            json!({"type": "MeshService", "mesh": "default", "name": long}),
-        )
-        .expect_err("too long");
+        let e =
+            crate::parse_document(json!({"type": "MeshService", "mesh": "default", "name": long}))
+                .expect_err("too long");
         assert!(
             e.to_string()
                 .contains("name: must not be longer than 63 characters"),

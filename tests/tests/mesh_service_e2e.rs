@@ -250,9 +250,11 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
     assert_eq!(remote["labels"]["kuma.io/zone"], "zone-1");
     assert_eq!(remote["spec"], generated["spec"]);
     let manual_2 = format!("{api_2}/meshes/default/meshservices/manual.zone-1");
-    eventually("zone-2 also has zone-1's hand-written one", DEADLINE, || {
-        get(&http, &manual_2)
-    })
+    eventually(
+        "zone-2 also has zone-1's hand-written one",
+        DEADLINE,
+        || get(&http, &manual_2),
+    )
     .await;
 
     // MeshServices are zone-owned: global refuses to write them.
@@ -275,9 +277,11 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
     .await;
     for api in [&api_1, &api_2] {
         let url = format!("{api}/meshes/default/meshmultizoneservices/redis");
-        eventually("the MeshMultiZoneService reaches the zone", DEADLINE, || {
-            get(&http, &url)
-        })
+        eventually(
+            "the MeshMultiZoneService reaches the zone",
+            DEADLINE,
+            || get(&http, &url),
+        )
         .await;
     }
     // ... and zones may not write one.
@@ -317,9 +321,12 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
         .await;
     }
     assert!(
-        get(&http, &format!("{api_1}/meshes/default/meshservices/manual"))
-            .await
-            .is_some(),
+        get(
+            &http,
+            &format!("{api_1}/meshes/default/meshservices/manual")
+        )
+        .await
+        .is_some(),
         "the hand-written MeshService is left alone"
     );
     let list_2 = get(&http, &format!("{api_2}/meshes/default/meshservices"))

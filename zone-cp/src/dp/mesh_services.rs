@@ -41,11 +41,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use meridian_model::{
-    DISPLAY_NAME_LABEL, DataplaneProxies, DataplaneSpec, ENV_LABEL, MANAGED_BY_LABEL,
-    MESH_LABEL, MESH_SERVICE_GENERATOR, MeshServiceFields, MeshServiceIdentity,
-    MeshServiceIdentityType, MeshServicePort, MeshServiceSelector, MeshServiceSpec,
-    MeshServiceState, MeshServiceStatus, MeshServicesMode, MeshSpec, ORIGIN_LABEL, PROTOCOL_TAG,
-    ResourceKind, SERVICE_TAG, Spec, SpecBody, TargetPort, ZONE_LABEL,
+    DISPLAY_NAME_LABEL, DataplaneProxies, DataplaneSpec, ENV_LABEL, MANAGED_BY_LABEL, MESH_LABEL,
+    MESH_SERVICE_GENERATOR, MeshServiceFields, MeshServiceIdentity, MeshServiceIdentityType,
+    MeshServicePort, MeshServiceSelector, MeshServiceSpec, MeshServiceState, MeshServiceStatus,
+    MeshServicesMode, MeshSpec, ORIGIN_LABEL, PROTOCOL_TAG, ResourceKind, SERVICE_TAG, Spec,
+    SpecBody, TargetPort, ZONE_LABEL,
 };
 use meridian_store::{NewResource, Precondition, ResourceKey, WriteOp};
 
@@ -69,7 +69,8 @@ pub fn is_dns1035_label(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
-        && b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.last()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
@@ -266,14 +267,24 @@ mod tests {
 
     use super::*;
 
-    fn stored(kind: ResourceKind, mesh: &str, name: &str, zone: Option<&str>, spec: serde_json::Value, labels: &[(&str, &str)]) -> StoredResource {
+    fn stored(
+        kind: ResourceKind,
+        mesh: &str,
+        name: &str,
+        zone: Option<&str>,
+        spec: serde_json::Value,
+        labels: &[(&str, &str)],
+    ) -> StoredResource {
         StoredResource {
             key: if kind.is_mesh_scoped() {
                 ResourceKey::in_mesh(kind, mesh, name)
             } else {
                 ResourceKey::global(kind, name)
             },
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             spec: SpecBody::parse(kind, spec).expect("valid spec"),
             zone: zone.map(str::to_owned),
             version: 1,
@@ -319,16 +330,25 @@ mod tests {
     fn one_mesh_service_per_service_with_the_union_of_ports() {
         let s = state(vec![
             mesh(Some("Exclusive")),
-            dp("a-1", json!([
-                {"port": 8080, "name": "http", "tags": {"kuma.io/service": "backend", "kuma.io/protocol": "http"}},
-                {"port": 9090, "tags": {"kuma.io/service": "metrics"}, "health": {"ready": false}},
-            ])),
-            dp("a-2", json!([
-                {"port": 8081, "protocol": "grpc", "tags": {"kuma.io/service": "backend"}},
-                {"port": 8080, "name": "other", "tags": {"kuma.io/service": "backend"}},
-            ])),
+            dp(
+                "a-1",
+                json!([
+                    {"port": 8080, "name": "http", "tags": {"kuma.io/service": "backend", "kuma.io/protocol": "http"}},
+                    {"port": 9090, "tags": {"kuma.io/service": "metrics"}, "health": {"ready": false}},
+                ]),
+            ),
+            dp(
+                "a-2",
+                json!([
+                    {"port": 8081, "protocol": "grpc", "tags": {"kuma.io/service": "backend"}},
+                    {"port": 8080, "name": "other", "tags": {"kuma.io/service": "backend"}},
+                ]),
+            ),
             // Not a DNS-1035 label: no MeshService, as in Kuma.
-            dp("b-1", json!([{"port": 7000, "tags": {"kuma.io/service": "backend_kuma-demo_svc_3001"}}])),
+            dp(
+                "b-1",
+                json!([{"port": 7000, "tags": {"kuma.io/service": "backend_kuma-demo_svc_3001"}}]),
+            ),
         ]);
         let want = desired(&s, "default");
         assert_eq!(want.keys().collect::<Vec<_>>(), ["backend", "metrics"]);
@@ -350,7 +370,9 @@ mod tests {
         let p = puts(&ops);
         assert_eq!(p.len(), 2, "{ops:?}");
         assert!(p.iter().all(|(_, _, pre)| *pre == Precondition::Absent));
-        let WriteOp::Put(r, _) = &ops[0] else { panic!("a put") };
+        let WriteOp::Put(r, _) = &ops[0] else {
+            panic!("a put")
+        };
         assert_eq!(r.zone.as_deref(), Some("zone-1"));
         for (k, v) in [
             ("kuma.io/managed-by", "meshservice-generator"),
@@ -369,7 +391,10 @@ mod tests {
         for mode in [None, Some("Disabled")] {
             let s = state(vec![
                 mesh(mode),
-                dp("a-1", json!([{"port": 8080, "tags": {"kuma.io/service": "backend"}}])),
+                dp(
+                    "a-1",
+                    json!([{"port": 8080, "tags": {"kuma.io/service": "backend"}}]),
+                ),
             ]);
             assert!(desired(&s, "default").is_empty(), "{mode:?}");
             assert!(plan(&s, &all_meshes(&s)).is_empty(), "{mode:?}");
@@ -377,7 +402,10 @@ mod tests {
         for mode in ["Everywhere", "ReachableBackends", "Exclusive"] {
             let s = state(vec![
                 mesh(Some(mode)),
-                dp("a-1", json!([{"port": 8080, "tags": {"kuma.io/service": "backend"}}])),
+                dp(
+                    "a-1",
+                    json!([{"port": 8080, "tags": {"kuma.io/service": "backend"}}]),
+                ),
             ]);
             assert_eq!(desired(&s, "default").len(), 1, "{mode}");
         }
@@ -387,12 +415,17 @@ mod tests {
     fn unchanged_is_left_alone_stale_is_deleted_and_others_are_not_touched() {
         let mut s = state(vec![
             mesh(Some("Everywhere")),
-            dp("a-1", json!([{"port": 8080, "tags": {"kuma.io/service": "backend"}}])),
+            dp(
+                "a-1",
+                json!([{"port": 8080, "tags": {"kuma.io/service": "backend"}}]),
+            ),
         ]);
         // Apply what the generator plans, as the store would report it back.
         let mut changes = Vec::new();
         for op in plan(&s, &all_meshes(&s)) {
-            let WriteOp::Put(r, _) = op else { panic!("a put") };
+            let WriteOp::Put(r, _) = op else {
+                panic!("a put")
+            };
             changes.push(Change::Upsert(StoredResource {
                 key: r.key,
                 labels: r.labels,
@@ -409,10 +442,22 @@ mod tests {
         assert!(plan(&s, &all_meshes(&s)).is_empty(), "nothing left to do");
 
         // Someone's own MeshService, and another zone's, are never touched.
-        let theirs = stored(ResourceKind::MeshService, "default", "manual", Some("zone-1"),
-            json!({"spec": {}}), &[("kuma.io/origin", "zone")]);
-        let remote = stored(ResourceKind::MeshService, "default", "backend.zone-2", Some("zone-2"),
-            json!({"spec": {}}), &[("kuma.io/managed-by", "meshservice-generator")]);
+        let theirs = stored(
+            ResourceKind::MeshService,
+            "default",
+            "manual",
+            Some("zone-1"),
+            json!({"spec": {}}),
+            &[("kuma.io/origin", "zone")],
+        );
+        let remote = stored(
+            ResourceKind::MeshService,
+            "default",
+            "backend.zone-2",
+            Some("zone-2"),
+            json!({"spec": {}}),
+            &[("kuma.io/managed-by", "meshservice-generator")],
+        );
         s.apply(vec![Change::Upsert(theirs), Change::Upsert(remote)], 3);
         assert!(plan(&s, &all_meshes(&s)).is_empty());
 
@@ -427,6 +472,8 @@ mod tests {
         );
         let ops = plan(&s, &all_meshes(&s));
         assert_eq!(ops.len(), 1, "{ops:?}");
-        assert!(matches!(&ops[0], WriteOp::Delete(k, Precondition::Version(1)) if k.name == "backend"));
+        assert!(
+            matches!(&ops[0], WriteOp::Delete(k, Precondition::Version(1)) if k.name == "backend")
+        );
     }
 }

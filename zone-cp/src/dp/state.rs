@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use meridian_model::{
     AvailableService, DataplaneSpec, MANAGED_BY_LABEL, MESH_SERVICE_GENERATOR, MeshServiceFields,
-    MeshSpec, PolicyReach, Resource, ResourceKind, ResourceMeta, SERVICE_TAG, Spec,
-    ZoneEgressSpec, ZoneIngressSpec, ZoneSpec,
+    MeshSpec, PolicyReach, Resource, ResourceKind, ResourceMeta, SERVICE_TAG, Spec, ZoneEgressSpec,
+    ZoneIngressSpec, ZoneSpec,
 };
 use meridian_store::{Change, ResourceKey, Revision, Store, StoreError, StoredResource};
 
