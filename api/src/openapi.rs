@@ -89,6 +89,10 @@ fn spec_schema(kind: ResourceKind) -> SpecSchema {
         ResourceKind::MeshHealthCheck => spec_schema_of::<m::MeshHealthCheckSpec>(),
         ResourceKind::MeshCircuitBreaker => spec_schema_of::<m::MeshCircuitBreakerSpec>(),
         ResourceKind::Secret => spec_schema_of::<m::SecretSpec>(),
+        // `spec` and `status` sit at the document's top level, as the fields of
+        // the non-policy kinds do.
+        ResourceKind::MeshService => spec_schema_of::<m::MeshServiceFields>(),
+        ResourceKind::MeshMultiZoneService => spec_schema_of::<m::MeshMultiZoneServiceFields>(),
     }
 }
 
@@ -705,6 +709,30 @@ mod tests {
             panic!("Mesh is an object schema");
         };
         assert!(mesh.properties.contains_key("mtls") && mesh.properties.contains_key("name"));
+        // MeshService and MeshMultiZoneService: `spec` and `status` beside the meta
+        // fields, each a schema of its own.
+        for (kind, spec) in [
+            ("MeshService", "MeshServiceSpec"),
+            ("MeshMultiZoneService", "MeshMultiZoneServiceSpec"),
+        ] {
+            let RefOr::T(Schema::Object(doc)) = &components.schemas[kind] else {
+                panic!("{kind} is an object schema");
+            };
+            for field in ["spec", "status", "name", "mesh"] {
+                assert!(doc.properties.contains_key(field), "{kind}.{field}");
+            }
+            assert!(components.schemas.contains_key(spec), "{spec}");
+        }
+        assert!(
+            doc.paths
+                .paths
+                .contains_key("/meshes/{mesh}/meshmultizoneservices/{name}")
+        );
+        // MeshServices are zone-owned: read-only on global, as Dataplanes.
+        let services = &doc.paths.paths["/meshes/{mesh}/meshservices/{name}"];
+        assert!(services.put.is_none() && services.get.is_some());
+        let multi = &doc.paths.paths["/meshes/{mesh}/meshmultizoneservices/{name}"];
+        assert!(multi.put.is_some() && multi.delete.is_some());
         // Dataplanes are read-only on global: no PUT documented.
         let dataplane = &doc.paths.paths["/meshes/{mesh}/dataplanes/{name}"];
         assert!(dataplane.put.is_none() && dataplane.get.is_some());

@@ -20,6 +20,10 @@ pub fn render(kind: ResourceKind, items: &[Value], now: DateTime<Utc>) -> String
         ResourceKind::ZoneIngress | ResourceKind::ZoneEgress => {
             vec!["NAME", "ZONE", "ADDRESS", "AGE"]
         }
+        ResourceKind::MeshService => {
+            vec!["MESH", "NAME", "ZONE", "SELECTOR", "PORTS", "STATE", "AGE"]
+        }
+        ResourceKind::MeshMultiZoneService => vec!["MESH", "NAME", "SELECTOR", "PORTS", "AGE"],
         _ => vec!["MESH", "NAME", "TARGETREF", "TO", "FROM", "AGE"],
     };
     table.set_header(header);
@@ -61,6 +65,23 @@ pub fn render(kind: ResourceKind, items: &[Value], now: DateTime<Utc>) -> String
                     text("/networking/address"),
                     text("/networking/port")
                 ),
+                age,
+            ],
+            ResourceKind::MeshService => vec![
+                text("/mesh"),
+                text("/name"),
+                text("/labels/kuma.io~1zone"),
+                selector(item.pointer("/spec/selector")),
+                ports(item),
+                item.pointer("/spec/state")
+                    .map_or_else(|| "-".to_owned(), display),
+                age,
+            ],
+            ResourceKind::MeshMultiZoneService => vec![
+                text("/mesh"),
+                text("/name"),
+                pairs(item.pointer("/spec/selector/meshService/matchLabels")),
+                ports(item),
                 age,
             ],
             _ => vec![
@@ -111,6 +132,57 @@ fn entries(item: &Value, pointer: &str) -> String {
                 .filter_map(|e| e.get("targetRef").map(target_ref))
                 .collect::<Vec<_>>()
                 .join("; ")
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// `k=v,k2=v2` of a string map, `-` when absent.
+fn pairs(map: Option<&Value>) -> String {
+    match map.and_then(Value::as_object) {
+        Some(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", display(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "-".to_owned(),
+    }
+}
+
+/// A MeshService selector: `tags k=v`, `dataplane NAME` or `labels k=v`.
+fn selector(selector: Option<&Value>) -> String {
+    let Some(s) = selector else {
+        return "-".to_owned();
+    };
+    if let Some(tags) = s.get("dataplaneTags") {
+        format!("tags {}", pairs(Some(tags)))
+    } else if let Some(r) = s.get("dataplaneRef") {
+        format!(
+            "dataplane {}",
+            r.get("name").map(display).unwrap_or_default()
+        )
+    } else if let Some(l) = s.get("dataplaneLabels") {
+        format!("labels {}", pairs(l.get("matchLabels")))
+    } else {
+        "-".to_owned()
+    }
+}
+
+/// `6379/tcp,8080/http`: each port with its protocol.
+fn ports(item: &Value) -> String {
+    item.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .map(|p| {
+                    let port = p.get("port").map(display).unwrap_or_default();
+                    match p.get("appProtocol") {
+                        Some(proto) => format!("{port}/{}", display(proto)),
+                        None => port,
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
         })
         .unwrap_or_else(|| "-".to_owned())
 }
@@ -168,6 +240,35 @@ mod tests {
         assert!(lines[1].contains("MeshSubset app=frontend"), "{out}");
         assert!(lines[1].contains("MeshService backend"), "{out}");
         assert!(lines[1].trim_end().ends_with("30m"), "{out}");
+    }
+
+    #[test]
+    fn mesh_services_show_zone_selector_and_ports() {
+        let now = Utc::now();
+        let service = json!({"mesh": "default", "name": "redis.zone-1",
+            "labels": {"kuma.io/zone": "zone-1"},
+            "spec": {"selector": {"dataplaneTags": {"kuma.io/service": "redis"}},
+                     "ports": [{"port": 6379, "appProtocol": "tcp"}, {"port": 8080}],
+                     "state": "Available"}});
+        let out = render(ResourceKind::MeshService, &[service], now);
+        let row = out.lines().nth(1).expect("a row");
+        for want in [
+            "redis.zone-1",
+            "zone-1",
+            "tags kuma.io/service=redis",
+            "6379/tcp,8080",
+            "Available",
+        ] {
+            assert!(row.contains(want), "{want} in {out}");
+        }
+        let multi = json!({"mesh": "default", "name": "redis",
+            "spec": {"selector": {"meshService": {"matchLabels": {"app": "redis"}}},
+                     "ports": [{"port": 6379, "appProtocol": "tcp"}]}});
+        let out = render(ResourceKind::MeshMultiZoneService, &[multi], now);
+        assert!(
+            out.contains("app=redis") && out.contains("6379/tcp"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -316,6 +316,14 @@ fn model_document() {
             "zone-egress.yaml",
             "type: ZoneEgress\nname: ze-1\nnetworking: {address: 10.0.0.3, port: 10002}\n".to_owned(),
         ),
+        (
+            "mesh-service.yaml",
+            "type: MeshService\nmesh: default\nname: redis\nlabels:\n  kuma.io/origin: zone\n  kuma.io/managed-by: meshservice-generator\nspec:\n  selector:\n    dataplaneTags:\n      kuma.io/service: redis\n  ports:\n  - name: main\n    port: 6379\n    targetPort: 6379\n    appProtocol: tcp\n  identities:\n  - type: ServiceTag\n    value: redis\n  state: Available\nstatus:\n  dataplaneProxies:\n    healthy: 1\n    total: 2\n".to_owned(),
+        ),
+        (
+            "mesh-multizone-service.yaml",
+            "type: MeshMultiZoneService\nmesh: default\nname: redis\nspec:\n  selector:\n    meshService:\n      matchLabels:\n        kuma.io/display-name: redis\n  ports:\n  - port: 6379\n    appProtocol: tcp\n".to_owned(),
+        ),
         // The Kubernetes form of the same policy (seed 004): refused, with violations.
         (
             "kubernetes-form.yaml",

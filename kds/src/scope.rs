@@ -19,7 +19,8 @@ pub trait Scope: Send + Sync {
     }
 }
 
-/// global→zone for one zone: meshes, zones, policies, and other zones' ingresses.
+/// global→zone for one zone: meshes, zones, policies, MeshMultiZoneServices, and
+/// other zones' ingresses and MeshServices (as global names them, `<name>.<zone>`).
 /// Never dataplanes or egresses, never the zone's own resources back, and never the
 /// zone's own Zone record (deleting it on the zone would cascade to its dataplanes).
 #[derive(Debug, Clone)]
@@ -32,7 +33,9 @@ impl Scope for GlobalToZone {
     fn includes(&self, key: &ResourceKey, owner: Option<&str>) -> bool {
         match key.kind {
             ResourceKind::Zone => key.name != self.zone,
-            ResourceKind::ZoneIngress => owner.is_some_and(|z| z != self.zone),
+            ResourceKind::ZoneIngress | ResourceKind::MeshService => {
+                owner.is_some_and(|z| z != self.zone)
+            }
             ResourceKind::Dataplane | ResourceKind::ZoneEgress => false,
             _ => true,
         }
@@ -83,6 +86,14 @@ mod tests {
         assert!(down.includes(&ingress, Some("b")) && !down.includes(&ingress, Some("a")));
         assert!(!down.includes(&ResourceKey::global(ResourceKind::Zone, "a"), None));
         assert!(down.includes(&ResourceKey::global(ResourceKind::Zone, "b"), None));
+        // MeshServices go up from their zone and down to the others, never back.
+        let service = ResourceKey::in_mesh(ResourceKind::MeshService, "default", "redis");
+        assert!(up.includes(&service, Some("a")) && !up.includes(&service, Some("b")));
+        assert!(down.includes(&service, Some("b")) && !down.includes(&service, Some("a")));
+        assert!(!down.includes(&service, None));
+        // MeshMultiZoneServices are global's, like policies.
+        let multi = ResourceKey::in_mesh(ResourceKind::MeshMultiZoneService, "default", "r");
+        assert!(down.includes(&multi, None) && !up.includes(&multi, None));
     }
 
     /// `kinds` must list every kind `includes` can admit, or a full sync would

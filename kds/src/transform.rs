@@ -67,7 +67,7 @@ impl FromZone {
     fn global_key(&self, key: ResourceKey) -> Result<ResourceKey, String> {
         if !key.kind.is_zone_owned() {
             return Err(format!(
-                "zones may only send Dataplane, ZoneIngress and ZoneEgress resources, not {}",
+                "zones may only send Dataplane, ZoneIngress, ZoneEgress and MeshService resources, not {}",
                 key.kind
             ));
         }
@@ -156,6 +156,31 @@ mod tests {
             .resource(received(ResourceKind::Dataplane, "default", "dp-1.b", None))
             .unwrap();
         assert_eq!(crafted.key.name, "dp-1.b.a");
+
+        // A zone's MeshService is renamed and labelled like its Dataplanes, and a
+        // MeshMultiZoneService (global's) is refused.
+        let service = from_a
+            .resource(received(
+                ResourceKind::MeshService,
+                "default",
+                "redis",
+                None,
+            ))
+            .unwrap();
+        assert_eq!(service.key.name, "redis.a");
+        assert_eq!(service.zone.as_deref(), Some("a"));
+        assert_eq!(service.labels[ORIGIN_LABEL], "zone");
+        assert_eq!(service.labels[DISPLAY_NAME_LABEL], "redis");
+        assert!(
+            from_a
+                .resource(received(
+                    ResourceKind::MeshMultiZoneService,
+                    "default",
+                    "m",
+                    None
+                ))
+                .is_err()
+        );
     }
 
     #[test]
@@ -183,6 +208,26 @@ mod tests {
         assert!(
             zone_a
                 .resource(received(ResourceKind::ZoneIngress, "", "in.a", Some("a")))
+                .is_err()
+        );
+        // Other zones' MeshServices arrive with their owner; the zone's own never do.
+        let service = zone_a
+            .resource(received(
+                ResourceKind::MeshService,
+                "default",
+                "redis.b",
+                Some("b"),
+            ))
+            .unwrap();
+        assert_eq!(service.zone.as_deref(), Some("b"));
+        assert!(
+            zone_a
+                .resource(received(
+                    ResourceKind::MeshService,
+                    "default",
+                    "redis.a",
+                    Some("a")
+                ))
                 .is_err()
         );
     }

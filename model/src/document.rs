@@ -13,6 +13,8 @@ use crate::decode::decode_validated;
 use crate::error::{Validate, ValidationError, Violations, json_type};
 use crate::kind::ResourceKind;
 use crate::mesh::MeshSpec;
+use crate::mesh_multizone_service::MeshMultiZoneServiceFields;
+use crate::mesh_service::{MeshServiceFields, validate_service_name_length};
 use crate::name::{validate_label_key, validate_label_value, validate_mesh_name, validate_name};
 use crate::policy::{
     MeshCircuitBreakerSpec, MeshHealthCheckSpec, MeshLoadBalancingStrategySpec, MeshTcpRouteSpec,
@@ -100,6 +102,10 @@ pub enum Spec {
     MeshCircuitBreaker(MeshCircuitBreakerSpec),
     /// A `Secret`.
     Secret(SecretSpec),
+    /// A `MeshService` (its document's `spec` and `status`).
+    MeshService(MeshServiceFields),
+    /// A `MeshMultiZoneService` (its document's `spec` and `status`).
+    MeshMultiZoneService(MeshMultiZoneServiceFields),
 }
 
 /// Decodes and validates a top-level-fields resource.
@@ -125,6 +131,8 @@ impl Spec {
             Self::MeshHealthCheck(_) => ResourceKind::MeshHealthCheck,
             Self::MeshCircuitBreaker(_) => ResourceKind::MeshCircuitBreaker,
             Self::Secret(_) => ResourceKind::Secret,
+            Self::MeshService(_) => ResourceKind::MeshService,
+            Self::MeshMultiZoneService(_) => ResourceKind::MeshMultiZoneService,
         }
     }
 
@@ -132,7 +140,9 @@ impl Spec {
     /// value is the object under the document's `spec`; for Mesh, Zone,
     /// Dataplane, ZoneIngress and ZoneEgress it is the object of the
     /// document's top-level fields other than type/name/mesh/labels/
-    /// creationTime/modificationTime (Kuma keeps those at top level).
+    /// creationTime/modificationTime (Kuma keeps those at top level). For
+    /// MeshService and MeshMultiZoneService it is that object too, which holds
+    /// `spec` and `status` (violations read `spec.selector`, as in Kuma).
     ///
     /// Violation paths are as the user sees them in the document:
     /// `spec.to[0].rules[0].default.backendRefs[1].weight` for policies,
@@ -160,6 +170,8 @@ impl Spec {
                 Self::MeshCircuitBreaker(parse_policy(kind, value)?)
             }
             ResourceKind::Secret => Self::Secret(parse_plain(value)?),
+            ResourceKind::MeshService => Self::MeshService(parse_plain(value)?),
+            ResourceKind::MeshMultiZoneService => Self::MeshMultiZoneService(parse_plain(value)?),
         })
     }
 
@@ -189,6 +201,8 @@ impl Spec {
             ResourceKind::MeshHealthCheck => Self::MeshHealthCheck(typed(value)?),
             ResourceKind::MeshCircuitBreaker => Self::MeshCircuitBreaker(typed(value)?),
             ResourceKind::Secret => Self::Secret(typed(value)?),
+            ResourceKind::MeshService => Self::MeshService(typed(value)?),
+            ResourceKind::MeshMultiZoneService => Self::MeshMultiZoneService(typed(value)?),
         })
     }
 
@@ -208,6 +222,8 @@ impl Spec {
             Self::MeshTimeout(s) => serde_json::to_value(s),
             Self::MeshHealthCheck(s) => serde_json::to_value(s),
             Self::MeshCircuitBreaker(s) => serde_json::to_value(s),
+            Self::MeshService(s) => serde_json::to_value(s),
+            Self::MeshMultiZoneService(s) => serde_json::to_value(s),
         };
         // These types only hold strings, integers, booleans and string-keyed
         // maps, so serialization cannot fail; an empty object is a safe fallback.
@@ -321,6 +337,15 @@ pub fn parse_document(doc: Value) -> Result<Resource, ValidationError> {
     };
 
     let labels = parse_labels(map.remove("labels"), &mut v);
+    if matches!(
+        kind,
+        Some(ResourceKind::MeshService | ResourceKind::MeshMultiZoneService)
+    ) {
+        // Kuma limits the name as the zone knows it: global's `<name>.<zone>`
+        // keeps that in `kuma.io/display-name`.
+        let display = labels.get(DISPLAY_NAME_LABEL).unwrap_or(&name);
+        validate_service_name_length(display, &mut v);
+    }
     map.remove("creationTime");
     map.remove("modificationTime");
 

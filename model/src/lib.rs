@@ -9,6 +9,8 @@
 //! - [`document`]: the universal-format document (`type`, `name`, `mesh`,
 //!   `labels`, then `spec` or top-level fields) and the typed [`Spec`].
 //! - [`mesh`], [`zone`], [`dataplane`], [`zone_proxy`]: the non-policy resources.
+//! - [`mesh_service`], [`mesh_multizone_service`]: Kuma 2.x's service resources
+//!   (body under `spec` plus `status`, not targetRef policies).
 //! - [`policy`]: the six `Mesh*` targetRef policies Meridian implements.
 //! - [`matching`]: which policies apply to a proxy and the merged result.
 //! - `decode` (internal): how a spec value is decoded and validated with every
@@ -30,6 +32,8 @@ pub mod error;
 pub mod kind;
 pub mod matching;
 pub mod mesh;
+pub mod mesh_multizone_service;
+pub mod mesh_service;
 pub mod name;
 pub mod policy;
 pub mod secret;
@@ -49,6 +53,8 @@ pub use error::{FieldViolation, ValidationError};
 pub use kind::{ResourceKind, UnknownKindError};
 pub use matching::*;
 pub use mesh::*;
+pub use mesh_multizone_service::*;
+pub use mesh_service::*;
 pub use name::{validate_mesh_name, validate_name};
 pub use policy::*;
 pub use secret::{SecretSpec, ca_cert_secret_name, ca_key_secret_name};
@@ -90,6 +96,8 @@ mod openapi_tests {
             collect::<crate::MeshTimeoutSpec>(),
             collect::<crate::MeshHealthCheckSpec>(),
             collect::<crate::MeshCircuitBreakerSpec>(),
+            collect::<crate::MeshServiceFields>(),
+            collect::<crate::MeshMultiZoneServiceFields>(),
             collect::<crate::FieldViolation>(),
             collect::<crate::ResourceKind>(),
         ];

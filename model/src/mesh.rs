@@ -26,8 +26,9 @@ pub struct MeshSpec {
     /// creates no default policies, so this is kept and has no effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_creating_initial_policies: Option<Vec<String>>,
-    /// Kuma's MeshService generation mode; accepted and kept (MeshService is not
-    /// built yet, so destinations are `kuma.io/service` tags in every mode).
+    /// Kuma's MeshService generation mode: unless `Disabled` (also when absent, as
+    /// in Kuma), each zone CP generates MeshServices from its Dataplanes. Routing
+    /// still goes by `kuma.io/service` tags in every mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesh_services: Option<MeshServices>,
     /// Outbound networking; `passthrough` is accepted and kept (it needs the

@@ -2,12 +2,16 @@
 //!
 //! The data in `tests/fixtures/kuma-validator/<Kind>.yaml` is ported from the
 //! Ginkgo tables of Kuma's `pkg/plugins/policies/<kind>/api/v1alpha1/validator_test.go`
+//! (and, for MeshService and MeshMultiZoneService, of
+//! `pkg/core/resources/apis/<kind>/api/v1alpha1/validator_test.go`)
 //! (kumahq/kuma, tag v2.14.3; each file's header names its source): one item
 //! per Kuma `Entry`, with Kuma's verdict (`valid`), Kuma's expected violations
 //! for invalid cases, and the input spec. Only the data was taken, no Kuma code.
 //!
-//! For every case the spec is parsed with [`SpecBody::parse`] and only the
-//! verdict is compared: Kuma valid ⇔ Meridian `Ok`. Messages and fields are not
+//! For every policy case the spec is parsed with [`SpecBody::parse`]; the
+//! MeshService and MeshMultiZoneService cases (not policies: their rules read
+//! the resource's name too) are wrapped into a whole document and parsed with
+//! [`parse_document`]. Only the verdict is compared: Kuma valid ⇔ Meridian `Ok`. Messages and fields are not
 //! compared. Every disagreement must be listed in
 //! `tests/fixtures/kuma-validator/known-differences.yaml` with the reason, and
 //! every listed one must still disagree, so that list is exactly what Meridian
@@ -18,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use meridian_model::{ResourceKind, SpecBody};
+use meridian_model::{ResourceKind, SpecBody, parse_document};
 use serde_json::Value;
 
 /// The file of known disagreements, next to the case files.
@@ -61,8 +65,42 @@ struct Case {
     /// Extra context Kuma's case set (origin, labels, namespace…), verbatim.
     #[serde(default)]
     context: Option<BTreeMap<String, Value>>,
-    /// The policy spec.
+    /// The resource's name, for kinds whose rules read it (MeshService).
+    #[serde(default)]
+    resource_name: Option<String>,
+    /// The resource's spec.
     spec: Value,
+}
+
+/// The kinds whose cases are whole documents (spec under `spec`, plus a name)
+/// rather than a policy spec.
+fn is_document_kind(kind: ResourceKind) -> bool {
+    matches!(
+        kind,
+        ResourceKind::MeshService | ResourceKind::MeshMultiZoneService
+    )
+}
+
+/// Meridian's verdict on a case: `Err` carries what it said.
+fn meridian_parse(kind: ResourceKind, case: &Case) -> Result<(), String> {
+    if is_document_kind(kind) {
+        let doc = serde_json::json!({
+            "type": kind.type_name(),
+            "mesh": "default",
+            "name": case.resource_name.as_deref().unwrap_or("case"),
+            "spec": case.spec.clone(),
+        });
+        parse_document(doc).map(drop).map_err(|e| e.to_string())
+    } else {
+        assert!(
+            case.resource_name.is_none(),
+            "{kind} / {}: resource_name is only read for MeshService and MeshMultiZoneService",
+            case.name
+        );
+        SpecBody::parse(kind, case.spec.clone())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A violation as Kuma's test expects it.
@@ -129,7 +167,11 @@ fn case_files() -> Vec<(ResourceKind, PathBuf)> {
                 "{}: name the file after the exact type name",
                 p.display()
             );
-            assert!(kind.is_policy(), "{}: not a policy kind", p.display());
+            assert!(
+                kind.is_policy() || is_document_kind(kind),
+                "{}: neither a policy kind nor MeshService/MeshMultiZoneService",
+                p.display()
+            );
             (kind, p)
         })
         .collect();
@@ -170,11 +212,11 @@ fn run_file(kind: ResourceKind, path: &Path) -> (Vec<Case>, Vec<Disagreement>) {
             case.name
         );
         let kuma = Verdict::of(case.valid);
-        let result = SpecBody::parse(kind, case.spec.clone());
+        let result = meridian_parse(kind, case);
         let meridian = Verdict::of(result.is_ok());
         if kuma != meridian {
             let said = match result {
-                Ok(_) => "Meridian: valid".to_owned(),
+                Ok(()) => "Meridian: valid".to_owned(),
                 Err(e) => format!("Meridian: {e}"),
             };
             let context = case

@@ -14,6 +14,7 @@
 //! - [`engine`]: incremental computation: which proxies a change reaches.
 //! - [`registry`]: connected proxies' names; connections go to the reconciler.
 //! - [`reconcile`]: the task feeding store changes and connections to the engine.
+//! - [`mesh_services`]: the MeshService generator the reconciler runs.
 //! - [`service`]: the gRPC service; registration, ACK/NACK, endpoint updates,
 //!   CSR signing.
 //!
@@ -26,6 +27,7 @@ pub mod compute;
 pub mod engine;
 #[cfg(test)]
 mod equivalence;
+pub mod mesh_services;
 pub mod reconcile;
 pub mod registry;
 pub mod service;

@@ -13,7 +13,13 @@
 //!   `availableServices` into this zone's ingresses (KDS carries them to the
 //!   other zones), and it republishes the [`CaView`] certificate signing reads
 //!   when meshes or CA secrets change.
+//! - When a batch touches a mesh's Dataplanes, the Mesh or the zone's own
+//!   MeshServices, the MeshService generator ([`super::mesh_services`]) writes
+//!   what changed in that mesh's generated MeshServices (all meshes once at
+//!   start). Its writes come back through the same stream; when they are what
+//!   the generator wants, it writes nothing more.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +28,7 @@ use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use super::engine::Engine;
+use super::mesh_services;
 use super::registry::RegistryEvent;
 use super::state::{CaView, ZoneState};
 use super::stats::DpStats;
@@ -59,6 +66,38 @@ async fn refresh_ingresses(store: &dyn Store, state: &ZoneState) -> Result<(), S
     Ok(())
 }
 
+/// Writes the generated MeshServices of `meshes` that differ from what the zone's
+/// Dataplanes call for, in one batch.
+async fn refresh_mesh_services(
+    store: &dyn Store,
+    state: &ZoneState,
+    meshes: &BTreeSet<String>,
+) -> Result<(), StoreError> {
+    let ops = mesh_services::plan(state, meshes);
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let count = ops.len();
+    match store.apply(ops).await {
+        Ok(_) => {
+            tracing::debug!(writes = count, "generated MeshServices updated");
+            Ok(())
+        }
+        // Lost a race with another writer (another replica, a REST write, a
+        // cascade): that commit wakes the next round, which plans again.
+        Err(
+            e @ (StoreError::Conflict { .. }
+            | StoreError::AlreadyExists(_)
+            | StoreError::NotFound(_)
+            | StoreError::MeshNotFound { .. }),
+        ) => {
+            tracing::debug!(error = %e, "generated MeshServices: a concurrent change won; planning again");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Waits `RETRY`, or returns `false` when told to stop meanwhile.
 async fn pause(stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
@@ -67,19 +106,33 @@ async fn pause(stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// What a catch-up asks the reconciler to refresh.
+#[derive(Debug, Default)]
+struct Refresh {
+    /// This zone's ingresses' `availableServices`.
+    available: bool,
+    /// The generated MeshServices of these meshes.
+    mesh_services: BTreeSet<String>,
+}
+
 /// Brings the engine up to the store's latest revision.
-async fn catch_up(store: &dyn Store, engine: &mut Engine) -> Result<bool, StoreError> {
-    let mut available = false;
+async fn catch_up(
+    store: &dyn Store,
+    engine: &mut Engine,
+    refresh: &mut Refresh,
+) -> Result<(), StoreError> {
     loop {
         match store.changes_since(engine.revision(), PAGE).await {
             Ok(batch) => {
                 let more = batch.changes.len() >= PAGE;
                 if batch.changes.is_empty() && batch.through <= engine.revision() {
-                    return Ok(available);
+                    return Ok(());
                 }
-                available |= engine.apply(batch.changes, batch.through).available;
+                let touched = engine.apply(batch.changes, batch.through);
+                refresh.available |= touched.available;
+                refresh.mesh_services.extend(touched.mesh_services);
                 if !more {
-                    return Ok(available);
+                    return Ok(());
                 }
             }
             Err(StoreError::Compacted { .. }) => {
@@ -88,7 +141,9 @@ async fn catch_up(store: &dyn Store, engine: &mut Engine) -> Result<bool, StoreE
                     "the zone's change log was compacted past the reconciler; reloading"
                 );
                 engine.reset(ZoneState::load(store, &engine.state().zone).await?);
-                return Ok(true);
+                refresh.available = true;
+                refresh.mesh_services = mesh_services::all_meshes(engine.state());
+                return Ok(());
             }
             Err(e) => return Err(e),
         }
@@ -119,17 +174,36 @@ pub async fn run(
         }
     };
     let mut engine = Engine::new(state).with_stats(stats.clone());
-    let mut refresh = true;
+    // Everything once at start: what changed while no reconciler ran.
+    let mut refresh = Refresh {
+        available: true,
+        mesh_services: mesh_services::all_meshes(engine.state()),
+    };
     loop {
         stats.applied(engine.revision());
         if !Arc::ptr_eq(&ca.borrow(), &engine.state().ca) {
             ca.send_replace(engine.state().ca.clone());
         }
-        if refresh {
+        if refresh.available {
             match refresh_ingresses(store.as_ref(), engine.state()).await {
-                Ok(()) => refresh = false,
+                Ok(()) => refresh.available = false,
                 Err(error) => {
                     tracing::warn!(%error, "updating the zone ingresses' available services failed")
+                }
+            }
+        }
+        if !refresh.mesh_services.is_empty() {
+            match refresh_mesh_services(store.as_ref(), engine.state(), &refresh.mesh_services)
+                .await
+            {
+                Ok(()) => refresh.mesh_services.clear(),
+                Err(error) => {
+                    tracing::warn!(%error, "writing the generated MeshServices failed; retrying");
+                    // Wake again to retry even if nothing else commits.
+                    changes.mark_changed();
+                    if !pause(&mut stop).await {
+                        return;
+                    }
                 }
             }
         }
@@ -139,8 +213,8 @@ pub async fn run(
                     return;
                 }
                 changes.borrow_and_update();
-                match catch_up(store.as_ref(), &mut engine).await {
-                    Ok(available) => refresh |= available,
+                match catch_up(store.as_ref(), &mut engine, &mut refresh).await {
+                    Ok(()) => {}
                     Err(error) => {
                         tracing::warn!(%error, "reading the zone's changes failed; retrying");
                         // Wake again to retry even if nothing else commits.

@@ -16,7 +16,11 @@
 //! - per mesh, [`MeshPolicies`]: policies by the services their targetRefs
 //!   name, so a proxy's candidate policies are found without scanning them all;
 //! - `available`: this zone's ready instances per (mesh, tags) — what its
-//!   ingresses advertise to other zones.
+//!   ingresses advertise to other zones;
+//! - `mesh_services`: this zone's own MeshServices (generated or not), which the
+//!   MeshService generator (`mesh_services`) compares with what the zone's
+//!   Dataplanes call for. Other zones' MeshServices and every
+//!   MeshMultiZoneService are kept by the store only: no config reads them yet.
 //!
 //! Invariant: the state after any sequence of `apply` equals
 //! [`ZoneState::from_resources`] of the store's contents at the same revision
@@ -26,8 +30,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use meridian_model::{
-    AvailableService, DataplaneSpec, MeshSpec, PolicyReach, Resource, ResourceKind, ResourceMeta,
-    SERVICE_TAG, Spec, ZoneEgressSpec, ZoneIngressSpec, ZoneSpec,
+    AvailableService, DataplaneSpec, MANAGED_BY_LABEL, MESH_SERVICE_GENERATOR, MeshServiceFields,
+    MeshSpec, PolicyReach, Resource, ResourceKind, ResourceMeta, SERVICE_TAG, Spec, ZoneEgressSpec,
+    ZoneIngressSpec, ZoneSpec,
 };
 use meridian_store::{Change, ResourceKey, Revision, Store, StoreError, StoredResource};
 
@@ -194,6 +199,25 @@ impl CaView {
     }
 }
 
+/// One of this zone's own MeshServices, as the generator compares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalMeshService {
+    /// Its labels (the generator keeps labels it does not manage).
+    pub labels: BTreeMap<String, String>,
+    /// Its `spec` and `status`.
+    pub fields: MeshServiceFields,
+    /// Its store version (the generator's writes are conditional on it).
+    pub version: i64,
+}
+
+impl LocalMeshService {
+    /// Whether the zone CP's generator made it (`kuma.io/managed-by:
+    /// meshservice-generator`); the generator never touches the others.
+    pub fn is_generated(&self) -> bool {
+        self.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MESH_SERVICE_GENERATOR)
+    }
+}
+
 /// A policy that changed: its mesh and its value before and after.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyChange {
@@ -220,6 +244,9 @@ pub struct Touched {
     pub available: bool,
     /// Meshes or CA secrets changed (certificate signing).
     pub ca: bool,
+    /// Meshes whose generated MeshServices may have to change: a Dataplane, the
+    /// Mesh itself or one of this zone's MeshServices changed in them.
+    pub mesh_services: BTreeSet<String>,
 }
 
 impl Touched {
@@ -256,6 +283,8 @@ pub struct ZoneState {
     pub ca: Arc<CaView>,
     /// Ready local instances per (mesh, tags).
     available: BTreeMap<(String, BTreeMap<String, String>), u32>,
+    /// This zone's own MeshServices: (mesh, name) → labels, body, version.
+    pub mesh_services: BTreeMap<(String, String), LocalMeshService>,
 }
 
 impl ZoneState {
@@ -308,10 +337,13 @@ impl ZoneState {
     }
 
     /// Whether a zone-owned resource of another zone (which this zone's store
-    /// does not hold for data planes and egresses) is to be ignored.
+    /// does not hold for data planes and egresses; other zones' MeshServices it
+    /// holds, but nothing here reads them) is to be ignored.
     fn foreign(&self, kind: ResourceKind, zone: Option<&str>) -> bool {
-        matches!(kind, ResourceKind::Dataplane | ResourceKind::ZoneEgress)
-            && zone != Some(self.zone.as_str())
+        matches!(
+            kind,
+            ResourceKind::Dataplane | ResourceKind::ZoneEgress | ResourceKind::MeshService
+        ) && zone != Some(self.zone.as_str())
     }
 
     fn upsert(&mut self, stored: StoredResource, touched: &mut Touched) {
@@ -323,6 +355,20 @@ impl ZoneState {
         let spec = stored.spec.into_spec();
         let mesh = key.mesh.clone();
         match spec {
+            Spec::MeshService(fields) => {
+                let new = LocalMeshService {
+                    labels: stored.labels,
+                    fields,
+                    version: stored.version,
+                };
+                let id = (mesh.clone(), key.name);
+                if self.mesh_services.get(&id) != Some(&new) {
+                    self.mesh_services.insert(id, new);
+                    touched.mesh_services.insert(mesh);
+                }
+            }
+            // Global's; nothing in a proxy's config reads it yet.
+            Spec::MeshMultiZoneService(_) => {}
             Spec::Mesh(m) => {
                 if self.meshes.get(&key.name) != Some(&m) {
                     self.meshes.insert(key.name.clone(), m);
@@ -424,6 +470,13 @@ impl ZoneState {
                     self.egress_touched(touched);
                 }
             }
+            ResourceKind::MeshService => {
+                let id = (key.mesh.clone(), key.name.clone());
+                if self.mesh_services.remove(&id).is_some() {
+                    touched.mesh_services.insert(key.mesh.clone());
+                }
+            }
+            ResourceKind::MeshMultiZoneService => {}
             ResourceKind::Secret => {
                 let id = (key.mesh.clone(), key.name.clone());
                 if self.ca.secrets.contains_key(&id) {
@@ -458,6 +511,7 @@ impl ZoneState {
         };
         touched.ca = true;
         touched.zone_proxies = true;
+        touched.mesh_services.insert(mesh.clone());
         touched.meshes.insert(mesh);
     }
 
@@ -504,6 +558,7 @@ impl ZoneState {
         if old == new {
             return;
         }
+        touched.mesh_services.insert(mesh.clone());
         for (dp, sign) in [(old, -1i64), (new, 1)] {
             let Some(dp) = dp else { continue };
             for inbound in &dp.networking.inbound {
@@ -575,6 +630,28 @@ impl ZoneState {
             // The egress routes other zones' services to their ingresses.
             touched.zone_proxies = true;
         }
+    }
+
+    /// This zone's data planes in `mesh`, by name.
+    pub fn dataplanes_in<'a>(
+        &'a self,
+        mesh: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a DataplaneSpec)> + 'a {
+        self.dataplanes
+            .range((mesh.to_owned(), String::new())..)
+            .take_while(move |((m, _), _)| m == mesh)
+            .map(|((_, name), spec)| (name.as_str(), spec))
+    }
+
+    /// This zone's own MeshServices in `mesh`, by name.
+    pub fn mesh_services_in<'a>(
+        &'a self,
+        mesh: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a LocalMeshService)> + 'a {
+        self.mesh_services
+            .range((mesh.to_owned(), String::new())..)
+            .take_while(move |((m, _), _)| m == mesh)
+            .map(|((_, name), s)| (name.as_str(), s))
     }
 
     /// Names of this zone's data planes in `mesh` with an inbound of `service`.

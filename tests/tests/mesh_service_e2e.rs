@@ -1,0 +1,337 @@
+//! MeshService and MeshMultiZoneService end to end with the real binary: global on
+//! PostgreSQL, two zone CPs on their embedded stores, over TLS with zone tokens.
+//!
+//! Dataplanes registered in zone-1 make zone-1's CP generate a MeshService per
+//! `kuma.io/service` (in a mesh whose `meshServices.mode` is not Disabled); it
+//! reaches global as `<name>.zone-1` with the zone labels and zone-2 under that
+//! name, never comes back to zone-1, follows its Dataplanes' ports and goes away
+//! everywhere with its last Dataplane. A MeshService someone wrote by hand is left
+//! alone. A MeshMultiZoneService written on global reaches every zone, and
+//! MeshServices cannot be written on global.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use meridian_tests::eventually;
+use meridian_tests::postgres::TestDatabase;
+use meridian_tests::process::MeridianProcess;
+use meridian_tests::scratch::{Dir, free_port};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-token";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn start_global(database: &TestDatabase, dir: &Dir) -> (MeridianProcess, String, String) {
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    let kds_addr = format!("127.0.0.1:{}", free_port());
+    let data_dir = dir.path("global");
+    let mut process = MeridianProcess::start(&[
+        "global-cp",
+        "--data-dir",
+        &data_dir,
+        "--api-addr",
+        &api_addr,
+        "--kds-addr",
+        &kds_addr,
+        "--admin-token",
+        ADMIN,
+        "--database-url",
+        &database.url,
+    ])
+    .await;
+    let (kds, ca) = process
+        .wait_for_line(|line| {
+            let rest = line.split("KDS on ").nth(1)?;
+            let (url, ca) = rest.split_once(" (zones trust ")?;
+            Some((url.to_owned(), ca.trim_end_matches(')').to_owned()))
+        })
+        .await;
+    (process, kds, ca)
+}
+
+async fn start_zone(
+    http: &reqwest::Client,
+    global_api: &str,
+    zone: &str,
+    kds: &str,
+    ca: &str,
+    dir: &Dir,
+) -> MeridianProcess {
+    let token = meridian_tests::cluster::issue_zone_token(http, global_api, ADMIN, zone).await;
+    let token_file = dir.path(&format!("{zone}.token"));
+    std::fs::write(&token_file, token).unwrap();
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    let data_dir = dir.path(zone);
+    MeridianProcess::start(&[
+        "zone-cp",
+        "--zone",
+        zone,
+        "--global-kds",
+        kds,
+        "--global-kds-ca",
+        ca,
+        "--zone-token",
+        &token_file,
+        "--api-addr",
+        &api_addr,
+        "--dp-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir,
+        "--admin-token",
+        ADMIN,
+    ])
+    .await
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
+    let response = http.get(url).send().await.ok()?;
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+async fn put_status(http: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, String) {
+    let response = http
+        .put(url)
+        .bearer_auth(ADMIN)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn put(http: &reqwest::Client, url: &str, body: &Value) {
+    let (status, text) = put_status(http, url, body).await;
+    assert!(status.is_success(), "PUT {url}: {status} {text}");
+}
+
+async fn delete(http: &reqwest::Client, url: &str) {
+    let response = http.delete(url).bearer_auth(ADMIN).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "DELETE {url}: {}",
+        response.status()
+    );
+}
+
+fn dataplane(name: &str, inbounds: Value) -> Value {
+    json!({"type": "Dataplane", "name": name, "mesh": "default",
+           "networking": {"address": "10.0.0.1", "inbound": inbounds}})
+}
+
+/// The port numbers of a MeshService document.
+fn ports(service: &Value) -> Vec<u64> {
+    service["spec"]["ports"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|p| p["port"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// The names in a list answer.
+fn names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
+    meridian_tests::init();
+    let database = TestDatabase::create().await;
+    let dir = Dir::new("mesh-service-e2e");
+    let http = reqwest::Client::new();
+    let (global, kds, ca) = start_global(&database, &dir).await;
+    let global_api = global.api_url.clone();
+    let zone_1 = start_zone(&http, &global_api, "zone-1", &kds, &ca, &dir).await;
+    let zone_2 = start_zone(&http, &global_api, "zone-2", &kds, &ca, &dir).await;
+    let (api_1, api_2) = (zone_1.api_url.clone(), zone_2.api_url.clone());
+
+    // The default mesh generates MeshServices once its mode is set on global.
+    put(
+        &http,
+        &format!("{global_api}/meshes/default"),
+        &json!({"type": "Mesh", "name": "default", "meshServices": {"mode": "Exclusive"}}),
+    )
+    .await;
+    for api in [&api_1, &api_2] {
+        let url = format!("{api}/meshes/default");
+        eventually("the mesh's mode reaches the zone", DEADLINE, || async {
+            let mesh = get(&http, &url).await?;
+            (mesh["meshServices"]["mode"] == "Exclusive").then_some(())
+        })
+        .await;
+    }
+
+    // A MeshService written by hand in zone-1, which the generator must leave alone.
+    put(
+        &http,
+        &format!("{api_1}/meshes/default/meshservices/manual"),
+        &json!({"type": "MeshService", "name": "manual", "mesh": "default",
+                "spec": {"selector": {"dataplaneTags": {"app": "manual"}}, "ports": [{"port": 9000}]}}),
+    )
+    .await;
+
+    // Two redis dataplanes in zone-1: one MeshService with the union of their ports.
+    put(
+        &http,
+        &format!("{api_1}/meshes/default/dataplanes/redis-1"),
+        &dataplane(
+            "redis-1",
+            json!([{"port": 6379, "tags": {"kuma.io/service": "redis", "kuma.io/protocol": "tcp"}}]),
+        ),
+    )
+    .await;
+    put(
+        &http,
+        &format!("{api_1}/meshes/default/dataplanes/redis-2"),
+        &dataplane(
+            "redis-2",
+            json!([{"port": 6379, "tags": {"kuma.io/service": "redis"}},
+                   {"port": 6380, "name": "admin", "tags": {"kuma.io/service": "redis"}}]),
+        ),
+    )
+    .await;
+
+    let local = format!("{api_1}/meshes/default/meshservices/redis");
+    let generated = eventually("zone-1 generates the MeshService", DEADLINE, || async {
+        let s = get(&http, &local).await?;
+        (ports(&s) == [6379, 6380]).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        generated["spec"]["selector"],
+        json!({"dataplaneTags": {"kuma.io/service": "redis"}})
+    );
+    assert_eq!(
+        generated["spec"]["identities"],
+        json!([{"type": "ServiceTag", "value": "redis"}])
+    );
+    assert_eq!(generated["spec"]["ports"][1]["name"], "admin");
+    assert_eq!(generated["spec"]["ports"][0]["name"], "6379");
+    // REST-registered dataplanes carry no readiness report: ready.
+    assert_eq!(generated["spec"]["state"], "Available");
+    assert_eq!(generated["status"]["dataplaneProxies"]["total"], 2);
+    for (k, v) in [
+        ("kuma.io/managed-by", "meshservice-generator"),
+        ("kuma.io/display-name", "redis"),
+        ("kuma.io/env", "universal"),
+        ("kuma.io/mesh", "default"),
+        ("kuma.io/zone", "zone-1"),
+        ("kuma.io/origin", "zone"),
+    ] {
+        assert_eq!(generated["labels"][k], v, "label {k}: {generated}");
+    }
+
+    // Global has it as redis.zone-1, stamped with the zone.
+    let on_global = format!("{global_api}/meshes/default/meshservices/redis.zone-1");
+    let synced = eventually("the MeshService reaches global", DEADLINE, || {
+        get(&http, &on_global)
+    })
+    .await;
+    assert_eq!(synced["labels"]["kuma.io/zone"], "zone-1");
+    assert_eq!(synced["labels"]["kuma.io/origin"], "zone");
+    assert_eq!(synced["labels"]["kuma.io/display-name"], "redis");
+    assert_eq!(synced["spec"], generated["spec"]);
+
+    // zone-2 gets zone-1's MeshServices under global's names.
+    let on_zone_2 = format!("{api_2}/meshes/default/meshservices/redis.zone-1");
+    let remote = eventually("the MeshService reaches zone-2", DEADLINE, || {
+        get(&http, &on_zone_2)
+    })
+    .await;
+    assert_eq!(remote["labels"]["kuma.io/zone"], "zone-1");
+    assert_eq!(remote["spec"], generated["spec"]);
+    let manual_2 = format!("{api_2}/meshes/default/meshservices/manual.zone-1");
+    eventually(
+        "zone-2 also has zone-1's hand-written one",
+        DEADLINE,
+        || get(&http, &manual_2),
+    )
+    .await;
+
+    // MeshServices are zone-owned: global refuses to write them.
+    let (status, _) = put_status(
+        &http,
+        &format!("{global_api}/meshes/default/meshservices/web"),
+        &json!({"type": "MeshService", "name": "web", "mesh": "default", "spec": {}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // A MeshMultiZoneService is written on global and reaches every zone.
+    put(
+        &http,
+        &format!("{global_api}/meshes/default/meshmultizoneservices/redis"),
+        &json!({"type": "MeshMultiZoneService", "name": "redis", "mesh": "default",
+                "spec": {"selector": {"meshService": {"matchLabels": {"kuma.io/display-name": "redis"}}},
+                         "ports": [{"port": 6379, "appProtocol": "tcp"}]}}),
+    )
+    .await;
+    for api in [&api_1, &api_2] {
+        let url = format!("{api}/meshes/default/meshmultizoneservices/redis");
+        eventually(
+            "the MeshMultiZoneService reaches the zone",
+            DEADLINE,
+            || get(&http, &url),
+        )
+        .await;
+    }
+    // ... and zones may not write one.
+    let (status, _) = put_status(
+        &http,
+        &format!("{api_1}/meshes/default/meshmultizoneservices/other"),
+        &json!({"type": "MeshMultiZoneService", "name": "other", "mesh": "default",
+                "spec": {"selector": {"meshService": {"matchLabels": {"a": "b"}}}, "ports": [{"port": 1}]}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // A zone never gets its own MeshServices back: zone-1 holds exactly its own two.
+    let list_1 = get(&http, &format!("{api_1}/meshes/default/meshservices"))
+        .await
+        .unwrap();
+    assert_eq!(names(&list_1), ["manual", "redis"], "{list_1}");
+
+    // redis-2 goes: its port goes with it, everywhere.
+    delete(&http, &format!("{api_1}/meshes/default/dataplanes/redis-2")).await;
+    for url in [&local, &on_global, &on_zone_2] {
+        eventually("the MeshService loses redis-2's port", DEADLINE, || async {
+            let s = get(&http, url).await?;
+            (ports(&s) == [6379] && s["status"]["dataplaneProxies"]["total"] == 1).then_some(())
+        })
+        .await;
+    }
+
+    // The last dataplane goes: the MeshService disappears everywhere; the
+    // hand-written one stays.
+    delete(&http, &format!("{api_1}/meshes/default/dataplanes/redis-1")).await;
+    for url in [&local, &on_global, &on_zone_2] {
+        eventually("the MeshService is deleted", DEADLINE, || async {
+            let response = http.get(url.as_str()).send().await.ok()?;
+            (response.status() == StatusCode::NOT_FOUND).then_some(())
+        })
+        .await;
+    }
+    assert!(
+        get(
+            &http,
+            &format!("{api_1}/meshes/default/meshservices/manual")
+        )
+        .await
+        .is_some(),
+        "the hand-written MeshService is left alone"
+    );
+    let list_2 = get(&http, &format!("{api_2}/meshes/default/meshservices"))
+        .await
+        .unwrap();
+    assert_eq!(names(&list_2), ["manual.zone-1"], "{list_2}");
+    drop((zone_1, zone_2, global));
+}
