@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_identity::{WorkloadTags, peer_workload};
-use meridian_model::{Action, TrafficPermissionRules};
+use meridian_identity::peer_workload;
+use meridian_model::{Action, ClientView, Decider, TrafficPermissionRules};
 use meridian_relay::{connect, relay, relay_tcp};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -92,7 +92,15 @@ pub(crate) async fn serve(
         refuse("no_peer_identity");
         return;
     };
-    let (action, policy) = decide(&inbound.config.permissions, peer.service(), &tags);
+    let spiffe_id = peer.to_uri();
+    let has_tag = |k: &str, v: &str| tags.has(k, v);
+    let client_view = ClientView {
+        service: peer.service(),
+        spiffe_id: &spiffe_id,
+        sni: tls.get_ref().1.server_name(),
+        has_tag: &has_tag,
+    };
+    let (action, policy) = decide(&inbound.config.permissions, &client_view);
     match action {
         Action::Deny => {
             tracing::info!(%client, peer = %peer, service, policy,
@@ -132,31 +140,50 @@ async fn dial_app(inbound: &InboundState, client: SocketAddr) -> Option<TcpStrea
 }
 
 /// The action for a client, with the policy that decided it (for logs). The
-/// client is its service (the SPIFFE ID) and the tags its certificate states
-/// (`kuma://` URI SANs the zone CP put there from its registration), so `from`
-/// subsets such as `kuma.io/zone: zone-2` or `version: v1` match as in Kuma.
-pub(crate) fn decide(
-    rules: &TrafficPermissionRules,
-    client_service: &str,
-    client_tags: &WorkloadTags,
-) -> (Action, String) {
-    match rules.rule_for(client_service, |k, v| client_tags.has(k, v)) {
-        Some(rule) => (rule.action, rule.policy.clone()),
-        None if rules.mtls_enabled => (
-            rules.default_action(),
-            "(none: denied by default with mTLS on)".to_owned(),
+/// client is its service and SPIFFE ID, the SNI it sent, and the tags its
+/// certificate states (`kuma://` URI SANs the zone CP put there from its
+/// registration), so `from` subsets such as `kuma.io/zone: zone-2` or
+/// `version: v1` and inbound `rules` matches by SPIFFE ID or SNI work as in Kuma.
+pub(crate) fn decide(rules: &TrafficPermissionRules, client: &ClientView<'_>) -> (Action, String) {
+    match rules.decide(client) {
+        (action, Decider::Policy(p)) => (action, p.to_owned()),
+        (action, Decider::Default) if !rules.matches.is_empty() => (
+            action,
+            "(none: no rule matched, denied as in Kuma)".to_owned(),
         ),
-        None => (
-            rules.default_action(),
-            "(none: allowed by default without mTLS)".to_owned(),
-        ),
+        (action, Decider::Default) if rules.mtls_enabled => {
+            (action, "(none: denied by default with mTLS on)".to_owned())
+        }
+        (action, Decider::Default) => {
+            (action, "(none: allowed by default without mTLS)".to_owned())
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meridian_model::{PermissionRule, TargetRef, TargetRefKind};
+    use meridian_identity::WorkloadTags;
+    use meridian_model::{PermissionMatch, PermissionRule, TargetRef, TargetRefKind};
+
+    /// `decide` for a client of mesh `default` with `tags` and no SNI.
+    fn decide_for(
+        rules: &TrafficPermissionRules,
+        service: &str,
+        tags: &WorkloadTags,
+    ) -> (Action, String) {
+        let spiffe_id = format!("spiffe://default/{service}");
+        let has_tag = |k: &str, v: &str| tags.has(k, v);
+        decide(
+            rules,
+            &ClientView {
+                service,
+                spiffe_id: &spiffe_id,
+                sni: None,
+                has_tag: &has_tag,
+            },
+        )
+    }
 
     #[test]
     fn the_first_selecting_rule_decides_and_is_named() {
@@ -174,21 +201,23 @@ mod tests {
                 },
             ],
             mtls_enabled: true,
+            matches: vec![],
         };
         let none_tags = WorkloadTags::new();
         assert_eq!(
-            decide(&rules, "frontend", &none_tags),
+            decide_for(&rules, "frontend", &none_tags),
             (Action::Deny, "deny-frontend".to_owned())
         );
         assert_eq!(
-            decide(&rules, "web", &none_tags),
+            decide_for(&rules, "web", &none_tags),
             (Action::Allow, "allow-all".to_owned())
         );
         let none = TrafficPermissionRules {
             rules: vec![],
             mtls_enabled: true,
+            matches: vec![],
         };
-        assert_eq!(decide(&none, "web", &none_tags).0, Action::Deny);
+        assert_eq!(decide_for(&none, "web", &none_tags).0, Action::Deny);
     }
 
     #[test]
@@ -229,16 +258,75 @@ mod tests {
                 },
             ],
             mtls_enabled: true,
+            matches: vec![],
         };
         let tags = |uris: &[&str]| WorkloadTags::from_uris(uris.iter().copied());
         let zone_2 = tags(&["kuma://kuma.io/zone/zone-2", "kuma://version/v2"]);
         let zone_1_v1 = tags(&["kuma://kuma.io/zone/zone-1", "kuma://version/v1"]);
         let zone_1_v2 = tags(&["kuma://kuma.io/zone/zone-1", "kuma://version/v2"]);
-        assert_eq!(decide(&rules, "web", &zone_2).1, "deny-zone-2");
-        assert_eq!(decide(&rules, "web", &zone_1_v1).1, "deny-web-v1");
-        assert_eq!(decide(&rules, "api", &zone_1_v1).1, "allow-all");
-        assert_eq!(decide(&rules, "web", &zone_1_v2).1, "allow-all");
+        assert_eq!(decide_for(&rules, "web", &zone_2).1, "deny-zone-2");
+        assert_eq!(decide_for(&rules, "web", &zone_1_v1).1, "deny-web-v1");
+        assert_eq!(decide_for(&rules, "api", &zone_1_v1).1, "allow-all");
+        assert_eq!(decide_for(&rules, "web", &zone_1_v2).1, "allow-all");
         // No tags stated (a certificate from before tags were issued): no subset matches.
-        assert_eq!(decide(&rules, "web", &WorkloadTags::new()).1, "allow-all");
+        assert_eq!(
+            decide_for(&rules, "web", &WorkloadTags::new()).1,
+            "allow-all"
+        );
+    }
+
+    #[test]
+    fn inbound_rules_decide_alone_denies_first_and_deny_when_nothing_matches() {
+        let list = |action, ids: &[&str], policy: &str| PermissionMatch {
+            action,
+            matches: ids
+                .iter()
+                .map(|id| {
+                    serde_json::from_value(serde_json::json!({"spiffeID": {
+                        "type": if id.ends_with('/') { "Prefix" } else { "Exact" },
+                        "value": id}}))
+                    .expect("match")
+                })
+                .collect(),
+            policy: policy.into(),
+        };
+        let rules = TrafficPermissionRules {
+            // A `from` rule allowing everyone is not consulted once rules exist.
+            rules: vec![PermissionRule {
+                from: TargetRef::mesh(),
+                action: Action::Allow,
+                policy: "legacy-allow-all".into(),
+            }],
+            mtls_enabled: true,
+            matches: vec![
+                list(Action::Deny, &["spiffe://default/web"], "deny-web"),
+                list(
+                    Action::AllowWithShadowDeny,
+                    &["spiffe://default/api"],
+                    "shadow-api",
+                ),
+                list(Action::Allow, &["spiffe://default/"], "allow-mesh"),
+            ],
+        };
+        let none = WorkloadTags::new();
+        assert_eq!(
+            decide_for(&rules, "web", &none),
+            (Action::Deny, "deny-web".into())
+        );
+        assert_eq!(
+            decide_for(&rules, "api", &none),
+            (Action::AllowWithShadowDeny, "shadow-api".into())
+        );
+        assert_eq!(
+            decide_for(&rules, "db", &none),
+            (Action::Allow, "allow-mesh".into())
+        );
+        let other_mesh = ClientView {
+            service: "db",
+            spiffe_id: "spiffe://other/db",
+            sni: None,
+            has_tag: &|_, _| false,
+        };
+        assert_eq!(decide(&rules, &other_mesh).0, Action::Deny);
     }
 }

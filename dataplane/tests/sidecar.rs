@@ -101,6 +101,7 @@ fn rules(rules: Vec<(TargetRef, Action)>) -> TrafficPermissionRules {
             })
             .collect(),
         mtls_enabled: true,
+        matches: vec![],
     }
 }
 

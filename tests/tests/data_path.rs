@@ -172,6 +172,28 @@ async fn cross_zone_traffic_follows_routes_and_permissions() {
     assert_eq!(counts.get("(failed)"), Some(&10), "{counts:?}");
     cluster.apply(deny_zone("zone-c")).await;
     until_answered(outbound, "zone-a allowed again", |who| who == "zone-b/new").await;
+
+    // (5) Kuma 2.10+ inbound `rules` by SPIFFE ID: once a policy with rules
+    // selects the inbound, rules alone decide (the `from` allows above no longer
+    // count), every deny before any allow.
+    let rules = |denied: &str| {
+        json!({"type": "MeshTrafficPermission", "name": "by-spiffe-id", "mesh": "default",
+            "spec": {"targetRef": {"kind": "MeshService", "name": "backend-new"},
+                     "rules": [{"default": {
+                        "deny": [{"spiffeID": {"type": "Exact", "value": format!("spiffe://default/{denied}")}}],
+                        "allow": [{"spiffeID": {"type": "Prefix", "value": "spiffe://default"}}]}}]}})
+    };
+    cluster.apply(rules("frontend_kuma-demo_svc_8080")).await;
+    eventually(
+        "the rules deny of the frontend is enforced",
+        WAIT,
+        || async { exchange(addr, b"ping").await.is_err().then_some(()) },
+    )
+    .await;
+    let counts = tally(addr, 10).await;
+    assert_eq!(counts.get("(failed)"), Some(&10), "{counts:?}");
+    cluster.apply(rules("someone-else")).await;
+    until_answered(outbound, "the rules allow", |who| who == "zone-b/new").await;
 }
 
 #[tokio::test]

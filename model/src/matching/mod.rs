@@ -33,7 +33,7 @@ mod reach;
 mod tests;
 
 pub use merge::merge_confs;
-pub use permission::{PermissionRule, TrafficPermissionRules};
+pub use permission::{Decider, PermissionMatch, PermissionRule, TrafficPermissionRules};
 pub use reach::{PolicyReach, may_affect};
 
 use std::cmp::Reverse;
@@ -43,7 +43,7 @@ use crate::dataplane::{DataplaneSpec, Inbound};
 use crate::document::{Resource, ResourceMeta, Spec};
 use crate::mesh::MeshSpec;
 use crate::policy::{
-    BackendRef, CircuitBreakerConf, HealthCheckConf, LoadBalancingConf, TargetRefPolicy,
+    Action, BackendRef, CircuitBreakerConf, HealthCheckConf, LoadBalancingConf, TargetRefPolicy,
     TimeoutConf,
 };
 use crate::target_ref::{TargetRef, TargetRefKind};
@@ -267,7 +267,25 @@ fn inbound_policies(
     );
 
     let mut rules = Vec::new();
+    let mut denies = Vec::new();
+    let mut allows = Vec::new();
     for (name, p) in &mtps {
+        for conf in p.rule_confs() {
+            for (action, list) in conf.lists() {
+                if list.is_empty() {
+                    continue;
+                }
+                let m = PermissionMatch {
+                    action,
+                    matches: list.to_vec(),
+                    policy: (*name).to_owned(),
+                };
+                match action {
+                    Action::Deny => denies.push(m),
+                    Action::AllowWithShadowDeny | Action::Allow => allows.push(m),
+                }
+            }
+        }
         for (from, conf) in entries_by_kind(p.entries_from()) {
             rules.push(PermissionRule {
                 from: from.clone(),
@@ -284,6 +302,10 @@ fn inbound_policies(
         traffic_permissions: TrafficPermissionRules {
             rules,
             mtls_enabled: mesh.mtls_enabled(),
+            // Kuma emits every deny before any allow, whatever the policies'
+            // order; a shadow deny is checked before a plain allow of the same
+            // rule so that it is logged.
+            matches: denies.into_iter().chain(allows).collect(),
         },
         timeout: merge_from_mesh(&timeouts),
         circuit_breaker: merge_from_mesh(&cbs),
@@ -387,13 +409,24 @@ fn merge_to<T: TargetRefPolicy>(
     merge_confs(&confs)
 }
 
-/// Merges the `from` confs targeting every client (`Mesh`).
+/// Merges the confs that apply to every client: `from` entries targeting
+/// `Mesh` and inbound `rules` without `matches` (a policy has one or the
+/// other), in policy order.
 fn merge_from_mesh<T: TargetRefPolicy>(ordered: &[&T]) -> Option<T::Conf> {
     let confs: Vec<&T::Conf> = ordered
         .iter()
-        .flat_map(|p| entries_by_kind(p.entries_from()))
-        .filter(|(t, _)| t.kind == TargetRefKind::Mesh)
-        .map(|(_, c)| c)
+        .flat_map(|p| {
+            let from = entries_by_kind(p.entries_from())
+                .into_iter()
+                .filter(|(t, _)| t.kind == TargetRefKind::Mesh)
+                .map(|(_, c)| c);
+            let rules = p
+                .entries_rules()
+                .into_iter()
+                .filter(|(m, _)| m.is_empty())
+                .map(|(_, c)| c);
+            from.chain(rules).collect::<Vec<_>>()
+        })
         .collect();
     merge_confs(&confs)
 }

@@ -1,9 +1,14 @@
 //! The inbound side of `MeshTrafficPermission`: an ordered rule list that
 //! answers "may this client connect?" at the destination sidecar.
+//!
+//! Two generations, as in Kuma 2.14: when any policy selecting the inbound has
+//! inbound `rules`, those decide alone (every deny of every such policy first,
+//! then the shadow denies and allows; a client nothing matches is denied);
+//! otherwise the `from` entries decide, most specific first.
 
 use std::collections::BTreeMap;
 
-use crate::policy::Action;
+use crate::policy::{Action, ClientView, Match};
 use crate::target_ref::TargetRef;
 
 /// One rule: clients selected by `from` get `action`.
@@ -27,6 +32,50 @@ pub struct TrafficPermissionRules {
     pub rules: Vec<PermissionRule>,
     /// Whether the mesh has mTLS on, which decides the default.
     pub mtls_enabled: bool,
+    /// Match lists of inbound `rules`, in evaluation order (denies first);
+    /// when not empty they decide and `rules` is not consulted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<PermissionMatch>,
+}
+
+/// One list of an inbound rule: clients any of `matches` selects get `action`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionMatch {
+    /// What the selected clients get.
+    pub action: Action,
+    /// Any one selects a client.
+    pub matches: Vec<Match>,
+    /// The policy the list came from.
+    pub policy: String,
+}
+
+/// What decided a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decider<'a> {
+    /// A `from` rule or a match list of this policy.
+    Policy(&'a str),
+    /// No rule selected the client; the mesh's default applied.
+    Default,
+}
+
+impl TrafficPermissionRules {
+    /// The action for a client and what decided it.
+    pub fn decide(&self, client: &ClientView<'_>) -> (Action, Decider<'_>) {
+        if !self.matches.is_empty() {
+            return self
+                .matches
+                .iter()
+                .find(|m| Match::any(&m.matches, client))
+                .map_or((Action::Deny, Decider::Default), |m| {
+                    (m.action, Decider::Policy(&m.policy))
+                });
+        }
+        match self.rule_for(client.service, client.has_tag) {
+            Some(r) => (r.action, Decider::Policy(&r.policy)),
+            None => (self.default_action(), Decider::Default),
+        }
+    }
 }
 
 impl TrafficPermissionRules {

@@ -9,7 +9,7 @@
 //!   `MeshServiceSubset`), or none for `Mesh`/`MeshSubset`/`Dataplane` (every
 //!   proxy is a candidate; [`may_affect`] then checks the name and labels);
 //! - the destination services its `to` entries name, or `None` when an entry
-//!   targets every destination (`Mesh`) or the policy has `from` entries
+//!   targets every destination (`Mesh`) or the policy has `from` entries or `rules`
 //!   (inbounds are reached whatever the outbounds).
 //!
 //! Invariant: both are *over*-approximations. [`may_affect`] is exact with
@@ -46,7 +46,7 @@ fn reach_of<T: TargetRefPolicy>(p: &T) -> PolicyReach {
         .target_ref()
         .and_then(named)
         .map(|s| BTreeSet::from([s.to_owned()]));
-    let to_services = if p.entries_from().is_empty() {
+    let to_services = if !p.reaches_inbounds() {
         p.entries_to()
             .iter()
             .map(|(t, _)| named(t).map(str::to_owned))
@@ -68,7 +68,7 @@ fn affects<T: TargetRefPolicy>(p: &T, proxy: DataplaneRef<'_>) -> bool {
         dp.configured_inbounds()
             .any(|i| selects_inbound(top, proxy, i))
     };
-    let from = !p.entries_from().is_empty() && on_inbound();
+    let from = p.reaches_inbounds() && on_inbound();
     from || (selects_dataplane(top, proxy)
         && p.entries_to().iter().any(|(t, _)| {
             dp.outbounds()

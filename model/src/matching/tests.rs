@@ -618,3 +618,91 @@ fn dataplane_refs_and_proxy_types() {
         }
     }
 }
+
+#[test]
+fn inbound_rules_of_every_generation() {
+    let mesh = MeshSpec::default();
+    let dp = dataplane("backend", &[], &[]);
+    let policies = [
+        resource(
+            r#"
+type: MeshTrafficPermission
+name: allow-mesh
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  rules:
+    - default:
+        allow:
+          - spiffeID: {type: Prefix, value: "spiffe://default"}
+"#,
+        ),
+        resource(
+            r#"
+type: MeshTrafficPermission
+name: deny-web
+mesh: default
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  rules:
+    - default:
+        deny:
+          - spiffeID: {type: Exact, value: "spiffe://default/web"}
+"#,
+        ),
+        resource(
+            r#"
+type: MeshTrafficPermission
+name: legacy
+mesh: default
+spec:
+  from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]
+"#,
+        ),
+        resource(
+            r#"
+type: MeshTimeout
+name: inbound
+mesh: default
+spec:
+  rules:
+    - default: {idleTimeout: 7s}
+    - matches: [{sni: {type: Exact, value: backend.default}}]
+      default: {idleTimeout: 9s}
+"#,
+        ),
+    ];
+    let got = run(&dp, &mesh, &policies);
+    let inbound = &got.inbounds[&10001];
+    let lists: Vec<(Action, &str)> = inbound
+        .traffic_permissions
+        .matches
+        .iter()
+        .map(|m| (m.action, m.policy.as_str()))
+        .collect();
+    // Every deny first, though the deny comes from the more specific policy.
+    assert_eq!(
+        lists,
+        [(Action::Deny, "deny-web"), (Action::Allow, "allow-mesh")]
+    );
+    let view = |id: &'static str| crate::policy::ClientView {
+        service: id.rsplit('/').next().unwrap_or_default(),
+        spiffe_id: id,
+        sni: None,
+        has_tag: &|_, _| false,
+    };
+    let decide = |id| inbound.traffic_permissions.decide(&view(id)).0;
+    assert_eq!(decide("spiffe://default/web"), Action::Deny);
+    assert_eq!(decide("spiffe://default/api"), Action::Allow);
+    // The `from` policy allowing all is not consulted once rules apply.
+    assert_eq!(decide("spiffe://other/api"), Action::Deny);
+    // Only the rule without matches sets the inbound's timeout.
+    assert_eq!(
+        inbound
+            .timeout
+            .as_ref()
+            .and_then(|t| t.idle_timeout.as_ref())
+            .map(|d| d.as_duration()),
+        Some(std::time::Duration::from_secs(7))
+    );
+}

@@ -77,7 +77,7 @@ pub struct ClientView<'a> {
     /// The SNI the client sent, if any.
     pub sni: Option<&'a str>,
     /// Whether the client's certificate states tag `key` = `value`.
-    pub has_tag: &'a dyn Fn(&str, &str) -> bool,
+    pub has_tag: &'a (dyn Fn(&str, &str) -> bool + Sync),
 }
 
 impl std::fmt::Debug for ClientView<'_> {

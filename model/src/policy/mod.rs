@@ -62,6 +62,12 @@ pub trait TargetRefPolicy {
     fn entries_rules(&self) -> Vec<(&[Match], &Self::Conf)> {
         Vec::new()
     }
+
+    /// Whether the policy configures inbounds: it has `from` entries or
+    /// inbound `rules`.
+    fn reaches_inbounds(&self) -> bool {
+        !self.entries_from().is_empty() || !self.entries_rules().is_empty()
+    }
 }
 
 /// A `to` or `from` entry of a policy: the destinations or clients its

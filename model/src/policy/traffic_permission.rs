@@ -127,6 +127,12 @@ impl TargetRefPolicy for MeshTrafficPermissionSpec {
     fn entries_from(&self) -> Vec<(&TargetRef, &Self::Conf)> {
         entries(self.from.as_deref())
     }
+
+    fn reaches_inbounds(&self) -> bool {
+        // Its rules carry their own conf, so they are not `entries_rules`.
+        self.from.as_ref().is_some_and(|f| !f.is_empty())
+            || self.rules.as_ref().is_some_and(|r| !r.is_empty())
+    }
 }
 
 impl Validate for MeshTrafficPermissionSpec {
