@@ -9,7 +9,7 @@
 //! `proxyTypes` on `Mesh`/`MeshSubset`. The other kinds (`MeshGateway`,
 //! `MeshHTTPRoute`, `MeshExternalService`, `MeshMultiZoneService`) and MeshService
 //! `labels`/`namespace` are kept, select nothing, and are named in the write's
-//! warnings ([`crate::warnings`]), never silently ignored.
+//! warnings ([`crate::warnings()`]), never silently ignored.
 //!
 //! Specificity follows Kuma's table (`api/common/v1alpha1/targetref.go`): Mesh <
 //! Dataplane < MeshSubset < MeshService < MeshServiceSubset; among `Dataplane`
@@ -62,7 +62,7 @@ pub enum ProxyType {
 impl TargetRefKind {
     /// The kinds whose refs Meridian resolves to proxies, destinations or
     /// clients, least specific first. The others are accepted where Kuma
-    /// accepts them and select nothing; [`crate::warnings`] names each use.
+    /// accepts them and select nothing; [`crate::warnings()`] names each use.
     pub const RESOLVED: [TargetRefKind; 5] = [
         Self::Mesh,
         Self::Dataplane,

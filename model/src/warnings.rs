@@ -176,70 +176,46 @@ enum Level {
     From,
 }
 
+/// Every targetRef of a policy with its path and level, top level first.
+fn policy_refs<T: TargetRefPolicy>(p: &T) -> Vec<(String, &TargetRef, Level)> {
+    let top = p
+        .target_ref()
+        .map(|t| ("spec.targetRef".to_owned(), t, Level::Top));
+    fn level<'a>(
+        name: &'static str,
+        refs: Vec<&'a TargetRef>,
+        l: Level,
+    ) -> impl Iterator<Item = (String, &'a TargetRef, Level)> {
+        refs.into_iter()
+            .enumerate()
+            .map(move |(i, r)| (format!("spec.{name}[{i}].targetRef"), r, l))
+    }
+    let from: Vec<&TargetRef> = p.entries_from().into_iter().map(|(t, _)| t).collect();
+    top.into_iter()
+        .chain(level("to", p.to_refs(), Level::To))
+        .chain(level("from", from, Level::From))
+        .collect()
+}
+
 /// Names every targetRef and backendRef that Meridian keeps but does not
 /// resolve, and inbound `rules` whose `matches` it cannot apply.
 fn unresolved_refs(spec: &Spec, out: &mut Vec<FieldViolation>) {
-    let mut refs: Vec<(String, &TargetRef, Level)> = Vec::new();
-    fn level<'a>(
-        name: &str,
-        list: impl Iterator<Item = &'a TargetRef>,
-        l: Level,
-        refs: &mut Vec<(String, &'a TargetRef, Level)>,
-    ) {
-        for (i, r) in list.enumerate() {
-            refs.push((format!("spec.{name}[{i}].targetRef"), r, l));
+    let refs = match spec {
+        Spec::MeshTrafficPermission(p) => policy_refs(p),
+        Spec::MeshTcpRoute(p) => policy_refs(p),
+        Spec::MeshLoadBalancingStrategy(p) => policy_refs(p),
+        Spec::MeshHealthCheck(p) => policy_refs(p),
+        Spec::MeshTimeout(p) => policy_refs(p),
+        Spec::MeshCircuitBreaker(p) => policy_refs(p),
+        _ => Vec::new(),
+    };
+    for (path, r, l) in refs {
+        if let Some(reason) = unresolved(r, l) {
+            out.push(FieldViolation::new(path, reason));
         }
     }
-    let top = match spec {
-        Spec::MeshTrafficPermission(p) => {
-            level(
-                "from",
-                p.from.iter().flatten().map(|e| &e.target_ref),
-                Level::From,
-                &mut refs,
-            );
-            p.target_ref()
-        }
-        Spec::MeshTcpRoute(p) => {
-            level(
-                "to",
-                p.to.iter().flatten().map(|e| &e.target_ref),
-                Level::To,
-                &mut refs,
-            );
-            p.target_ref()
-        }
-        Spec::MeshLoadBalancingStrategy(p) => {
-            level(
-                "to",
-                p.to.iter().flatten().map(|e| &e.target_ref),
-                Level::To,
-                &mut refs,
-            );
-            p.target_ref()
-        }
-        Spec::MeshHealthCheck(p) => {
-            level(
-                "to",
-                p.to.iter().flatten().map(|e| &e.target_ref),
-                Level::To,
-                &mut refs,
-            );
-            p.target_ref()
-        }
+    match spec {
         Spec::MeshTimeout(p) => {
-            level(
-                "to",
-                p.to.iter().flatten().map(|e| &e.target_ref),
-                Level::To,
-                &mut refs,
-            );
-            level(
-                "from",
-                p.from.iter().flatten().map(|e| &e.target_ref),
-                Level::From,
-                &mut refs,
-            );
             for (i, rule) in p.rules.iter().flatten().enumerate() {
                 if rule.matches.as_ref().is_some_and(|m| !m.is_empty()) {
                     out.push(FieldViolation::new(
@@ -248,46 +224,22 @@ fn unresolved_refs(spec: &Spec, out: &mut Vec<FieldViolation>) {
                     ));
                 }
             }
-            p.target_ref()
         }
-        Spec::MeshCircuitBreaker(p) => {
-            level(
-                "to",
-                p.to.iter().flatten().map(|e| &e.target_ref),
-                Level::To,
-                &mut refs,
-            );
-            level(
-                "from",
-                p.from.iter().flatten().map(|e| &e.target_ref),
-                Level::From,
-                &mut refs,
-            );
-            p.target_ref()
-        }
-        _ => None,
-    };
-    if let Some(t) = top {
-        refs.insert(0, ("spec.targetRef".to_owned(), t, Level::Top));
-    }
-    for (path, r, l) in refs {
-        if let Some(reason) = unresolved(r, l) {
-            out.push(FieldViolation::new(path, reason));
-        }
-    }
-    if let Spec::MeshTcpRoute(p) = spec {
-        for (i, to) in p.to.iter().flatten().enumerate() {
-            for (j, rule) in to.rules.iter().enumerate() {
-                for (k, b) in rule.default.backend_refs.iter().enumerate() {
-                    if let Some(reason) = unresolved(&b.target_ref(), Level::To) {
-                        out.push(FieldViolation::new(
-                            format!("spec.to[{i}].rules[{j}].default.backendRefs[{k}]"),
-                            reason,
-                        ));
+        Spec::MeshTcpRoute(p) => {
+            for (i, to) in p.to.iter().flatten().enumerate() {
+                for (j, rule) in to.rules.iter().enumerate() {
+                    for (k, b) in rule.default.backend_refs.iter().enumerate() {
+                        if let Some(reason) = unresolved(&b.target_ref(), Level::To) {
+                            out.push(FieldViolation::new(
+                                format!("spec.to[{i}].rules[{j}].default.backendRefs[{k}]"),
+                                reason,
+                            ));
+                        }
                     }
                 }
             }
         }
+        _ => {}
     }
 }
 

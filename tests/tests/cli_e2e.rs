@@ -153,7 +153,7 @@ async fn clear_messages_for_bad_tokens_and_invalid_documents() {
         "{out}"
     );
     assert!(
-        out.contains("spec.targetRef.name"),
+        out.contains("spec.targetRef: name or labels must be set"),
         "every invalid field is listed: {out}"
     );
     assert!(

@@ -2,7 +2,7 @@
 //! from the calling proxy (`to` only). Meridian's proxies are L4, so only TCP
 //! checks run; Kuma's `http` and `grpc` sections are accepted, validated by
 //! Kuma's rules, stored and synced, and named in the API's `warnings` (see
-//! [`crate::warnings`]): they do not apply to TCP traffic.
+//! [`crate::warnings()`]): they do not apply to TCP traffic.
 
 use crate::duration::Duration;
 use crate::error::{Validate, Violations, join};

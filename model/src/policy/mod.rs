@@ -63,6 +63,12 @@ pub trait TargetRefPolicy {
         Vec::new()
     }
 
+    /// The targetRef of every `to` entry, in document order (also of entries
+    /// that configure nothing).
+    fn to_refs(&self) -> Vec<&TargetRef> {
+        self.entries_to().into_iter().map(|(t, _)| t).collect()
+    }
+
     /// Whether the policy configures inbounds: it has `from` entries or
     /// inbound `rules`.
     fn reaches_inbounds(&self) -> bool {

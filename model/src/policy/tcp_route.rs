@@ -153,6 +153,10 @@ impl TargetRefPolicy for MeshTcpRouteSpec {
             .filter_map(|t| t.rules.first().map(|r| (&t.target_ref, &r.default)))
             .collect()
     }
+
+    fn to_refs(&self) -> Vec<&TargetRef> {
+        self.to.iter().flatten().map(|t| &t.target_ref).collect()
+    }
 }
 
 impl Validate for MeshTcpRouteSpec {
