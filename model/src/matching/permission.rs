@@ -6,8 +6,6 @@
 //! then the shadow denies and allows; a client nothing matches is denied);
 //! otherwise the `from` entries decide, most specific first.
 
-use std::collections::BTreeMap;
-
 use crate::policy::{Action, ClientView, Match};
 use crate::target_ref::TargetRef;
 
@@ -76,25 +74,10 @@ impl TrafficPermissionRules {
             None => (self.default_action(), Decider::Default),
         }
     }
-}
-
-impl TrafficPermissionRules {
-    /// The action for a client identified by its service and tags (the
-    /// service is authoritative: it comes from the peer certificate).
-    pub fn action_for(
-        &self,
-        client_service: &str,
-        client_tags: &BTreeMap<String, String>,
-    ) -> Action {
-        self.rule_for(client_service, |k, v| {
-            client_tags.get(k).is_some_and(|have| have == v)
-        })
-        .map_or_else(|| self.default_action(), |r| r.action)
-    }
 
     /// The rule deciding for a client with this service and `has_tag(key, value)`
     /// (the tags its certificate states), or `None` for the default action.
-    pub fn rule_for(
+    fn rule_for(
         &self,
         client_service: &str,
         has_tag: impl Fn(&str, &str) -> bool,

@@ -6,6 +6,23 @@ use crate::document::parse_document;
 use crate::policy::Action;
 use serde_json::{Value, json};
 
+/// The action for a client of mesh `default` with `tags` and no SNI.
+fn action_for(
+    rules: &TrafficPermissionRules,
+    service: &str,
+    tags: &BTreeMap<String, String>,
+) -> Action {
+    let spiffe_id = format!("spiffe://default/{service}");
+    let has_tag = |k: &str, v: &str| tags.get(k).is_some_and(|have| have == v);
+    let client = crate::policy::ClientView {
+        service,
+        spiffe_id: &spiffe_id,
+        sni: None,
+        has_tag: &has_tag,
+    };
+    rules.decide(&client).0
+}
+
 fn yaml(s: &str) -> Value {
     serde_norway::from_str(s).expect("test YAML parses")
 }
@@ -516,9 +533,7 @@ fn traffic_permissions() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let got = p.inbounds[&10001]
-            .traffic_permissions
-            .action_for(client, &tags);
+        let got = action_for(&p.inbounds[&10001].traffic_permissions, client, &tags);
         assert_eq!(got, want, "{name}");
     }
     assert!(Action::AllowWithShadowDeny.allows());
@@ -606,9 +621,7 @@ fn dataplane_refs_and_proxy_types() {
         let items: Vec<PolicyItem<'_>> = resources.iter().map(PolicyItem::from).collect();
         let p = match_policies(ProxyRef::Dataplane(proxy), &MeshSpec::default(), &items);
         for (port, inbound) in &p.inbounds {
-            let action = inbound
-                .traffic_permissions
-                .action_for("client", &BTreeMap::new());
+            let action = action_for(&inbound.traffic_permissions, "client", &BTreeMap::new());
             let want = if *port == denied {
                 Action::Deny
             } else {
