@@ -46,6 +46,28 @@ fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
+/// A DNS-1123 label: mesh and zone names.
+const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+
+/// A DNS-1123 subdomain: other resource names.
+const DNS_SUBDOMAIN: &str =
+    "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$";
+
+/// A resource name as the validator accepts it: a DNS-1123 label (`label`:
+/// meshes, zones) or subdomain, so generated clients never send a name the
+/// server refuses.
+fn name_string(label: bool) -> ObjectBuilder {
+    let (pattern, max) = if label {
+        (DNS_LABEL, 63)
+    } else {
+        (DNS_SUBDOMAIN, 253)
+    };
+    string()
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+}
+
 fn string_map() -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::Object)
@@ -112,13 +134,19 @@ fn meta_properties(kind: ResourceKind) -> Vec<(&'static str, Schema, bool)> {
             Schema::Object(string().enum_values(Some([kind.type_name()])).build()),
             true,
         ),
-        ("name", Schema::Object(string().build()), true),
+        (
+            "name",
+            Schema::Object(
+                name_string(matches!(kind, ResourceKind::Zone | ResourceKind::Mesh)).build(),
+            ),
+            true,
+        ),
         ("labels", Schema::Object(string_map().build()), false),
         ("creationTime", timestamp(), false),
         ("modificationTime", timestamp(), false),
     ];
     if kind.is_mesh_scoped() {
-        properties.push(("mesh", Schema::Object(string().build()), true));
+        properties.push(("mesh", Schema::Object(name_string(true).build()), true));
     }
     properties
 }
@@ -147,12 +175,21 @@ fn document_schema(kind: ResourceKind, spec: &SpecSchema) -> Schema {
 }
 
 fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter {
+    path_param_of(name, description, string())
+}
+
+/// A path parameter with its own schema (names: [`name_string`]).
+fn path_param_of(
+    name: &str,
+    description: &str,
+    schema: ObjectBuilder,
+) -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Path)
         .required(Required::True)
         .description(Some(description))
-        .schema(Some(string()))
+        .schema(Some(schema))
         .build()
 }
 
@@ -216,7 +253,7 @@ fn kind_paths(paths: PathsBuilder, kind: ResourceKind, role: &Role) -> PathsBuil
         (
             format!("/meshes/{{mesh}}/{plural}"),
             format!("/meshes/{{mesh}}/{plural}/{{name}}"),
-            vec![path_param("mesh", "The mesh.")],
+            vec![path_param_of("mesh", "The mesh.", name_string(true))],
         )
     } else {
         (format!("/{plural}"), format!("/{plural}/{{name}}"), vec![])
@@ -256,7 +293,11 @@ fn kind_paths(paths: PathsBuilder, kind: ResourceKind, role: &Role) -> PathsBuil
         ],
     );
 
-    params.push(path_param("name", "The resource name."));
+    params.push(path_param_of(
+        "name",
+        "The resource name.",
+        name_string(matches!(kind, ResourceKind::Zone | ResourceKind::Mesh)),
+    ));
     let get = OperationBuilder::new()
         .operation_id(Some(format!("get{type_name}")))
         .summary(Some(format!("Get a {type_name}")))
@@ -586,7 +627,7 @@ pub fn document(role: &Role) -> OpenApi {
         paths = raft_paths(paths);
     }
     let free_object = || ObjectBuilder::new().schema_type(Type::Object).build();
-    let zone_param = path_param("name", "The zone.");
+    let zone_param = path_param_of("name", "The zone.", name_string(true));
     paths = paths
         .path(
             "/zones/{name}/insight",
@@ -689,6 +730,59 @@ pub fn document(role: &Role) -> OpenApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The name schemas say exactly what the validator accepts: a generated
+    /// client that follows them is never refused for a name, and one the
+    /// schema allows is accepted.
+    #[test]
+    fn name_schemas_match_the_validator() {
+        let long_label = "a".repeat(63);
+        let too_long_label = "a".repeat(64);
+        let long_name = [long_label.as_str(); 4].join(".");
+        let names = [
+            "default",
+            "a",
+            "web-1",
+            "a.b",
+            "a-.b",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "",
+            "1",
+            "x.y.z",
+            "a..b",
+            ".a",
+            "a.",
+            &long_label,
+            &too_long_label,
+            &long_name,
+        ];
+        for (label, validate) in [
+            (
+                true,
+                meridian_model::validate_mesh_name as fn(&str) -> Result<(), String>,
+            ),
+            (false, meridian_model::validate_name),
+        ] {
+            let schema = name_string(label).build();
+            let pattern = regex::Regex::new(schema.pattern.as_deref().expect("pattern"))
+                .expect("the pattern compiles");
+            let (min, max) = (
+                schema.min_length.expect("min"),
+                schema.max_length.expect("max"),
+            );
+            for name in names {
+                let by_schema = pattern.is_match(name) && (min..=max).contains(&name.len());
+                assert_eq!(
+                    by_schema,
+                    validate(name).is_ok(),
+                    "{name:?} (label: {label}): schema and validator disagree"
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_kind_has_its_paths_and_schema() {

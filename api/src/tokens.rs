@@ -29,7 +29,12 @@ const DEFAULT_VALID_FOR: &str = "8760h";
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ZoneTokenRequest {
-    /// The zone the token identifies.
+    /// The zone the token identifies (a DNS-1123 label).
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+    )]
     pub zone: String,
     /// How long the token is valid, as a Go duration (`24h`, `8760h`); default a year.
     pub valid_for: Option<String>,
@@ -54,6 +59,7 @@ pub struct ZoneTokenResponse {
 #[serde(deny_unknown_fields)]
 pub struct RevokeZoneTokenRequest {
     /// The id of the token to revoke, as `POST /tokens/zone` answered it.
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     pub id: String,
 }
 

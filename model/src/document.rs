@@ -288,7 +288,9 @@ pub fn parse_document(doc: Value) -> Result<Resource, ValidationError> {
         Some(Value::String(n)) => {
             // Zone names are DNS labels (no dots): global names a zone's synced
             // resources `<name>.<zone>`, which stays unambiguous only that way.
-            let valid = if kind == Some(ResourceKind::Zone) {
+            // Mesh names too: every resource in the mesh names it in `mesh`
+            // (checked as a label), and it is the SPIFFE trust domain.
+            let valid = if matches!(kind, Some(ResourceKind::Zone | ResourceKind::Mesh)) {
                 validate_mesh_name(&n)
             } else {
                 validate_name(&n)

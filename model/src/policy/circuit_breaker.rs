@@ -73,18 +73,23 @@ pub struct CircuitBreakerConf {
 pub struct ConnectionLimits {
     /// Maximum connections to the destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_connections: Option<u32>,
     /// Maximum queued connection attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_pending_requests: Option<u32>,
     /// Maximum parallel requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_requests: Option<u32>,
     /// Maximum parallel retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_retries: Option<u32>,
     /// Maximum connection pools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_connection_pools: Option<u32>,
 }
 
@@ -104,6 +109,7 @@ pub struct OutlierDetection {
     pub base_ejection_time: Option<Duration>,
     /// Maximum percentage of endpoints ejected at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 100))]
     pub max_ejection_percent: Option<u32>,
     /// Count local-origin failures (connect errors) apart from upstream ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +148,7 @@ pub struct Detectors {
 pub struct ConsecutiveDetector {
     /// Failures in a row before ejection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub consecutive: Option<u32>,
 }
 
@@ -152,9 +159,11 @@ pub struct ConsecutiveDetector {
 pub struct SuccessRateDetector {
     /// Endpoints needed for the detector to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub minimum_hosts: Option<u32>,
     /// Requests per endpoint needed in an interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub request_volume: Option<u32>,
     /// Ejection below mean − factor × stddev (e.g. `"1.9"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,12 +177,15 @@ pub struct SuccessRateDetector {
 pub struct FailurePercentageDetector {
     /// Endpoints needed for the detector to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub minimum_hosts: Option<u32>,
     /// Requests per endpoint needed in an interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub request_volume: Option<u32>,
     /// Failure percentage at which an endpoint is ejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 100))]
     pub threshold: Option<u32>,
 }
 

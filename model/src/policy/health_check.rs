@@ -54,9 +54,11 @@ pub struct HealthCheckConf {
     pub timeout: Option<Duration>,
     /// Failed checks before an endpoint is unhealthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub unhealthy_threshold: Option<u32>,
     /// Passed checks before an endpoint is healthy again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub healthy_threshold: Option<u32>,
     /// Random delay before the first check.
     #[serde(default, skip_serializing_if = "Option::is_none")]

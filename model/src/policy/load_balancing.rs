@@ -98,6 +98,7 @@ pub struct AffinityTag {
     /// Relative weight of the preference (greater than 0; either every tag
     /// of the list has one or none has).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub weight: Option<u32>,
 }
 
