@@ -232,8 +232,11 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
 
     // Global has it as redis.zone-1, stamped with the zone.
     let on_global = format!("{global_api}/meshes/default/meshservices/redis.zone-1");
-    let synced = eventually("the MeshService reaches global", DEADLINE, || {
-        get(&http, &on_global)
+    // Global may first hold an earlier version (one dataplane's ports): wait
+    // for the one zone-1 settled on.
+    let synced = eventually("the MeshService reaches global", DEADLINE, || async {
+        let s = get(&http, &on_global).await?;
+        (s["spec"] == generated["spec"]).then_some(s)
     })
     .await;
     assert_eq!(synced["labels"]["kuma.io/zone"], "zone-1");
@@ -243,8 +246,9 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
 
     // zone-2 gets zone-1's MeshServices under global's names.
     let on_zone_2 = format!("{api_2}/meshes/default/meshservices/redis.zone-1");
-    let remote = eventually("the MeshService reaches zone-2", DEADLINE, || {
-        get(&http, &on_zone_2)
+    let remote = eventually("the MeshService reaches zone-2", DEADLINE, || async {
+        let s = get(&http, &on_zone_2).await?;
+        (s["spec"] == generated["spec"]).then_some(s)
     })
     .await;
     assert_eq!(remote["labels"]["kuma.io/zone"], "zone-1");
