@@ -141,7 +141,19 @@ fn meta_properties(kind: ResourceKind) -> Vec<(&'static str, Schema, bool)> {
             ),
             true,
         ),
-        ("labels", Schema::Object(string_map().build()), false),
+        // `labels: null` reads as no labels, as Kuma reads it.
+        (
+            "labels",
+            Schema::Object(
+                string_map()
+                    .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                        Type::Object,
+                        Type::Null,
+                    ]))
+                    .build(),
+            ),
+            false,
+        ),
         ("creationTime", timestamp(), false),
         ("modificationTime", timestamp(), false),
     ];
