@@ -63,6 +63,16 @@ where
     }
 }
 
+/// GETs `url` without a token and decodes the JSON answer; `None` unless 200 (for
+/// polling with [`eventually`]).
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    let response = http.get(url).send().await.ok()?;
+    if response.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    response.json().await.ok()
+}
+
 /// The `field`s of an RFC 7807 problem's `invalid_parameters`, in order.
 pub fn problem_fields(problem: &serde_json::Value) -> Vec<String> {
     problem["invalid_parameters"]

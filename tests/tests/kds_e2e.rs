@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use meridian_proto::kds::kds_client::KdsClient;
 use meridian_proto::kds::{self, ZoneToGlobalAck, zone_to_global_ack};
-use meridian_tests::eventually;
 use meridian_tests::kds_client;
 use meridian_tests::postgres::TestDatabase;
 use meridian_tests::process::MeridianProcess;
 use meridian_tests::scratch::{Dir, free_port};
+use meridian_tests::{eventually, get_json as get};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -115,14 +115,6 @@ async fn start_zone_at(
         ADMIN,
     ])
     .await
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
-    let response = http.get(url).send().await.ok()?;
-    if response.status() != StatusCode::OK {
-        return None;
-    }
-    response.json().await.ok()
 }
 
 fn timeout_policy(name: &str, idle: &str) -> Value {

@@ -13,14 +13,14 @@
 
 use std::time::Duration;
 
-use meridian_tests::eventually;
+use meridian_tests::global_replicas::{ADMIN, start_zone as start_zone_cp};
 use meridian_tests::postgres::TestDatabase;
 use meridian_tests::process::MeridianProcess;
 use meridian_tests::scratch::{Dir, free_port};
+use meridian_tests::{eventually, get_json as get};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const ADMIN: &str = "admin-token";
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn start_global(database: &TestDatabase, dir: &Dir) -> (MeridianProcess, String, String) {
@@ -51,6 +51,7 @@ async fn start_global(database: &TestDatabase, dir: &Dir) -> (MeridianProcess, S
     (process, kds, ca)
 }
 
+/// A zone CP of `zone` with a token issued by global.
 async fn start_zone(
     http: &reqwest::Client,
     global_api: &str,
@@ -60,38 +61,7 @@ async fn start_zone(
     dir: &Dir,
 ) -> MeridianProcess {
     let token = meridian_tests::cluster::issue_zone_token(http, global_api, ADMIN, zone).await;
-    let token_file = dir.path(&format!("{zone}.token"));
-    std::fs::write(&token_file, token).unwrap();
-    let api_addr = format!("127.0.0.1:{}", free_port());
-    let data_dir = dir.path(zone);
-    MeridianProcess::start(&[
-        "zone-cp",
-        "--zone",
-        zone,
-        "--global-kds",
-        kds,
-        "--global-kds-ca",
-        ca,
-        "--zone-token",
-        &token_file,
-        "--api-addr",
-        &api_addr,
-        "--dp-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir,
-        "--admin-token",
-        ADMIN,
-    ])
-    .await
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
-    let response = http.get(url).send().await.ok()?;
-    if response.status() != StatusCode::OK {
-        return None;
-    }
-    response.json().await.ok()
+    start_zone_cp(zone, &[kds], ca, &token, dir).await
 }
 
 async fn put_status(http: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, String) {
