@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use commands::{
-    apply, delete, demo_echo, dp, get, global_cp, probe, raft, up, zone_cp, zone_egress,
+    apply, delete, demo_echo, dp, export, get, global_cp, probe, raft, up, zone_cp, zone_egress,
     zone_ingress,
 };
 
@@ -58,6 +58,14 @@ enum Command {
         api: ApiArgs,
         #[command(flatten)]
         args: get::GetArgs,
+    },
+    /// Write every resource `apply -f` can restore as multi-document YAML
+    /// (meshes, zones, policies, MeshMultiZoneServices).
+    Export {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        args: export::ExportArgs,
     },
     /// Delete a resource (a Mesh or Zone takes what it owns with it).
     Delete {
@@ -178,6 +186,13 @@ async fn main() -> std::process::ExitCode {
             init_tracing("warn");
             match api.client() {
                 Ok(client) => get::run(&client, &args).await,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Export { api, args } => {
+            init_tracing("warn");
+            match api.client() {
+                Ok(client) => export::run(&client, &args).await,
                 Err(e) => Err(e),
             }
         }

@@ -219,3 +219,113 @@ async fn kds_without_tls_is_refused_at_start() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("https://"), "the error says to use TLS: {err}");
 }
+
+/// `export` writes what `apply -f` restores: export, wipe (delete the meshes and
+/// the zone, which takes what they hold), apply the file, and a second export
+/// is the first one, timestamps aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_wipe_then_apply_restores_global() {
+    meridian_tests::init();
+    let database = TestDatabase::create().await;
+    let global = MeridianProcess::global_cp(&database.url, &["--admin-token", "right"]).await;
+    let api = global.api_url.clone();
+    let env = [("MERIDIAN_API", api.as_str()), ("MERIDIAN_TOKEN", "right")];
+    let dir = std::env::temp_dir().join(format!("meridian-export-{:x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+
+    let documents = r#"
+type: Mesh
+name: payments
+---
+type: Zone
+name: zone-x
+---
+type: MeshTrafficPermission
+name: by-spiffe-id
+mesh: payments
+labels: {team: payments}
+spec:
+  targetRef: {kind: Mesh}
+  rules:
+    - default:
+        allow: [{spiffeID: {type: Prefix, value: "spiffe://payments"}}]
+---
+type: MeshTimeout
+name: slow-backend
+mesh: payments
+spec:
+  to: [{targetRef: {kind: MeshService, name: backend}, default: {idleTimeout: 20s}}]
+---
+type: MeshMultiZoneService
+name: ledger
+mesh: payments
+spec:
+  selector: {meshService: {matchLabels: {app: ledger}}}
+  ports: [{port: 8080}]
+---
+type: MeshTCPRoute
+name: split
+mesh: default
+spec:
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      rules: [{default: {backendRefs: [{kind: MeshService, name: backend-v2}]}}]
+"#;
+    std::fs::write(path("setup.yaml"), documents).unwrap();
+    let applied = run_cli(&["apply", "-f", &path("setup.yaml")], &env).await;
+    assert!(applied.status.success(), "{}", stderr(&applied));
+
+    let export = || async {
+        let out = run_cli(&["export"], &env).await;
+        assert!(out.status.success(), "export failed: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not exported: zone-owned"),
+            "{}",
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    let without_times = |yaml: &str| -> Vec<String> {
+        yaml.lines()
+            .filter(|l| !l.starts_with("creationTime:") && !l.starts_with("modificationTime:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let first = export().await;
+    for name in [
+        "payments",
+        "by-spiffe-id",
+        "slow-backend",
+        "ledger",
+        "split",
+        "zone-x",
+    ] {
+        assert!(
+            first.contains(&format!("name: {name}")),
+            "{name} missing:\n{first}"
+        );
+    }
+    std::fs::write(path("export.yaml"), &first).unwrap();
+
+    for (kind, name) in [
+        ("mesh", "payments"),
+        ("mesh", "default"),
+        ("zone", "zone-x"),
+    ] {
+        let deleted = run_cli(&["delete", kind, name], &env).await;
+        assert!(deleted.status.success(), "{}", stderr(&deleted));
+    }
+    let wiped = export().await;
+    assert!(!wiped.contains("name: payments"), "{wiped}");
+
+    let restored = run_cli(&["apply", "-f", &path("export.yaml")], &env).await;
+    assert!(
+        restored.status.success(),
+        "{}{}",
+        stdout(&restored),
+        stderr(&restored)
+    );
+    assert_eq!(without_times(&export().await), without_times(&first));
+    let _ = std::fs::remove_dir_all(dir);
+}

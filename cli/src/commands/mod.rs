@@ -4,6 +4,7 @@ pub mod apply;
 pub mod delete;
 pub mod demo_echo;
 pub mod dp;
+pub mod export;
 pub mod get;
 pub mod global_cp;
 pub mod probe;
