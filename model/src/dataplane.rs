@@ -352,14 +352,7 @@ mod tests {
     use serde_json::json;
 
     fn errors(value: serde_json::Value) -> Vec<String> {
-        match Spec::from_value(ResourceKind::Dataplane, value) {
-            Ok(_) => vec![],
-            Err(e) => e
-                .violations
-                .into_iter()
-                .map(|v| format!("{}: {}", v.field, v.reason))
-                .collect(),
-        }
+        crate::test_support::violation_lines(ResourceKind::Dataplane, value, false)
     }
 
     fn sample() -> serde_json::Value {

@@ -119,3 +119,33 @@ mod openapi_tests {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! What the model's unit tests share.
+
+    use crate::{ResourceKind, Spec};
+
+    /// `field: reason` of every violation of `value` as a `kind` spec, in order
+    /// (empty when valid). With `round_trip`, a valid spec must render back to
+    /// exactly `value` (its canonical form).
+    pub(crate) fn violation_lines(
+        kind: ResourceKind,
+        value: serde_json::Value,
+        round_trip: bool,
+    ) -> Vec<String> {
+        match Spec::from_value(kind, value.clone()) {
+            Ok(spec) => {
+                if round_trip {
+                    assert_eq!(spec.to_value(), value, "canonical form");
+                }
+                vec![]
+            }
+            Err(e) => e
+                .violations
+                .into_iter()
+                .map(|v| format!("{}: {}", v.field, v.reason))
+                .collect(),
+        }
+    }
+}

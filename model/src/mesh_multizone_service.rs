@@ -159,20 +159,10 @@ impl Validate for MeshMultiZoneServiceFields {
 mod tests {
     use serde_json::json;
 
-    use crate::{ResourceKind, Spec};
+    use crate::ResourceKind;
 
     fn errors(value: serde_json::Value) -> Vec<String> {
-        match Spec::from_value(ResourceKind::MeshMultiZoneService, value.clone()) {
-            Ok(spec) => {
-                assert_eq!(spec.to_value(), value, "canonical form");
-                vec![]
-            }
-            Err(e) => e
-                .violations
-                .into_iter()
-                .map(|v| format!("{}: {}", v.field, v.reason))
-                .collect(),
-        }
+        crate::test_support::violation_lines(ResourceKind::MeshMultiZoneService, value, true)
     }
 
     #[test]

@@ -432,17 +432,7 @@ mod tests {
     use crate::{ResourceKind, Spec};
 
     fn errors(value: serde_json::Value) -> Vec<String> {
-        match Spec::from_value(ResourceKind::MeshService, value.clone()) {
-            Ok(spec) => {
-                assert_eq!(spec.to_value(), value, "canonical form");
-                vec![]
-            }
-            Err(e) => e
-                .violations
-                .into_iter()
-                .map(|v| format!("{}: {}", v.field, v.reason))
-                .collect(),
-        }
+        crate::test_support::violation_lines(ResourceKind::MeshService, value, true)
     }
 
     #[test]

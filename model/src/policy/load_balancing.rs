@@ -1114,17 +1114,7 @@ mod tests {
     }
 
     fn spec_errors(value: serde_json::Value) -> Vec<String> {
-        match Spec::from_value(ResourceKind::MeshLoadBalancingStrategy, value.clone()) {
-            Ok(spec) => {
-                assert_eq!(spec.to_value(), value);
-                vec![]
-            }
-            Err(e) => e
-                .violations
-                .into_iter()
-                .map(|v| format!("{}: {}", v.field, v.reason))
-                .collect(),
-        }
+        crate::test_support::violation_lines(ResourceKind::MeshLoadBalancingStrategy, value, true)
     }
 
     #[test]

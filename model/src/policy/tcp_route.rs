@@ -218,21 +218,11 @@ fn validate_backend_refs(path: &str, refs: &[BackendRef], v: &mut Violations) {
 
 #[cfg(test)]
 mod tests {
-    use crate::{ResourceKind, Spec};
+    use crate::ResourceKind;
     use serde_json::json;
 
     fn errors(value: serde_json::Value) -> Vec<String> {
-        match Spec::from_value(ResourceKind::MeshTcpRoute, value.clone()) {
-            Ok(spec) => {
-                assert_eq!(spec.to_value(), value);
-                vec![]
-            }
-            Err(e) => e
-                .violations
-                .into_iter()
-                .map(|v| format!("{}: {}", v.field, v.reason))
-                .collect(),
-        }
+        crate::test_support::violation_lines(ResourceKind::MeshTcpRoute, value, true)
     }
 
     fn route(to_ref: serde_json::Value, backend_refs: serde_json::Value) -> serde_json::Value {

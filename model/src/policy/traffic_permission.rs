@@ -168,21 +168,11 @@ impl Validate for MeshTrafficPermissionSpec {
 
 #[cfg(test)]
 mod tests {
-    use crate::{ResourceKind, Spec};
+    use crate::ResourceKind;
     use serde_json::json;
 
     fn errors(value: serde_json::Value) -> Vec<String> {
-        match Spec::from_value(ResourceKind::MeshTrafficPermission, value.clone()) {
-            Ok(spec) => {
-                assert_eq!(spec.to_value(), value);
-                vec![]
-            }
-            Err(e) => e
-                .violations
-                .into_iter()
-                .map(|v| format!("{}: {}", v.field, v.reason))
-                .collect(),
-        }
+        crate::test_support::violation_lines(ResourceKind::MeshTrafficPermission, value, true)
     }
 
     #[test]
