@@ -13,56 +13,14 @@
 
 use std::time::Duration;
 
-use meridian_tests::global_replicas::{ADMIN, start_zone as start_zone_cp};
+use meridian_tests::global_replicas::{ADMIN, GlobalReplica, start_zone};
 use meridian_tests::postgres::TestDatabase;
-use meridian_tests::process::MeridianProcess;
-use meridian_tests::scratch::{Dir, free_port};
+use meridian_tests::scratch::Dir;
 use meridian_tests::{eventually, get_json as get};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn start_global(database: &TestDatabase, dir: &Dir) -> (MeridianProcess, String, String) {
-    let api_addr = format!("127.0.0.1:{}", free_port());
-    let kds_addr = format!("127.0.0.1:{}", free_port());
-    let data_dir = dir.path("global");
-    let mut process = MeridianProcess::start(&[
-        "global-cp",
-        "--data-dir",
-        &data_dir,
-        "--api-addr",
-        &api_addr,
-        "--kds-addr",
-        &kds_addr,
-        "--admin-token",
-        ADMIN,
-        "--database-url",
-        &database.url,
-    ])
-    .await;
-    let (kds, ca) = process
-        .wait_for_line(|line| {
-            let rest = line.split("KDS on ").nth(1)?;
-            let (url, ca) = rest.split_once(" (zones trust ")?;
-            Some((url.to_owned(), ca.trim_end_matches(')').to_owned()))
-        })
-        .await;
-    (process, kds, ca)
-}
-
-/// A zone CP of `zone` with a token issued by global.
-async fn start_zone(
-    http: &reqwest::Client,
-    global_api: &str,
-    zone: &str,
-    kds: &str,
-    ca: &str,
-    dir: &Dir,
-) -> MeridianProcess {
-    let token = meridian_tests::cluster::issue_zone_token(http, global_api, ADMIN, zone).await;
-    start_zone_cp(zone, &[kds], ca, &token, dir).await
-}
 
 async fn put_status(http: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, String) {
     let response = http
@@ -118,10 +76,14 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
     let database = TestDatabase::create().await;
     let dir = Dir::new("mesh-service-e2e");
     let http = reqwest::Client::new();
-    let (global, kds, ca) = start_global(&database, &dir).await;
-    let global_api = global.api_url.clone();
-    let zone_1 = start_zone(&http, &global_api, "zone-1", &kds, &ca, &dir).await;
-    let zone_2 = start_zone(&http, &global_api, "zone-2", &kds, &ca, &dir).await;
+    let global = GlobalReplica::start(&database.url, &dir, "global", None).await;
+    let (global_api, ca) = (global.api.clone(), global.kds_ca());
+    let mut zones = Vec::new();
+    for zone in ["zone-1", "zone-2"] {
+        let token = global.zone_token(&http, zone).await;
+        zones.push(start_zone(zone, &[&global.kds], &ca, &token, &dir).await);
+    }
+    let (zone_1, zone_2) = (&zones[0], &zones[1]);
     let (api_1, api_2) = (zone_1.api_url.clone(), zone_2.api_url.clone());
 
     // The default mesh generates MeshServices once its mode is set on global.
