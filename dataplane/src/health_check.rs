@@ -363,6 +363,7 @@ mod probe_tests {
                             via: Via::Direct,
                         })
                         .collect(),
+                    resource: None,
                 }],
                 timeout: None,
                 circuit_breaker: None,

@@ -216,6 +216,7 @@ mod tests {
                 weight,
                 sni: format!("{name}.sni"),
                 endpoints: vec![].into(),
+                resource: None,
             },
             balancer: Arc::new(Mutex::new(Balancer::new(
                 Plan::build("z1", &BTreeMap::new(), eps, None),

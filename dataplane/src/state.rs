@@ -249,6 +249,7 @@ mod tests {
                     weight: 100,
                     sni: "backend.default.mesh".into(),
                     endpoints: endpoints.into(),
+                    resource: None,
                 }],
                 timeout: None,
                 circuit_breaker: None,

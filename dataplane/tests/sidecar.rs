@@ -137,6 +137,7 @@ fn backend(service: &str, weight: u32, endpoints: Vec<SocketAddr>) -> BackendCon
         weight,
         sni: format!("{service}.{MESH}.mesh"),
         endpoints: endpoints.into_iter().map(endpoint).collect(),
+        resource: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::duration::Duration;
 use crate::error::{Validate, Violations, index, join};
 use crate::name::{validate_host, validate_port};
-use crate::target_ref::validate_tags;
+use crate::target_ref::{TargetRefKind, validate_tags};
 
 /// The tag naming the service an inbound or outbound belongs to.
 pub const SERVICE_TAG: &str = "kuma.io/service";
@@ -45,6 +45,9 @@ pub struct DataplaneNetworking {
     /// The proxy's admin listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<Admin>,
+    /// Transparent proxying (stored; not applied yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparent_proxying: Option<TransparentProxying>,
 }
 
 /// A service this proxy serves.
@@ -173,15 +176,103 @@ pub struct Outbound {
     /// The local address (defaults to 127.0.0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// Tags of the destination; `kuma.io/service` is required.
+    /// Tags of the destination (2.5 model); `kuma.io/service` is required
+    /// unless `backendRef` is set, and refused beside it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// The destination as a resource (Kuma 2.x): a MeshService or
+    /// MeshMultiZoneService port, by name or labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<OutboundBackendRef>,
 }
 
 impl Outbound {
-    /// The destination service (`kuma.io/service` tag).
+    /// The destination service (`kuma.io/service` tag); empty for a `backendRef`.
     pub fn service(&self) -> &str {
         self.tags.get(SERVICE_TAG).map_or("", String::as_str)
     }
+}
+
+/// An outbound's `backendRef`: which resource the local port reaches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutboundBackendRef {
+    /// `MeshService`, `MeshMultiZoneService` or `MeshExternalService`.
+    pub kind: TargetRefKind,
+    /// The resource's name in this zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The resource's port (required except for MeshExternalService).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// Labels selecting one resource (the first by name when several match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// Kinds an outbound `backendRef` may name (Kuma's `allowedKinds`).
+pub const OUTBOUND_BACKEND_KINDS: [TargetRefKind; 3] = [
+    TargetRefKind::MeshExternalService,
+    TargetRefKind::MeshMultiZoneService,
+    TargetRefKind::MeshService,
+];
+
+/// Transparent proxying settings (Kuma's `networking.transparentProxying`):
+/// accepted and stored; Meridian's sidecar does not redirect traffic yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransparentProxying {
+    /// The port inbound traffic is redirected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_port_inbound: Option<u32>,
+    /// The port outbound traffic is redirected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_port_outbound: Option<u32>,
+    /// Services reached directly, bypassing the mesh (`*` for all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_access_services: Option<Vec<String>>,
+    /// The only services this proxy gets outbounds for (`kuma.io/service` values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable_services: Option<Vec<String>>,
+    /// `IPv4` or `DualStack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family_mode: Option<String>,
+    /// The only resources this proxy gets outbounds for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable_backends: Option<ReachableBackends>,
+}
+
+/// `transparentProxying.reachableBackends`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReachableBackends {
+    /// The resources.
+    #[serde(default)]
+    pub refs: Vec<ReachableBackendRef>,
+}
+
+/// One reachable resource.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReachableBackendRef {
+    /// `MeshService`, `MeshMultiZoneService` or `MeshExternalService`.
+    pub kind: TargetRefKind,
+    /// By name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// With `name`: the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// One port only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// By labels (not with `name`/`namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// An admin listener.
@@ -323,8 +414,14 @@ impl Validate for DataplaneSpec {
                 {
                     v.add(join(&p, "address"), e);
                 }
-                validate_service_tags(&join(&p, "tags"), &out.tags, v);
+                match &out.backend_ref {
+                    Some(b) => validate_outbound_backend_ref(&p, b, !out.tags.is_empty(), v),
+                    None => validate_service_tags(&join(&p, "tags"), &out.tags, v),
+                }
             }
+        }
+        if let Some(tp) = &n.transparent_proxying {
+            validate_transparent_proxying(&join(&np, "transparentProxying"), tp, v);
         }
         if let Some(admin) = &n.admin
             && let Err(e) = validate_port(admin.port)
@@ -332,6 +429,112 @@ impl Validate for DataplaneSpec {
             v.add(join(&join(&np, "admin"), "port"), e);
         }
     }
+}
+
+/// Kuma's rules for an outbound's `backendRef` (at `path`, the outbound).
+fn validate_outbound_backend_ref(
+    path: &str,
+    b: &OutboundBackendRef,
+    has_tags: bool,
+    v: &mut Violations,
+) {
+    let bp = join(path, "backendRef");
+    if !OUTBOUND_BACKEND_KINDS.contains(&b.kind) {
+        v.add(
+            join(&bp, "kind"),
+            format!(
+                "invalid value {:?}; allowed: {}",
+                b.kind.as_str(),
+                kinds_list(&OUTBOUND_BACKEND_KINDS)
+            ),
+        );
+    }
+    let has_labels = b.labels.as_ref().is_some_and(|l| !l.is_empty());
+    if b.name.as_deref().is_none_or(str::is_empty) && !has_labels {
+        v.add(bp.clone(), "either 'name' or 'labels' must be set");
+    }
+    if b.kind != TargetRefKind::MeshExternalService {
+        match b.port {
+            None => v.add(join(&bp, "port"), "must be set"),
+            Some(port) => {
+                if let Err(e) = validate_port(port) {
+                    v.add(join(&bp, "port"), e);
+                }
+            }
+        }
+    }
+    if has_tags {
+        v.add(bp, "both backendRef and tags cannot be set");
+    }
+}
+
+/// Kuma's rules for `transparentProxying.reachableBackends`.
+fn validate_transparent_proxying(path: &str, tp: &TransparentProxying, v: &mut Violations) {
+    for (field, port) in [
+        ("redirectPortInbound", tp.redirect_port_inbound),
+        ("redirectPortOutbound", tp.redirect_port_outbound),
+    ] {
+        if let Some(port) = port
+            && let Err(e) = validate_port(port)
+        {
+            v.add(join(path, field), e);
+        }
+    }
+    if let Some(mode) = &tp.ip_family_mode
+        && !["IPv4", "DualStack"].contains(&mode.as_str())
+    {
+        v.add(
+            join(path, "ipFamilyMode"),
+            format!("invalid value {mode:?}; allowed: IPv4, DualStack"),
+        );
+    }
+    let refs = join(&join(path, "reachableBackends"), "refs");
+    for (i, r) in tp
+        .reachable_backends
+        .iter()
+        .flat_map(|b| &b.refs)
+        .enumerate()
+    {
+        let p = index(&refs, i);
+        if !OUTBOUND_BACKEND_KINDS.contains(&r.kind) {
+            v.add(
+                join(&p, "kind"),
+                format!(
+                    "invalid value {:?}; allowed: {}",
+                    r.kind.as_str(),
+                    kinds_list(&OUTBOUND_BACKEND_KINDS)
+                ),
+            );
+        }
+        let has_labels = r.labels.as_ref().is_some_and(|l| !l.is_empty());
+        let name = r.name.as_deref().filter(|n| !n.is_empty());
+        let namespace = r.namespace.as_deref().filter(|n| !n.is_empty());
+        if let Some(name) = name
+            && let Err(e) = crate::name::validate_name(name)
+        {
+            v.add(join(&p, "name"), e);
+        }
+        if name.is_none() && namespace.is_none() && !has_labels {
+            v.add(join(&p, "name"), "name or labels are required");
+        }
+        if name.is_none() && namespace.is_some() {
+            v.add(join(&p, "name"), "name is required when namespace is set");
+        }
+        if (name.is_some() || namespace.is_some()) && has_labels {
+            v.add(
+                join(&p, "labels"),
+                "labels cannot be set when name is specified",
+            );
+        }
+    }
+}
+
+fn kinds_list(kinds: &[TargetRefKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Tags that must name a service.
@@ -475,6 +678,64 @@ mod tests {
                 {"port": 2, "name": "main", "tags": {"kuma.io/service": "b"}}
             ]))),
             vec!["networking.inbound[1].name: name \"main\" must be unique across inbounds"]
+        );
+    }
+
+    #[test]
+    fn outbound_backend_refs_and_transparent_proxying_as_kuma_2_writes_them() {
+        let dp = |networking: serde_json::Value| {
+            let mut n = json!({"address": "10.0.0.1",
+                "inbound": [{"port": 1, "tags": {"kuma.io/service": "a"}}]});
+            for (k, v) in networking.as_object().expect("object") {
+                n[k] = v.clone();
+            }
+            json!({"networking": n})
+        };
+        let valid = dp(json!({
+            "outbound": [
+                {"port": 15001, "backendRef": {"kind": "MeshService", "name": "backend", "port": 8080}},
+                {"port": 15002, "backendRef": {"kind": "MeshMultiZoneService", "labels": {"app": "db"}, "port": 5432}},
+                {"port": 15003, "backendRef": {"kind": "MeshExternalService", "name": "httpbin"}}
+            ],
+            "transparentProxying": {"redirectPortInbound": 15006, "redirectPortOutbound": 15001,
+                "ipFamilyMode": "DualStack",
+                "reachableBackends": {"refs": [{"kind": "MeshService", "name": "backend", "namespace": "kuma-demo", "port": 8080},
+                                               {"kind": "MeshService", "labels": {"app": "db"}}]}}
+        }));
+        let parsed = Spec::from_value(ResourceKind::Dataplane, valid.clone()).expect("valid");
+        assert_eq!(parsed.to_value(), valid, "round trip");
+        let Spec::Dataplane(d) = parsed else {
+            panic!("wrong kind")
+        };
+        assert!(
+            d.outbounds()
+                .iter()
+                .all(|o| o.tags.is_empty() && o.backend_ref.is_some())
+        );
+
+        assert_eq!(
+            errors(dp(json!({
+                "outbound": [
+                    {"port": 15001, "backendRef": {"kind": "Mesh", "name": "x", "port": 1}},
+                    {"port": 15002, "backendRef": {"kind": "MeshService"}},
+                    {"port": 15003, "tags": {"kuma.io/service": "b"},
+                     "backendRef": {"kind": "MeshService", "name": "b", "port": 70000}}
+                ],
+                "transparentProxying": {"redirectPortInbound": 0, "ipFamilyMode": "IPv6",
+                    "reachableBackends": {"refs": [{"kind": "MeshGateway", "name": "g"},
+                                                   {"kind": "MeshService", "namespace": "ns"}]}}
+            }))),
+            vec![
+                "networking.outbound[0].backendRef.kind: invalid value \"Mesh\"; allowed: MeshExternalService, MeshMultiZoneService, MeshService",
+                "networking.outbound[1].backendRef: either 'name' or 'labels' must be set",
+                "networking.outbound[1].backendRef.port: must be set",
+                "networking.outbound[2].backendRef.port: must be in 1..=65535 (got 70000)",
+                "networking.outbound[2].backendRef: both backendRef and tags cannot be set",
+                "networking.transparentProxying.redirectPortInbound: must be in 1..=65535 (got 0)",
+                "networking.transparentProxying.ipFamilyMode: invalid value \"IPv6\"; allowed: IPv4, DualStack",
+                "networking.transparentProxying.reachableBackends.refs[0].kind: invalid value \"MeshGateway\"; allowed: MeshExternalService, MeshMultiZoneService, MeshService",
+                "networking.transparentProxying.reachableBackends.refs[1].name: name is required when namespace is set",
+            ]
         );
     }
 }

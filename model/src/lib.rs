@@ -58,7 +58,7 @@ pub use mesh_service::*;
 pub use name::{validate_mesh_name, validate_name};
 pub use policy::*;
 pub use secret::{SecretSpec, ca_cert_secret_name, ca_key_secret_name};
-pub use target_ref::{TargetRef, TargetRefKind};
+pub use target_ref::{NAMESPACE_LABEL, TargetRef, TargetRefKind};
 pub use warnings::warnings;
 pub use zone::ZoneSpec;
 pub use zone_proxy::*;

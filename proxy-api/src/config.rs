@@ -131,6 +131,31 @@ pub struct BackendConfig {
     /// The endpoints, local and remote (shared with every config routing to the
     /// same cluster).
     pub endpoints: Endpoints,
+    /// The Kuma 2.x resource the backend stands for; absent for a
+    /// `kuma.io/service` (and subset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<BackendResource>,
+}
+
+/// A backend that is one port of a MeshService or MeshMultiZoneService.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendResource {
+    /// The resource's kind.
+    pub kind: BackendResourceKind,
+    /// Its name in the zone's store.
+    pub name: String,
+    /// The port.
+    pub port: u32,
+}
+
+/// The kinds of [`BackendResource`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum BackendResourceKind {
+    /// A MeshService (one zone's).
+    MeshService,
+    /// A MeshMultiZoneService (MeshServices of several zones).
+    MeshMultiZoneService,
 }
 
 /// One address a connection can go to.
@@ -363,6 +388,7 @@ mod tests {
             weight: 1,
             sni: sni.into(),
             endpoints: ports.iter().copied().map(endpoint).collect(),
+            resource: None,
         }
     }
 

@@ -10,5 +10,5 @@
 pub mod name;
 pub mod peek;
 
-pub use name::{SniTarget, is_valid_dns_name, looks_like_meridian_sni};
+pub use name::{ResourceSni, SniTarget, is_valid_dns_name, looks_like_meridian_sni};
 pub use peek::{PeekError, PeekLimits, PeekedHello, peek_client_hello};

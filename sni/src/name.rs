@@ -159,6 +159,89 @@ impl std::fmt::Display for SniTarget {
     }
 }
 
+/// Domain-separation prefix of the hashed resource tuple encoding.
+const RESOURCE_HASH_DOMAIN: &[u8] = b"meridian-sni-resource-v1\0";
+
+/// What a cross-zone connection to a Kuma 2.x resource is for: one port of a
+/// MeshService (named as its own zone names it), or one port of a
+/// MeshMultiZoneService (global, so named the same in every zone).
+///
+/// ```text
+/// mesh-service-sni = name-label "." port "." slug(zone, 63) "." mesh-label ".ms." SNI_SUFFIX
+/// multizone-sni    = name-label "." port "." mesh-label ".mzs." SNI_SUFFIX
+/// name-label       = slug(name, 46) "-" hash   ; hash as above, over
+///                    "meridian-sni-resource-v1" 0x00 len(kind) kind len(mesh) mesh
+///                    len(zone) zone len(name) name port(4-byte big-endian)
+/// ```
+///
+/// Five and four labels before the suffix, where a service name has two or
+/// three: the three forms never collide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceSni {
+    /// One port of a MeshService.
+    MeshService {
+        /// The mesh.
+        mesh: String,
+        /// The zone that owns it.
+        zone: String,
+        /// Its name in its own zone (`kuma.io/display-name`).
+        name: String,
+        /// The port.
+        port: u32,
+    },
+    /// One port of a MeshMultiZoneService.
+    MultiZone {
+        /// The mesh.
+        mesh: String,
+        /// Its name.
+        name: String,
+        /// The port.
+        port: u32,
+    },
+}
+
+impl ResourceSni {
+    /// The SNI name (see the type's grammar).
+    pub fn to_sni(&self) -> String {
+        let (kind, mesh, zone, name, port) = match self {
+            ResourceSni::MeshService {
+                mesh,
+                zone,
+                name,
+                port,
+            } => ("ms", mesh, Some(zone), name, *port),
+            ResourceSni::MultiZone { mesh, name, port } => ("mzs", mesh, None, name, *port),
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(RESOURCE_HASH_DOMAIN);
+        hash_str(&mut hasher, kind);
+        hash_str(&mut hasher, mesh);
+        hash_str(&mut hasher, zone.map_or("", String::as_str));
+        hash_str(&mut hasher, name);
+        hasher.update(port.to_be_bytes());
+        let digest = hasher.finalize();
+        let mut out = slug(name, SERVICE_SLUG_MAX);
+        out.push('-');
+        for byte in digest.iter().take(HASH_HEX_LEN / 2) {
+            out.push(hex_digit(byte >> 4));
+            out.push(hex_digit(byte & 0x0f));
+        }
+        out.push('.');
+        out.push_str(&port.to_string());
+        out.push('.');
+        if let Some(zone) = zone {
+            out.push_str(&slug(zone, MAX_LABEL_LEN));
+            out.push('.');
+        }
+        out.push_str(&slug(mesh, MAX_LABEL_LEN));
+        out.push('.');
+        out.push_str(kind);
+        out.push('.');
+        out.push_str(SNI_SUFFIX);
+        out
+    }
+}
+
 /// Feeds one length-prefixed string to the hasher.
 fn hash_str(hasher: &mut Sha256, s: &str) {
     hasher.update((s.len() as u64).to_be_bytes());
@@ -231,10 +314,18 @@ pub fn looks_like_meridian_sni(name: &str) -> bool {
         return false;
     }
     let labels: Vec<&str> = name.split('.').collect();
-    if !(4..=5).contains(&labels.len()) {
+    let n = labels.len();
+    // 4–5 labels: a service (and subset); 6: a MeshMultiZoneService port;
+    // 7: a MeshService port (see [`ResourceSni`]).
+    let form_ok = match n {
+        4 | 5 => true,
+        6 => labels[n - 3].eq_ignore_ascii_case("mzs"),
+        7 => labels[n - 3].eq_ignore_ascii_case("ms"),
+        _ => false,
+    };
+    if !form_ok {
         return false;
     }
-    let n = labels.len();
     if !labels[n - 2].eq_ignore_ascii_case("mesh")
         || !labels[n - 1].eq_ignore_ascii_case("meridian")
     {
@@ -252,6 +343,43 @@ pub fn looks_like_meridian_sni(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_names_are_valid_distinct_and_recognised() {
+        let ms = |zone: &str, name: &str, port| ResourceSni::MeshService {
+            mesh: "default".into(),
+            zone: zone.into(),
+            name: name.into(),
+            port,
+        };
+        let a = ms("zone-1", "redis", 6379).to_sni();
+        assert!(a.starts_with("redis-"), "{a}");
+        assert!(a.ends_with(".6379.zone-1.default.ms.mesh.meridian"), "{a}");
+        let mz = ResourceSni::MultiZone {
+            mesh: "default".into(),
+            name: "redis".into(),
+            port: 6379,
+        }
+        .to_sni();
+        assert!(mz.ends_with(".6379.default.mzs.mesh.meridian"), "{mz}");
+        let others = [
+            ms("zone-2", "redis", 6379).to_sni(),
+            ms("zone-1", "redis", 6380).to_sni(),
+            ms("zone-1", "redis2", 6379).to_sni(),
+            SniTarget::new("default", "redis").to_sni(),
+            mz.clone(),
+        ];
+        for other in &others {
+            assert_ne!(&a, other);
+            assert!(looks_like_meridian_sni(other), "{other}");
+        }
+        assert!(looks_like_meridian_sni(&a));
+        let long = ms(&"z".repeat(63), &"n".repeat(300), 65535).to_sni();
+        assert!(is_valid_dns_name(&long), "{long}");
+        assert!(!looks_like_meridian_sni(
+            "redis-0123456789abcdef.1.z.m.xx.mesh.meridian"
+        ));
+    }
 
     fn hash_of(t: &SniTarget) -> String {
         t.hash_hex()

@@ -26,12 +26,14 @@
 //! The function is pure: callers pass the mesh's policies (other specs are
 //! ignored) and get a value; nothing is cached or looked up.
 
+mod destination;
 mod merge;
 mod permission;
 mod reach;
 #[cfg(test)]
 mod tests;
 
+pub use destination::Destination;
 pub use merge::merge_confs;
 pub use permission::{Decider, PermissionMatch, PermissionRule, TrafficPermissionRules};
 pub use reach::{PolicyReach, may_affect};
@@ -110,8 +112,8 @@ pub struct DataplaneRef<'a> {
 /// The effective policies of one proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProxyPolicies {
-    /// Per outbound, keyed by the destination's `kuma.io/service`.
-    pub outbounds: BTreeMap<String, OutboundPolicies>,
+    /// Per outbound destination.
+    pub outbounds: BTreeMap<Destination, OutboundPolicies>,
     /// Per inbound, keyed by inbound port.
     pub inbounds: BTreeMap<u32, InboundPolicies>,
 }
@@ -141,6 +143,16 @@ impl OutboundPolicies {
     }
 }
 
+impl ProxyPolicies {
+    /// The policies of the first outbound to `kuma.io/service` `service`.
+    pub fn service_outbound(&self, service: &str) -> Option<&OutboundPolicies> {
+        self.outbounds.iter().find_map(|(d, p)| match d {
+            Destination::Service { service: s, .. } if s == service => Some(p),
+            _ => None,
+        })
+    }
+}
+
 /// Effective configuration of one inbound.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InboundPolicies {
@@ -165,6 +177,25 @@ pub fn match_policies(
     proxy: ProxyRef<'_>,
     mesh: &MeshSpec,
     policies: &[PolicyItem<'_>],
+) -> ProxyPolicies {
+    let ProxyRef::Dataplane(dp) = proxy;
+    let destinations: Vec<Destination> = dp
+        .spec
+        .outbounds()
+        .iter()
+        .filter(|o| o.backend_ref.is_none())
+        .map(Destination::of_tags)
+        .collect();
+    match_policies_to(proxy, mesh, policies, &destinations)
+}
+
+/// [`match_policies`] with the proxy's outbound destinations resolved by the
+/// caller (a `backendRef` outbound needs the zone's MeshServices).
+pub fn match_policies_to(
+    proxy: ProxyRef<'_>,
+    mesh: &MeshSpec,
+    policies: &[PolicyItem<'_>],
+    destinations: &[Destination],
 ) -> ProxyPolicies {
     let ProxyRef::Dataplane(proxy) = proxy;
     let dp = proxy.spec;
@@ -212,17 +243,16 @@ pub fn match_policies(
     );
 
     let mut result = ProxyPolicies::default();
-    for out in dp.outbounds() {
-        let service = out.service();
-        let route = merge_to(&routes, service, &out.tags).map(|c| c.backend_refs);
+    for dest in destinations {
+        let route = merge_to(&routes, dest).map(|c| c.backend_refs);
         let outbound = OutboundPolicies {
             route,
-            load_balancing: merge_to(&lbs, service, &out.tags),
-            timeout: merge_to(&timeouts, service, &out.tags),
-            health_check: merge_to(&hcs, service, &out.tags),
-            circuit_breaker: merge_to(&cbs, service, &out.tags),
+            load_balancing: merge_to(&lbs, dest),
+            timeout: merge_to(&timeouts, dest),
+            health_check: merge_to(&hcs, dest),
+            circuit_breaker: merge_to(&cbs, dest),
         };
-        result.outbounds.insert(service.to_owned(), outbound);
+        result.outbounds.insert(dest.clone(), outbound);
     }
 
     for inbound in dp.configured_inbounds() {
@@ -395,15 +425,11 @@ fn entries_by_kind<'a, C>(mut entries: Vec<(&'a TargetRef, &'a C)>) -> Vec<(&'a 
 }
 
 /// Merges the `to` confs of `ordered` policies that select the destination.
-fn merge_to<T: TargetRefPolicy>(
-    ordered: &[&T],
-    service: &str,
-    dest_tags: &BTreeMap<String, String>,
-) -> Option<T::Conf> {
+fn merge_to<T: TargetRefPolicy>(ordered: &[&T], dest: &Destination) -> Option<T::Conf> {
     let confs: Vec<&T::Conf> = ordered
         .iter()
         .flat_map(|p| entries_by_kind(p.entries_to()))
-        .filter(|(t, _)| t.selects(service, dest_tags))
+        .filter(|(t, _)| dest.selected_by(t))
         .map(|(_, c)| c)
         .collect();
     merge_confs(&confs)

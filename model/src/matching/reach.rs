@@ -71,9 +71,17 @@ fn affects<T: TargetRefPolicy>(p: &T, proxy: DataplaneRef<'_>) -> bool {
     let from = p.reaches_inbounds() && on_inbound();
     from || (selects_dataplane(top, proxy)
         && p.entries_to().iter().any(|(t, _)| {
-            dp.outbounds()
-                .iter()
-                .any(|o| t.selects(o.service(), &o.tags))
+            dp.outbounds().iter().any(|o| match &o.backend_ref {
+                None => t.selects(o.service(), &o.tags),
+                // A resource destination is resolved by the zone CP: any
+                // ref that can select one may (an over-approximation).
+                Some(_) => matches!(
+                    t.kind,
+                    TargetRefKind::Mesh
+                        | TargetRefKind::MeshService
+                        | TargetRefKind::MeshMultiZoneService
+                ),
+            })
         }))
 }
 

@@ -77,7 +77,7 @@ fn run(dp: &DataplaneSpec, mesh: &MeshSpec, resources: &[Resource]) -> ProxyPoli
 type Backends = Option<Vec<(String, Vec<(String, String)>, u32)>>;
 
 fn backends(p: &ProxyPolicies, service: &str) -> Backends {
-    let out = p.outbounds.get(service)?;
+    let out = p.service_outbound(service)?;
     out.route.as_ref().map(|refs| {
         refs.iter()
             .map(|b| {
@@ -160,12 +160,12 @@ fn seed_004_routes() {
     for (name, src, dp, want) in cases {
         let p = run(dp, &MeshSpec::default(), &[resource(src)]);
         assert_eq!(backends(&p, "backend"), want, "{name}");
-        assert!(p.outbounds.contains_key("backend"), "{name}");
+        assert!(p.service_outbound("backend").is_some(), "{name}");
     }
     // Another destination is untouched and defaults to itself.
     let p = run(&frontend, &MeshSpec::default(), &[resource(SEED_SPLIT)]);
     assert_eq!(backends(&p, "other"), None);
-    let other = p.outbounds.get("other").expect("other outbound");
+    let other = p.service_outbound("other").expect("other outbound");
     assert_eq!(other.backends("other")[0].service(), "other");
 }
 
@@ -300,7 +300,9 @@ fn timeouts_merge_across_policies() {
         &MeshSpec::default(),
         &[service_level, mesh_level, entry_order],
     );
-    let timeout = |svc: &str| serde_json::to_value(&p.outbounds[svc].timeout).expect("ser");
+    let timeout = |svc: &str| {
+        serde_json::to_value(&p.service_outbound(svc).expect("outbound").timeout).expect("ser")
+    };
     assert_eq!(
         timeout("backend"),
         json!({"connectionTimeout": "5s", "idleTimeout": "30s"})
@@ -315,7 +317,9 @@ fn timeouts_merge_across_policies() {
         serde_json::to_value(&inbound.timeout).expect("ser"),
         json!({"connectionTimeout": "1s", "idleTimeout": "2h"})
     );
-    let t = p.outbounds["backend"]
+    let t = p
+        .service_outbound("backend")
+        .expect("outbound")
         .timeout
         .as_ref()
         .and_then(|t| t.idle_timeout.as_ref())
@@ -338,7 +342,7 @@ fn other_outbound_policies_merge() {
         ),
     ];
     let p = run(&dp, &MeshSpec::default(), &resources);
-    let out = &p.outbounds["backend"];
+    let out = &p.service_outbound("backend").expect("outbound");
     // Lists are replaced, not appended: only the more specific failover list remains.
     assert_eq!(
         serde_json::to_value(&out.load_balancing).expect("ser"),
@@ -545,7 +549,10 @@ fn non_policies_and_empty_inputs() {
     let dp = dataplane("web", &[], &[("backend", None)]);
     let mesh_res = resource("type: Mesh\nname: default\n");
     let p = run(&dp, &MeshSpec::default(), &[mesh_res]);
-    assert_eq!(p.outbounds["backend"], OutboundPolicies::default());
+    assert_eq!(
+        p.service_outbound("backend").expect("outbound"),
+        &OutboundPolicies::default()
+    );
     assert_eq!(p.inbounds[&10001].traffic_permissions.rules, vec![]);
 }
 
@@ -578,7 +585,8 @@ fn dataplane_refs_and_proxy_types() {
     let idle = |resources: &[Resource]| {
         let items: Vec<PolicyItem<'_>> = resources.iter().map(PolicyItem::from).collect();
         let p = match_policies(ProxyRef::Dataplane(proxy), &MeshSpec::default(), &items);
-        p.outbounds["backend"]
+        p.service_outbound("backend")
+            .expect("outbound")
             .timeout
             .as_ref()
             .and_then(|t| t.idle_timeout.as_ref())

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use meridian_model::{
-    DataplaneRef, DataplaneSpec, Inbound, MeshSpec, OutboundPolicies, PolicyItem, ProxyRef,
-    ResourceKind, SERVICE_TAG, Spec, match_policies,
+    DataplaneRef, DataplaneSpec, Destination, Inbound, MeshSpec, OutboundPolicies, PolicyItem,
+    ProxyRef, ResourceKind, SERVICE_TAG, Spec, match_policies_to,
 };
 use meridian_proxy_api::{
     BackendConfig, EndpointConfig, Endpoints, InboundConfig, OutboundConfig, SidecarConfig,
@@ -30,7 +30,8 @@ use meridian_proxy_api::{
 };
 use meridian_sni::SniTarget;
 
-use super::state::{ServiceKey, ZoneState, egress_routing};
+use super::destinations::{BackendTarget, resource_form};
+use super::state::{ServiceKey, ZoneState};
 
 /// The pseudo-zone of an egress endpoint: not a valid zone name, so it can
 /// never collide with one, and it lands at the remote priority.
@@ -96,7 +97,8 @@ pub fn inbound_addr(
     socket_addr(ip, inbound.port, &format!("networking.inbound[{i}].port"))
 }
 
-fn mtls_on(mesh: &MeshSpec) -> bool {
+/// Whether the mesh has an enabled mTLS backend.
+pub fn mtls_on(mesh: &MeshSpec) -> bool {
     mesh.mtls
         .as_ref()
         .is_some_and(|m| m.enabled_backend.is_some())
@@ -104,6 +106,18 @@ fn mtls_on(mesh: &MeshSpec) -> bool {
 
 fn subset_matches(subset: &BTreeMap<String, String>, tags: &BTreeMap<String, String>) -> bool {
     subset.iter().all(|(k, v)| tags.get(k) == Some(v))
+}
+
+/// A sidecar's config and what it was computed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputedSidecar {
+    /// The config.
+    pub config: SidecarConfig,
+    /// Whether it depends on the mesh's MeshServices or
+    /// MeshMultiZoneServices (an outbound's `backendRef`, or a route's
+    /// resource backend, resolved or not): then any change to those, or to
+    /// what their endpoints are made of, recomputes it.
+    pub uses_resources: bool,
 }
 
 /// Endpoint lists already computed from one state, by (mesh, service,
@@ -135,32 +149,43 @@ impl ZoneState {
         proxy: DataplaneRef<'_>,
     ) -> Result<SidecarConfig, ComputeError> {
         self.sidecar_config_with(mesh, proxy, &mut EndpointMemo::default())
+            .map(|c| c.config)
     }
 
-    /// [`ZoneState::sidecar_config`], reusing and filling `memo`.
+    /// [`ZoneState::sidecar_config`], reusing and filling `memo`, with what
+    /// the config depends on.
     pub fn sidecar_config_with(
         &self,
         mesh: &str,
         proxy: DataplaneRef<'_>,
         memo: &mut EndpointMemo,
-    ) -> Result<SidecarConfig, ComputeError> {
+    ) -> Result<ComputedSidecar, ComputeError> {
         let dp = proxy.spec;
         let mesh_spec = self
             .meshes
             .get(mesh)
             .ok_or_else(|| ComputeError::NoMesh(mesh.to_owned()))?;
         let mtls = mtls_on(mesh_spec);
+        // Each outbound's destination; `None` for a backendRef naming nothing
+        // here (no listener, as in Kuma).
+        let destinations: Vec<Option<Destination>> = dp
+            .outbounds()
+            .iter()
+            .map(|o| self.destination_of(mesh, o))
+            .collect();
+        let resolved: Vec<Destination> = destinations.iter().flatten().cloned().collect();
+        let mut uses_resources = dp.outbounds().iter().any(|o| o.backend_ref.is_some());
         let items: Vec<PolicyItem<'_>> = self
             .policies
             .get(mesh)
             .map(|ps| {
-                ps.candidates(dp)
+                ps.candidates(dp, resolved.iter().map(Destination::name))
                     .into_iter()
                     .map(PolicyItem::from)
                     .collect()
             })
             .unwrap_or_default();
-        let matched = match_policies(ProxyRef::Dataplane(proxy), mesh_spec, &items);
+        let matched = match_policies_to(ProxyRef::Dataplane(proxy), mesh_spec, &items, &resolved);
 
         let mut inbounds = Vec::new();
         for (i, inbound) in dp.networking.inbound.iter().enumerate() {
@@ -191,39 +216,65 @@ impl ZoneState {
         }
 
         let mut outbounds = Vec::new();
-        for (i, outbound) in dp.networking.outbound.iter().flatten().enumerate() {
-            let service = outbound.tags.get(SERVICE_TAG).cloned().unwrap_or_default();
+        for (i, (outbound, dest)) in dp.outbounds().iter().zip(&destinations).enumerate() {
+            let Some(dest) = dest else {
+                tracing::debug!(outbound = i, backend_ref = ?outbound.backend_ref,
+                    "the outbound's backendRef names nothing in this zone: no listener");
+                continue;
+            };
             let listen = socket_addr(
                 outbound.address.as_deref().unwrap_or("127.0.0.1"),
                 outbound.port,
                 &format!("networking.outbound[{i}].port"),
             )?;
             let policies: OutboundPolicies =
-                matched.outbounds.get(&service).cloned().unwrap_or_default();
-            let backends = policies
-                .backends(&service)
+                matched.outbounds.get(dest).cloned().unwrap_or_default();
+            let targets: Vec<(BackendTarget, u32)> = match &policies.route {
+                None => vec![(BackendTarget::of(dest), 1)],
+                Some(refs) => refs
+                    .iter()
+                    .filter_map(|b| {
+                        uses_resources |= resource_form(mesh_spec, b);
+                        let target = self.route_target(mesh, mesh_spec, b);
+                        if target.is_none() {
+                            tracing::debug!(backend_ref = ?b, "a route's backendRef names nothing in this zone");
+                        }
+                        Some((target?, b.effective_weight()))
+                    })
+                    .collect(),
+            };
+            let backends = targets
                 .into_iter()
-                .map(|b| {
-                    let name = b.name.clone().unwrap_or_else(|| service.clone());
-                    let mut subset = b.tags.clone().unwrap_or_default();
-                    subset.remove(SERVICE_TAG);
-                    let target = SniTarget {
-                        mesh: mesh.to_owned(),
-                        service: name.clone(),
-                        subset: subset.clone(),
-                    };
-                    BackendConfig {
-                        endpoints: self.memoized_endpoints(memo, mesh, mesh_spec, &name, &subset),
-                        sni: target.to_sni(),
-                        service: name,
-                        weight: b.effective_weight(),
-                        subset,
+                .filter_map(|(target, weight)| match target {
+                    BackendTarget::Service { name, subset } => {
+                        let target = SniTarget {
+                            mesh: mesh.to_owned(),
+                            service: name.clone(),
+                            subset: subset.clone(),
+                        };
+                        Some(BackendConfig {
+                            endpoints: self
+                                .memoized_endpoints(memo, mesh, mesh_spec, &name, &subset),
+                            sni: target.to_sni(),
+                            service: name,
+                            weight,
+                            subset,
+                            resource: None,
+                        })
+                    }
+                    BackendTarget::Resource(r) => {
+                        self.resource_backend(mesh, mesh_spec, &r, weight)
                     }
                 })
                 .collect();
             outbounds.push(OutboundConfig {
                 listen,
-                service,
+                service: match dest {
+                    Destination::Service { service, .. } => service.clone(),
+                    Destination::MeshService { name, .. } | Destination::MultiZone { name, .. } => {
+                        name.clone()
+                    }
+                },
                 backends,
                 locality: policies
                     .load_balancing
@@ -234,13 +285,17 @@ impl ZoneState {
                 health_check: policies.health_check,
             });
         }
-        Ok(SidecarConfig {
+        let config = SidecarConfig {
             mesh: mesh.to_owned(),
             tags: local_tags(dp),
             zone: self.zone.clone(),
             mtls,
             inbounds,
             outbounds,
+        };
+        Ok(ComputedSidecar {
+            config,
+            uses_resources,
         })
     }
 
@@ -267,38 +322,13 @@ impl ZoneState {
         service: &str,
         subset: &BTreeMap<String, String>,
     ) -> Vec<EndpointConfig> {
-        let mut endpoints = self.local_endpoints(mesh, service, subset);
-        if !mtls_on(mesh_spec) {
-            return endpoints;
-        }
-        let remote = self.remote_endpoints(mesh, service, subset);
-        if !egress_routing(mesh_spec) {
-            endpoints.extend(remote);
-            return endpoints;
-        }
-        // Through the egress only: without one, cross-zone traffic has no way
-        // out (as in Kuma), rather than silently bypassing the control point.
-        match self.egresses.values().next() {
-            Some(egress) if !remote.is_empty() => {
-                let weight = remote.iter().map(|e| e.weight).sum();
-                let address = socket_addr(
-                    &egress.networking.address,
-                    egress.networking.port,
-                    "networking.port",
-                );
-                if let Ok(address) = address {
-                    endpoints.push(EndpointConfig {
-                        address,
-                        zone: EGRESS_ZONE.to_owned(),
-                        weight,
-                        tags: BTreeMap::new(),
-                        via: Via::Egress,
-                    });
-                }
-            }
-            _ => {}
-        }
-        endpoints
+        let local = self.local_endpoints(mesh, service, subset);
+        let remote = if mtls_on(mesh_spec) {
+            self.remote_endpoints(mesh, service, subset)
+        } else {
+            Vec::new()
+        };
+        self.with_remote(mesh_spec, local, remote)
     }
 
     /// This zone's ready instances of `service` matching `subset`.
@@ -440,24 +470,34 @@ impl ZoneState {
     }
 
     /// The config of this zone's ingresses: every local service (and routed
-    /// subset) of every mTLS mesh → its local instances.
+    /// subset) of every mTLS mesh → its local instances; every port of this
+    /// zone's MeshServices and of the MeshMultiZoneServices → its local part.
     pub fn ingress_config(&self) -> ZoneProxyConfig {
         ZoneProxyConfig {
             zone: self.zone.clone(),
-            routes: self.sni_routes(self.local_services(), |m, s, t| {
-                self.local_endpoints(m, s, t)
-            }),
+            routes: {
+                let mut routes = self.sni_routes(self.local_services(), |m, s, t| {
+                    self.local_endpoints(m, s, t)
+                });
+                routes.extend(self.resource_routes(true));
+                routes
+            },
         }
     }
 
     /// The config of this zone's egresses: every service other zones offer
-    /// (and routed subset) → those zones' ingresses.
+    /// (and routed subset), other zones' MeshService ports and the
+    /// MeshMultiZoneServices' remote parts → those zones' ingresses.
     pub fn egress_config(&self) -> ZoneProxyConfig {
         ZoneProxyConfig {
             zone: self.zone.clone(),
-            routes: self.sni_routes(self.remote_services(), |m, s, t| {
-                self.remote_endpoints(m, s, t)
-            }),
+            routes: {
+                let mut routes = self.sni_routes(self.remote_services(), |m, s, t| {
+                    self.remote_endpoints(m, s, t)
+                });
+                routes.extend(self.resource_routes(false));
+                routes
+            },
         }
     }
 }
@@ -479,6 +519,8 @@ mod tests {
     }
     use crate::dp::equivalence::stored;
     use meridian_model::{AvailableService, parse_document};
+    use meridian_proxy_api::BackendResourceKind;
+    use meridian_sni::ResourceSni;
     use meridian_store::{Change, ResourceKey};
     use serde_json::json;
 
@@ -685,6 +727,160 @@ mod tests {
             available
                 .iter()
                 .all(|s| s.instances == 1 && s.mesh == "default")
+        );
+    }
+
+    /// `view(true)` plus backend's MeshServices in east (own) and west
+    /// (synced, 3 healthy), and a MeshMultiZoneService over both.
+    fn view_with_resources() -> ZoneState {
+        let mut v = view(true);
+        let ms = |name: &str, zone: &str, healthy: u32| {
+            json!({"type": "MeshService", "mesh": "default", "name": name,
+                "labels": {"app": "backend", "kuma.io/zone": zone, "kuma.io/display-name": "backend"},
+                "spec": {"selector": {"dataplaneTags": {"kuma.io/service": "backend"}},
+                    "ports": [{"port": 8080, "name": "http", "targetPort": 20001}]},
+                "status": {"dataplaneProxies": {"healthy": healthy, "total": 3}}})
+        };
+        put(&mut v, ms("backend", "east", 1), Some("east"));
+        put(&mut v, ms("backend.west", "west", 3), Some("west"));
+        put(
+            &mut v,
+            json!({"type": "MeshMultiZoneService", "mesh": "default", "name": "backend-all",
+                "spec": {"selector": {"meshService": {"matchLabels": {"app": "backend"}}},
+                    "ports": [{"port": 8080}]}}),
+            None,
+        );
+        v
+    }
+
+    fn client(backend_ref: serde_json::Value) -> DataplaneSpec {
+        dataplane(
+            json!({"type": "Dataplane", "mesh": "default", "name": "web-1",
+            "networking": {"address": "10.0.0.1", "inbound": [{"port": 20001,
+                "tags": {"kuma.io/service": "web"}}],
+                "outbound": [{"port": 15001, "backendRef": backend_ref}]}}),
+        )
+    }
+
+    #[test]
+    fn backend_refs_resolve_to_mesh_service_ports_across_zones() {
+        let v = view_with_resources();
+        let endpoints = |b: &BackendConfig| -> Vec<(String, u32, Via)> {
+            b.endpoints
+                .iter()
+                .map(|e| (e.zone.clone(), e.weight, e.via))
+                .collect()
+        };
+        // The multi-zone service: east's instance, and west's ingress weighted
+        // by its 3 healthy proxies; one SNI name for both.
+        let dp =
+            client(json!({"kind": "MeshMultiZoneService", "name": "backend-all", "port": 8080}));
+        let cfg = v.sidecar_config("default", proxy(&dp)).expect("config");
+        let b = &cfg.outbounds[0].backends[0];
+        assert_eq!(
+            endpoints(b),
+            vec![
+                ("east".into(), 1, Via::Direct),
+                ("west".into(), 3, Via::Ingress)
+            ]
+        );
+        assert_eq!((b.service.as_str(), b.subset.is_empty()), ("backend", true));
+        let mzs = ResourceSni::MultiZone {
+            mesh: "default".into(),
+            name: "backend-all".into(),
+            port: 8080,
+        }
+        .to_sni();
+        assert_eq!(b.sni, mzs);
+        // West's MeshService by labels: only west's ingress, with west's SNI.
+        let dp = client(
+            json!({"kind": "MeshService", "labels": {"kuma.io/zone": "west"}, "port": 8080}),
+        );
+        let cfg = v.sidecar_config("default", proxy(&dp)).expect("config");
+        let b = &cfg.outbounds[0].backends[0];
+        assert_eq!(endpoints(b), vec![("west".into(), 3, Via::Ingress)]);
+        let west_sni = ResourceSni::MeshService {
+            mesh: "default".into(),
+            zone: "west".into(),
+            name: "backend".into(),
+            port: 8080,
+        }
+        .to_sni();
+        assert_eq!(b.sni, west_sni);
+        // No such port, or no such service: no listener at all.
+        for missing in [
+            json!({"kind": "MeshService", "name": "backend", "port": 9090}),
+            json!({"kind": "MeshMultiZoneService", "name": "nope", "port": 8080}),
+        ] {
+            let dp = client(missing);
+            let cfg = v.sidecar_config("default", proxy(&dp)).expect("config");
+            assert!(cfg.outbounds.is_empty());
+        }
+        // East's ingress routes east's MeshService and the multi-zone
+        // service's east part; east's egress the west parts.
+        let ingress = v.ingress_config();
+        let east_sni = ResourceSni::MeshService {
+            mesh: "default".into(),
+            zone: "east".into(),
+            name: "backend".into(),
+            port: 8080,
+        }
+        .to_sni();
+        let route = |cfg: &ZoneProxyConfig, sni: &str| -> Option<Vec<String>> {
+            cfg.routes
+                .iter()
+                .find(|r| r.sni == sni)
+                .map(|r| r.endpoints.iter().map(|e| e.address.to_string()).collect())
+        };
+        assert_eq!(
+            route(&ingress, &east_sni),
+            Some(vec!["10.0.0.2:20001".into()])
+        );
+        assert_eq!(route(&ingress, &mzs), Some(vec!["10.0.0.2:20001".into()]));
+        assert_eq!(route(&ingress, &west_sni), None);
+        let egress = v.egress_config();
+        assert_eq!(
+            route(&egress, &west_sni),
+            Some(vec!["10.1.0.1:10001".into()])
+        );
+        assert_eq!(route(&egress, &mzs), Some(vec!["10.1.0.1:10001".into()]));
+        assert_eq!(route(&egress, &east_sni), None);
+    }
+
+    #[test]
+    fn routes_to_resources_keep_the_2_5_meaning_of_a_bare_name() {
+        let mut v = view_with_resources();
+        put(
+            &mut v,
+            json!({"type": "MeshTCPRoute", "name": "r", "mesh": "default",
+                "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
+                    "rules": [{"default": {"backendRefs": [
+                        {"kind": "MeshService", "name": "backend", "weight": 1},
+                        {"kind": "MeshService", "name": "backend.west", "port": 8080, "weight": 2}]}}]}]}}),
+            None,
+        );
+        let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
+        let cfg = v.sidecar_config("default", proxy(&web)).expect("config");
+        let kinds: Vec<(Option<BackendResourceKind>, u32)> = cfg.outbounds[0]
+            .backends
+            .iter()
+            .map(|b| (b.resource.as_ref().map(|r| r.kind), b.weight))
+            .collect();
+        // A bare name is the `kuma.io/service`; with a port, the resource.
+        assert_eq!(
+            kinds,
+            vec![(None, 1), (Some(BackendResourceKind::MeshService), 2)]
+        );
+        // In Exclusive mode a bare name is the resource too.
+        let mut mesh = mesh_doc(true, false);
+        mesh["meshServices"] = json!({"mode": "Exclusive"});
+        put(&mut v, mesh, None);
+        let cfg = v.sidecar_config("default", proxy(&web)).expect("config");
+        assert!(
+            cfg.outbounds[0]
+                .backends
+                .iter()
+                .all(|b| b.resource.is_some())
         );
     }
 

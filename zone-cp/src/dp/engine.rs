@@ -56,17 +56,21 @@ pub enum Reason {
     ZoneProxy,
     /// The state was reloaded whole (start, or the change log was compacted).
     Resync,
+    /// What one of its MeshService or MeshMultiZoneService destinations
+    /// resolves to may have changed.
+    MeshService,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::Connect,
         Reason::Mesh,
         Reason::Policy,
         Reason::Endpoints,
         Reason::ZoneProxy,
         Reason::Resync,
+        Reason::MeshService,
     ];
 
     /// The metric label.
@@ -78,6 +82,7 @@ impl Reason {
             Reason::Endpoints => "endpoints",
             Reason::ZoneProxy => "zone_proxy",
             Reason::Resync => "resync",
+            Reason::MeshService => "mesh_service",
         }
     }
 }
@@ -93,6 +98,8 @@ struct Proxy {
     computed: Option<Arc<ProxyConfig>>,
     /// Backend services of `computed` (the `by_backend` entries it holds).
     backends: BTreeSet<ServiceKey>,
+    /// Whether `computed` depends on MeshServices or MeshMultiZoneServices.
+    uses_resources: bool,
 }
 
 /// Batches of at least this many whole configs are computed on several threads:
@@ -153,16 +160,29 @@ fn index_remove(
     }
 }
 
+/// The `kuma.io/service` backends of a computed config (resource backends are
+/// recomputed whole on [`Touched::resource_destinations`] instead).
 fn backend_services(config: Option<&ProxyConfig>) -> BTreeSet<ServiceKey> {
     match config {
         Some(ProxyConfig::Sidecar(s)) => s
             .outbounds
             .iter()
             .flat_map(|o| &o.backends)
+            .filter(|b| b.resource.is_none())
             .map(|b| (s.mesh.clone(), b.service.clone()))
             .collect(),
         _ => BTreeSet::new(),
     }
+}
+
+/// Whether a sidecar's config depends on the mesh's MeshServices or
+/// MeshMultiZoneServices: an outbound names one by `backendRef` (known before
+/// its config could be computed), or its last computation said so.
+fn uses_resources(p: &Proxy) -> bool {
+    p.uses_resources
+        || p.dataplane
+            .as_deref()
+            .is_some_and(|dp| dp.spec.outbounds().iter().any(|o| o.backend_ref.is_some()))
 }
 
 impl Engine {
@@ -220,7 +240,7 @@ impl Engine {
             .map(|(key, p)| {
                 (
                     key.clone(),
-                    compute(state, key, p, &mut EndpointMemo::default()),
+                    compute(state, key, p, &mut EndpointMemo::default()).map(|(c, _)| c),
                 )
             })
             .collect()
@@ -249,6 +269,7 @@ impl Engine {
                 config: c.config,
                 computed: None,
                 backends: BTreeSet::new(),
+                uses_resources: false,
             },
         );
         self.recompute(&key, Reason::Connect);
@@ -307,6 +328,13 @@ impl Engine {
                 full.entry(key).or_insert(Reason::Policy);
             }
         }
+        for mesh in &touched.resource_destinations {
+            for key in self.by_mesh.get(mesh).into_iter().flatten() {
+                if self.proxies.get(key).is_some_and(uses_resources) {
+                    full.entry(key.clone()).or_insert(Reason::MeshService);
+                }
+            }
+        }
         if touched.zone_proxies {
             for key in &self.zone_proxies {
                 full.entry(key.clone()).or_insert(Reason::ZoneProxy);
@@ -341,11 +369,13 @@ impl Engine {
         let run = |part: &[(&ResourceKey, &Proxy, Reason)], memo: &mut EndpointMemo| {
             part.iter()
                 .map(|(key, p, reason)| {
-                    let computed = compute(state, key, p, memo).map(Arc::new);
+                    let computed = compute(state, key, p, memo);
+                    let uses_resources = computed.as_ref().is_some_and(|(_, u)| *u);
+                    let computed = computed.map(|(c, _)| Arc::new(c));
                     if let Some(config) = &computed {
                         publish(&p.config, config.clone());
                     }
-                    ((*key).clone(), *reason, computed)
+                    ((*key).clone(), *reason, computed, uses_resources)
                 })
                 .collect::<Vec<_>>()
         };
@@ -381,8 +411,11 @@ impl Engine {
                 results
             })
         };
-        for (key, reason, computed) in results {
+        for (key, reason, computed, uses_resources) in results {
             self.count(reason);
+            if let Some(p) = self.proxies.get_mut(&key) {
+                p.uses_resources = uses_resources;
+            }
             self.record(&key, computed);
         }
     }
@@ -401,10 +434,20 @@ impl Engine {
                     .filter_map(|s| self.by_inbound.get(&key(s)))
                     .flatten()
                     .collect(),
+                // By destination name; a backendRef outbound's destination
+                // is known only once resolved, so those sidecars are all
+                // candidates.
                 (None, Some(to)) => to
                     .iter()
                     .filter_map(|s| self.by_outbound.get(&key(s)))
                     .flatten()
+                    .chain(
+                        self.by_mesh
+                            .get(&change.mesh)
+                            .into_iter()
+                            .flatten()
+                            .filter(|k| self.proxies.get(*k).is_some_and(uses_resources)),
+                    )
                     .collect(),
                 (None, None) => self
                     .by_mesh
@@ -497,26 +540,27 @@ impl Engine {
     }
 }
 
-/// One proxy's config from `state`; `None` when it cannot be computed (its
-/// mesh is not here yet, or its addresses are unusable: logged).
+/// One proxy's config from `state`, and whether it depends on MeshServices
+/// or MeshMultiZoneServices; `None` when it cannot be computed (its mesh is
+/// not here yet, or its addresses are unusable: logged).
 fn compute(
     state: &ZoneState,
     key: &ResourceKey,
     p: &Proxy,
     memo: &mut EndpointMemo,
-) -> Option<ProxyConfig> {
+) -> Option<(ProxyConfig, bool)> {
     match (p.kind, &p.dataplane) {
         (ProxyKind::Sidecar, Some(dp)) => {
             match state.sidecar_config_with(&key.mesh, dp.view(), memo) {
-                Ok(cfg) => Some(ProxyConfig::Sidecar(cfg)),
+                Ok(c) => Some((ProxyConfig::Sidecar(c.config), c.uses_resources)),
                 Err(error) => {
                     tracing::debug!(proxy = %key, %error, "cannot compute the sidecar's config yet");
                     None
                 }
             }
         }
-        (ProxyKind::Ingress, _) => Some(ProxyConfig::Ingress(state.ingress_config())),
-        (ProxyKind::Egress, _) => Some(ProxyConfig::Egress(state.egress_config())),
+        (ProxyKind::Ingress, _) => Some((ProxyConfig::Ingress(state.ingress_config()), false)),
+        (ProxyKind::Egress, _) => Some((ProxyConfig::Egress(state.egress_config()), false)),
         _ => None,
     }
 }

@@ -1,7 +1,9 @@
 //! The equivalence test of incremental config computation: random sequences
 //! of store changes (policies of every kind, data planes joining, leaving and
 //! changing tags or health, ingresses, egresses, meshes, zones disabled and
-//! enabled) and proxy connections are fed to an [`Engine`]; after every step
+//! enabled, MeshServices of this zone and others, MeshMultiZoneServices, and
+//! outbounds and routes naming them) and proxy connections are fed to an
+//! [`Engine`]; after every step
 //! each connected proxy's config, and the engine's state with its indexes,
 //! must equal a from-scratch computation over the same store contents.
 //!
@@ -126,6 +128,38 @@ enum Op {
         egress: bool,
         connected: bool,
     },
+    /// A MeshService of `ZONES[zone]` for `SERVICES[service]`, named
+    /// `ms-{service}` in its zone.
+    MeshService {
+        mesh: usize,
+        zone: u8,
+        service: usize,
+        healthy: u32,
+        named_port: bool,
+    },
+    DeleteMeshService {
+        mesh: usize,
+        zone: u8,
+        service: usize,
+    },
+    /// A MeshMultiZoneService `mz-{service}` over the MeshServices labelled
+    /// `app: SERVICES[service]`.
+    MultiZone {
+        mesh: usize,
+        service: usize,
+        present: bool,
+    },
+}
+
+/// The store name of zone `zone`'s MeshService for `service` (other zones'
+/// arrive renamed `name.zone`, as global sends them).
+fn mesh_service_name(zone: &str, service: usize) -> String {
+    let name = format!("ms-{}", SERVICES[service % SERVICES.len()]);
+    if zone == ZONE {
+        name
+    } else {
+        format!("{name}.{zone}")
+    }
 }
 
 fn policy_doc(
@@ -138,7 +172,12 @@ fn policy_doc(
     zone_origin: bool,
 ) -> Value {
     let (ek, es, ev) = entry;
-    let mesh_or_service = target(if ek % 2 == 0 { 0 } else { 2 }, es, ev);
+    let mesh_or_service = if ek == 3 {
+        // Kuma 2.x: MeshServices by label, one port by name.
+        json!({"kind": "MeshService", "labels": {"app": SERVICES[es % SERVICES.len()]}, "sectionName": "main"})
+    } else {
+        target(if ek % 2 == 0 { 0 } else { 2 }, es, ev)
+    };
     let (kind_name, spec) = match kind % 6 {
         0 => (
             "MeshTimeout",
@@ -154,7 +193,10 @@ fn policy_doc(
                 "MeshTCPRoute",
                 json!({"to": [{"targetRef": target(2, es, 0), "rules": [{"default": {"backendRefs": [
                     {"kind": "MeshService", "name": service, "weight": 1 + u32::from(value % 3)},
-                    {"kind": "MeshServiceSubset", "name": service, "tags": {"version": format!("v{}", ev % 2 + 1)}, "weight": 1}
+                    {"kind": "MeshServiceSubset", "name": service, "tags": {"version": format!("v{}", ev % 2 + 1)}, "weight": 1},
+                    // A resource port, and a multi-zone one (resolved or not).
+                    {"kind": "MeshService", "labels": {"app": service}, "port": 8080 + u32::from(ek % 2), "weight": 1},
+                    {"kind": "MeshMultiZoneService", "name": format!("mz-{service}"), "port": 8080, "weight": 1}
                 ]}}]}]}),
             )
         }
@@ -207,7 +249,15 @@ fn dataplane_doc(
     let outbound: Vec<Value> = outbounds
         .iter()
         .enumerate()
-        .map(|(i, s)| json!({"port": 15001 + i, "tags": {"kuma.io/service": SERVICES[s % SERVICES.len()]}}))
+        .map(|(i, s)| {
+            let service = SERVICES[s % SERVICES.len()];
+            match s / SERVICES.len() {
+                0 => json!({"port": 15001 + i, "tags": {"kuma.io/service": service}}),
+                // Kuma 2.x: a MeshService by label, a MeshMultiZoneService by name.
+                1 => json!({"port": 15001 + i, "backendRef": {"kind": "MeshService", "labels": {"app": service}, "port": 8080}}),
+                _ => json!({"port": 15001 + i, "backendRef": {"kind": "MeshMultiZoneService", "name": format!("mz-{service}"), "port": 8080}}),
+            }
+        })
         .collect();
     let mut inbound = vec![json!({"port": 20001,
         "tags": {"kuma.io/service": SERVICES[service % SERVICES.len()],
@@ -458,6 +508,70 @@ impl World {
                     self.connect(kind, key, None);
                 }
             }
+            Op::MeshService {
+                mesh,
+                zone,
+                service,
+                healthy,
+                named_port,
+            } => {
+                let zone = ZONES[usize::from(*zone) % ZONES.len()];
+                let svc = SERVICES[service % SERVICES.len()];
+                let target_port = if *named_port {
+                    json!("second")
+                } else {
+                    json!(20001)
+                };
+                let doc = json!({"type": "MeshService", "mesh": MESHES[*mesh],
+                    "name": mesh_service_name(zone, *service),
+                    "labels": {"app": svc, "kuma.io/zone": zone, "kuma.io/display-name": format!("ms-{svc}")},
+                    "spec": {"selector": {"dataplaneTags": {"kuma.io/service": svc}},
+                        "ports": [{"port": 8080, "name": "main", "targetPort": target_port}]},
+                    "status": {"dataplaneProxies": {"healthy": healthy, "total": 2}}});
+                if self
+                    .store
+                    .contains_key(&ResourceKey::global(ResourceKind::Mesh, MESHES[*mesh]))
+                {
+                    self.put(doc, Some(zone), changed);
+                }
+            }
+            Op::DeleteMeshService {
+                mesh,
+                zone,
+                service,
+            } => {
+                let zone = ZONES[usize::from(*zone) % ZONES.len()];
+                let key = ResourceKey::in_mesh(
+                    ResourceKind::MeshService,
+                    MESHES[*mesh],
+                    mesh_service_name(zone, *service),
+                );
+                self.remove(&key, changed);
+            }
+            Op::MultiZone {
+                mesh,
+                service,
+                present,
+            } => {
+                let svc = SERVICES[service % SERVICES.len()];
+                let key = ResourceKey::in_mesh(
+                    ResourceKind::MeshMultiZoneService,
+                    MESHES[*mesh],
+                    format!("mz-{svc}"),
+                );
+                let mesh_exists = self
+                    .store
+                    .contains_key(&ResourceKey::global(ResourceKind::Mesh, MESHES[*mesh]));
+                if *present && mesh_exists {
+                    let doc = json!({"type": "MeshMultiZoneService", "mesh": MESHES[*mesh],
+                        "name": format!("mz-{svc}"),
+                        "spec": {"selector": {"meshService": {"matchLabels": {"app": svc}}},
+                            "ports": [{"port": 8080}]}});
+                    self.put(doc, None, changed);
+                } else {
+                    self.remove(&key, changed);
+                }
+            }
         }
     }
 
@@ -550,7 +664,8 @@ fn op() -> impl Strategy<Value = Op> {
             // v1/v2 tags by parity; 2 and up add a second inbound (`dataplane_doc`).
             0u8..8,
             any::<bool>(),
-            prop::collection::vec(0usize..3, 0..3),
+            // 0–2 by tag, 3–5 a MeshService backendRef, 6–8 a multi-zone one.
+            prop::collection::vec(0usize..9, 0..3),
             any::<bool>()
         )
             .prop_map(
@@ -575,6 +690,27 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..2, any::<bool>()).prop_map(|(zone, enabled)| Op::Zone { zone, enabled }),
         (any::<bool>(), any::<bool>())
             .prop_map(|(egress, connected)| Op::ZoneProxy { egress, connected }),
+        (0usize..2, 0u8..3, 0usize..3, 0u32..3, any::<bool>()).prop_map(
+            |(mesh, zone, service, healthy, named_port)| Op::MeshService {
+                mesh,
+                zone,
+                service,
+                healthy,
+                named_port
+            }
+        ),
+        (0usize..2, 0u8..3, 0usize..3).prop_map(|(mesh, zone, service)| Op::DeleteMeshService {
+            mesh,
+            zone,
+            service
+        }),
+        (0usize..2, 0usize..3, any::<bool>()).prop_map(|(mesh, service, present)| {
+            Op::MultiZone {
+                mesh,
+                service,
+                present,
+            }
+        }),
     ]
 }
 
@@ -792,4 +928,54 @@ fn a_mesh_wide_change_over_many_sidecars_computes_each_once_and_equivalently() {
     let delta = counted(&mut world, |w| w.step(&[mesh_op(false)]));
     assert_eq!(delta, BTreeMap::from([(Reason::Mesh, 100)]));
     world.check().expect("equivalent after the mesh change");
+}
+
+#[test]
+fn mesh_services_appearing_later_reach_the_routes_and_outbounds_naming_them() {
+    let mut world = World::new();
+    world.step(&[mesh_op(true)]);
+    // web-0 calls backend by tag, routed (among others) to the MeshService
+    // labelled `app: backend`, port 8080; web-2 names it by backendRef.
+    world.step(&[
+        dataplane_op(0, 0, vec![1]),
+        dataplane_op(2, 0, vec![4]),
+        policy_op(0, 1, 0, (0, 0, 0), (0, 1, 0), 0),
+    ]);
+    world.check().expect("equivalent");
+    let resource_backends = |w: &World, dp: &str| -> Vec<usize> {
+        let key = ResourceKey::in_mesh(ResourceKind::Dataplane, "default", dp);
+        match w.engine.config(&key) {
+            Some(meridian_proxy_api::ProxyConfig::Sidecar(s)) => s
+                .outbounds
+                .iter()
+                .flat_map(|o| &o.backends)
+                .filter(|b| b.resource.is_some())
+                .map(|b| b.endpoints.len())
+                .collect(),
+            other => panic!("no sidecar config for {dp}: {other:?}"),
+        }
+    };
+    assert!(
+        resource_backends(&world, "dp-0").is_empty(),
+        "nothing to resolve yet"
+    );
+    assert!(
+        resource_backends(&world, "dp-2").is_empty(),
+        "no outbound yet"
+    );
+    // The MeshService appears, then an instance of it.
+    world.step(&[Op::MeshService {
+        mesh: 0,
+        zone: 2,
+        service: 1,
+        healthy: 1,
+        named_port: false,
+    }]);
+    world.check().expect("equivalent");
+    assert_eq!(resource_backends(&world, "dp-0"), vec![0]);
+    assert_eq!(resource_backends(&world, "dp-2"), vec![0]);
+    world.step(&[dataplane_op(1, 1, vec![])]);
+    world.check().expect("equivalent");
+    assert_eq!(resource_backends(&world, "dp-0"), vec![1]);
+    assert_eq!(resource_backends(&world, "dp-2"), vec![1]);
 }

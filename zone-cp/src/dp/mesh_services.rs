@@ -255,7 +255,13 @@ pub fn all_meshes(state: &ZoneState) -> BTreeSet<String> {
         .meshes
         .keys()
         .cloned()
-        .chain(state.mesh_services.keys().map(|(m, _)| m.clone()))
+        .chain(
+            state
+                .mesh_services
+                .iter()
+                .filter(|(_, s)| s.zone == state.zone)
+                .map(|((m, _), _)| m.clone()),
+        )
         .collect()
 }
 

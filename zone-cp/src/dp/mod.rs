@@ -24,6 +24,7 @@
 //! only the zone's proxies can reach.
 
 pub mod compute;
+pub mod destinations;
 pub mod engine;
 #[cfg(test)]
 mod equivalence;

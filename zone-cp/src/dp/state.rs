@@ -17,10 +17,11 @@
 //!   name, so a proxy's candidate policies are found without scanning them all;
 //! - `available`: this zone's ready instances per (mesh, tags) — what its
 //!   ingresses advertise to other zones;
-//! - `mesh_services`: this zone's own MeshServices (generated or not), which the
-//!   MeshService generator (`mesh_services`) compares with what the zone's
-//!   Dataplanes call for. Other zones' MeshServices and every
-//!   MeshMultiZoneService are kept by the store only: no config reads them yet.
+//! - `mesh_services`: every MeshService known here — this zone's own (generated
+//!   or not), which the MeshService generator (`mesh_services`) compares with
+//!   what the zone's Dataplanes call for, and other zones' (synced through
+//!   global), which outbounds and routes to them resolve against;
+//! - `multizone`: the MeshMultiZoneServices (global's).
 //!
 //! Invariant: the state after any sequence of `apply` equals
 //! [`ZoneState::from_resources`] of the store's contents at the same revision
@@ -30,9 +31,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use meridian_model::{
-    AvailableService, DataplaneSpec, MANAGED_BY_LABEL, MESH_SERVICE_GENERATOR, MeshServiceFields,
-    MeshSpec, PolicyReach, Resource, ResourceKind, ResourceMeta, SERVICE_TAG, Spec, ZoneEgressSpec,
-    ZoneIngressSpec, ZoneSpec,
+    AvailableService, DISPLAY_NAME_LABEL, DataplaneSpec, MANAGED_BY_LABEL, MESH_SERVICE_GENERATOR,
+    MeshMultiZoneServiceFields, MeshServiceFields, MeshSpec, PolicyReach, Resource, ResourceKind,
+    ResourceMeta, SERVICE_TAG, Spec, ZoneEgressSpec, ZoneIngressSpec, ZoneSpec,
 };
 use meridian_store::{Change, ResourceKey, Revision, Store, StoreError, StoredResource};
 
@@ -156,9 +157,14 @@ impl MeshPolicies {
         Some(old)
     }
 
-    /// The policies that can select sidecar `dp`: a superset of those
-    /// [`meridian_model::match_policies`] would pick from the whole mesh.
-    pub fn candidates(&self, dp: &DataplaneSpec) -> Vec<&Resource> {
+    /// The policies that can select sidecar `dp` whose outbounds resolved to
+    /// destinations named `destinations`: a superset of those
+    /// [`meridian_model::match_policies_to`] would pick from the whole mesh.
+    pub fn candidates<'a>(
+        &self,
+        dp: &DataplaneSpec,
+        destinations: impl Iterator<Item = &'a str>,
+    ) -> Vec<&Resource> {
         let mut keys: BTreeSet<&PolicyKey> = self.mesh_wide.iter().collect();
         for inbound in &dp.networking.inbound {
             keys.extend(
@@ -168,13 +174,8 @@ impl MeshPolicies {
                     .flatten(),
             );
         }
-        for outbound in dp.outbounds() {
-            keys.extend(
-                self.by_to_service
-                    .get(outbound.service())
-                    .into_iter()
-                    .flatten(),
-            );
+        for name in destinations {
+            keys.extend(self.by_to_service.get(name).into_iter().flatten());
         }
         keys.into_iter().filter_map(|k| self.all.get(k)).collect()
     }
@@ -199,9 +200,11 @@ impl CaView {
     }
 }
 
-/// One of this zone's own MeshServices, as the generator compares it.
+/// A MeshService as this zone knows it: its own, or another zone's.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LocalMeshService {
+pub struct MeshServiceEntry {
+    /// The zone that owns it.
+    pub zone: String,
     /// Its labels (the generator keeps labels it does not manage).
     pub labels: BTreeMap<String, String>,
     /// Its `spec` and `status`.
@@ -210,12 +213,29 @@ pub struct LocalMeshService {
     pub version: i64,
 }
 
-impl LocalMeshService {
+impl MeshServiceEntry {
     /// Whether the zone CP's generator made it (`kuma.io/managed-by:
     /// meshservice-generator`); the generator never touches the others.
     pub fn is_generated(&self) -> bool {
         self.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MESH_SERVICE_GENERATOR)
     }
+
+    /// Its name in its own zone: `kuma.io/display-name`, else `name` (the
+    /// name here).
+    pub fn display_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.labels
+            .get(DISPLAY_NAME_LABEL)
+            .map_or(name, String::as_str)
+    }
+}
+
+/// A MeshMultiZoneService as the zone knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiZoneEntry {
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its `spec` and `status`.
+    pub fields: MeshMultiZoneServiceFields,
 }
 
 /// A policy that changed: its mesh and its value before and after.
@@ -247,6 +267,11 @@ pub struct Touched {
     /// Meshes whose generated MeshServices may have to change: a Dataplane, the
     /// Mesh itself or one of this zone's MeshServices changed in them.
     pub mesh_services: BTreeSet<String>,
+    /// Meshes where what a MeshService or MeshMultiZoneService destination
+    /// resolves to may differ (a MeshService or MeshMultiZoneService, a
+    /// Dataplane, an ingress, an egress or a zone changed): every sidecar with
+    /// such a destination.
+    pub resource_destinations: BTreeSet<String>,
 }
 
 impl Touched {
@@ -283,8 +308,10 @@ pub struct ZoneState {
     pub ca: Arc<CaView>,
     /// Ready local instances per (mesh, tags).
     available: BTreeMap<(String, BTreeMap<String, String>), u32>,
-    /// This zone's own MeshServices: (mesh, name) → labels, body, version.
-    pub mesh_services: BTreeMap<(String, String), LocalMeshService>,
+    /// Every MeshService here, this zone's and other zones': (mesh, name) → entry.
+    pub mesh_services: BTreeMap<(String, String), MeshServiceEntry>,
+    /// MeshMultiZoneServices: (mesh, name) → entry.
+    pub multizone: BTreeMap<(String, String), MultiZoneEntry>,
 }
 
 impl ZoneState {
@@ -337,13 +364,10 @@ impl ZoneState {
     }
 
     /// Whether a zone-owned resource of another zone (which this zone's store
-    /// does not hold for data planes and egresses; other zones' MeshServices it
-    /// holds, but nothing here reads them) is to be ignored.
+    /// does not hold for data planes and egresses) is to be ignored.
     fn foreign(&self, kind: ResourceKind, zone: Option<&str>) -> bool {
-        matches!(
-            kind,
-            ResourceKind::Dataplane | ResourceKind::ZoneEgress | ResourceKind::MeshService
-        ) && zone != Some(self.zone.as_str())
+        matches!(kind, ResourceKind::Dataplane | ResourceKind::ZoneEgress)
+            && zone != Some(self.zone.as_str())
     }
 
     fn upsert(&mut self, stored: StoredResource, touched: &mut Touched) {
@@ -356,19 +380,32 @@ impl ZoneState {
         let mesh = key.mesh.clone();
         match spec {
             Spec::MeshService(fields) => {
-                let new = LocalMeshService {
+                let new = MeshServiceEntry {
+                    zone: stored.zone.unwrap_or_else(|| self.zone.clone()),
                     labels: stored.labels,
                     fields,
                     version: stored.version,
                 };
                 let id = (mesh.clone(), key.name);
                 if self.mesh_services.get(&id) != Some(&new) {
+                    if new.zone == self.zone {
+                        touched.mesh_services.insert(mesh.clone());
+                    }
                     self.mesh_services.insert(id, new);
-                    touched.mesh_services.insert(mesh);
+                    self.resource_touched(mesh, touched);
                 }
             }
-            // Global's; nothing in a proxy's config reads it yet.
-            Spec::MeshMultiZoneService(_) => {}
+            Spec::MeshMultiZoneService(fields) => {
+                let new = MultiZoneEntry {
+                    labels: stored.labels,
+                    fields,
+                };
+                let id = (mesh.clone(), key.name);
+                if self.multizone.get(&id) != Some(&new) {
+                    self.multizone.insert(id, new);
+                    self.resource_touched(mesh, touched);
+                }
+            }
             Spec::Mesh(m) => {
                 if self.meshes.get(&key.name) != Some(&m) {
                     self.meshes.insert(key.name.clone(), m);
@@ -472,11 +509,19 @@ impl ZoneState {
             }
             ResourceKind::MeshService => {
                 let id = (key.mesh.clone(), key.name.clone());
-                if self.mesh_services.remove(&id).is_some() {
-                    touched.mesh_services.insert(key.mesh.clone());
+                if let Some(old) = self.mesh_services.remove(&id) {
+                    if old.zone == self.zone {
+                        touched.mesh_services.insert(key.mesh.clone());
+                    }
+                    self.resource_touched(key.mesh.clone(), touched);
                 }
             }
-            ResourceKind::MeshMultiZoneService => {}
+            ResourceKind::MeshMultiZoneService => {
+                let id = (key.mesh.clone(), key.name.clone());
+                if self.multizone.remove(&id).is_some() {
+                    self.resource_touched(key.mesh.clone(), touched);
+                }
+            }
             ResourceKind::Secret => {
                 let id = (key.mesh.clone(), key.name.clone());
                 if self.ca.secrets.contains_key(&id) {
@@ -537,10 +582,27 @@ impl ZoneState {
             touched.services.extend(advertised(ingress));
         }
         touched.zone_proxies = true;
+        self.every_resource_touched(touched);
+    }
+
+    /// A MeshService or MeshMultiZoneService of `mesh` changed: the zone
+    /// proxies route them, sidecars may dial them.
+    fn resource_touched(&self, mesh: String, touched: &mut Touched) {
+        touched.zone_proxies = true;
+        touched.resource_destinations.insert(mesh);
+    }
+
+    /// Something every mesh's resource destinations may resolve through
+    /// changed (an ingress, an egress, a zone).
+    fn every_resource_touched(&self, touched: &mut Touched) {
+        touched
+            .resource_destinations
+            .extend(self.meshes.keys().cloned());
     }
 
     /// Egresses stand in for remote endpoints in meshes routed through them.
     fn egress_touched(&mut self, touched: &mut Touched) {
+        self.every_resource_touched(touched);
         for (mesh, service) in self.remote.keys() {
             if self.meshes.get(mesh).is_some_and(egress_routing) {
                 touched.services.insert((mesh.clone(), service.clone()));
@@ -559,6 +621,7 @@ impl ZoneState {
             return;
         }
         touched.mesh_services.insert(mesh.clone());
+        touched.resource_destinations.insert(mesh.clone());
         for (dp, sign) in [(old, -1i64), (new, 1)] {
             let Some(dp) = dp else { continue };
             for inbound in &dp.networking.inbound {
@@ -602,6 +665,7 @@ impl ZoneState {
         if old == new {
             return;
         }
+        self.every_resource_touched(touched);
         // This zone's own ingress must advertise what this zone has.
         if new.is_some_and(|n| {
             n.zone == self.zone
@@ -647,8 +711,28 @@ impl ZoneState {
     pub fn mesh_services_in<'a>(
         &'a self,
         mesh: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a LocalMeshService)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a MeshServiceEntry)> + 'a {
+        self.all_mesh_services_in(mesh)
+            .filter(|(_, s)| s.zone == self.zone)
+    }
+
+    /// Every MeshService in `mesh` (this zone's and other zones'), by name.
+    pub fn all_mesh_services_in<'a>(
+        &'a self,
+        mesh: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a MeshServiceEntry)> + 'a {
         self.mesh_services
+            .range((mesh.to_owned(), String::new())..)
+            .take_while(move |((m, _), _)| m == mesh)
+            .map(|((_, name), s)| (name.as_str(), s))
+    }
+
+    /// The MeshMultiZoneServices of `mesh`, by name.
+    pub fn multizone_in<'a>(
+        &'a self,
+        mesh: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a MultiZoneEntry)> + 'a {
+        self.multizone
             .range((mesh.to_owned(), String::new())..)
             .take_while(move |((m, _), _)| m == mesh)
             .map(|((_, name), s)| (name.as_str(), s))

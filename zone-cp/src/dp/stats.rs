@@ -35,7 +35,7 @@ impl Part {
     }
 }
 
-const REASONS: [Reason; 6] = Reason::ALL;
+const REASONS: [Reason; Reason::ALL.len()] = Reason::ALL;
 
 /// The counters (see the module docs).
 #[derive(Debug)]
