@@ -155,14 +155,17 @@ fn unresolved(r: &TargetRef, level: Level) -> Option<&'static str> {
         TargetRefKind::MeshExternalService => {
             "selects nothing yet: Meridian does not implement MeshExternalService yet"
         }
-        TargetRefKind::MeshMultiZoneService => {
-            "selects nothing yet: Meridian does not resolve MeshMultiZoneService refs yet"
+        // As destinations (`to`, route backends) MeshServices by labels or
+        // namespace, their ports and MeshMultiZoneServices are resolved
+        // against the zone's resources; as the proxies a policy applies to
+        // they are not.
+        TargetRefKind::MeshMultiZoneService if level != Level::To => {
+            "selects no proxy here: Meridian resolves MeshMultiZoneService refs as destinations only"
         }
-        TargetRefKind::MeshService if r.labels.is_some() || r.namespace.is_some() => {
-            "selects nothing yet: Meridian resolves MeshService refs by name (the kuma.io/service tag), not by labels or namespace"
-        }
-        TargetRefKind::MeshService if r.section_name.is_some() && level == Level::To => {
-            "applies to the whole service: Meridian configures outbounds per service, not per port"
+        TargetRefKind::MeshService
+            if level != Level::To && (r.labels.is_some() || r.namespace.is_some()) =>
+        {
+            "selects no proxy yet: Meridian selects proxies by MeshService name (the kuma.io/service tag), not by labels or namespace; as a destination (`to`) these refs are resolved"
         }
         _ => return None,
     })
@@ -370,10 +373,7 @@ mod tests {
                         {"kind": "MeshService", "name": "a"},
                         {"kind": "MeshMultiZoneService", "name": "b", "port": 80}]}}]}]})
             ),
-            [
-                "spec.targetRef",
-                "spec.to[0].rules[0].default.backendRefs[1]"
-            ]
+            ["spec.targetRef"]
         );
         assert_eq!(
             fields(
@@ -392,11 +392,16 @@ mod tests {
                     {"targetRef": {"kind": "MeshService", "labels": {"team": "x"}}, "default": {"tcp": {}}},
                     {"targetRef": {"kind": "MeshExternalService", "name": "db"}, "default": {"tcp": {}}}]})
             ),
-            [
-                "spec.to[0].targetRef",
-                "spec.to[1].targetRef",
-                "spec.to[2].targetRef"
-            ]
+            // Ports and labels of MeshServices are destinations here.
+            ["spec.to[2].targetRef"]
+        );
+        assert_eq!(
+            fields(
+                ResourceKind::MeshTimeout,
+                json!({"targetRef": {"kind": "MeshService", "labels": {"team": "x"}},
+                    "to": [{"targetRef": {"kind": "MeshMultiZoneService", "name": "m"}, "default": {"idleTimeout": "1s"}}]})
+            ),
+            ["spec.targetRef"]
         );
         assert!(
             fields(

@@ -8,14 +8,21 @@
 //! everywhere with its last Dataplane. A MeshService someone wrote by hand is left
 //! alone. A MeshMultiZoneService written on global reaches every zone, and
 //! MeshServices cannot be written on global.
+//!
+//! Then traffic: sidecars registered from Kuma 2.x Dataplane documents dial
+//! MeshService and MeshMultiZoneService ports across zones, routed and
+//! permitted by Kuma 2.x policies (see the last test).
 
 #![allow(clippy::unwrap_used)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use meridian_tests::cluster::{Cluster, answered_by, exchange, tally};
 use meridian_tests::global_replicas::{ADMIN, GlobalReplica, start_zone};
 use meridian_tests::postgres::TestDatabase;
-use meridian_tests::scratch::Dir;
+use meridian_tests::process::MeridianProcess;
+use meridian_tests::scratch::{Dir, free_port};
 use meridian_tests::{eventually, get_json as get};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -270,4 +277,154 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
         .unwrap();
     assert_eq!(names(&list_2), ["manual.zone-1"], "{list_2}");
     drop((zone_1, zone_2, global));
+}
+
+/// Starts `meridian dp` in `zone` from a Kuma universal Dataplane document
+/// (written to a file, as `--dataplane-file` takes it).
+async fn sidecar_from_document(cluster: &Cluster, zone: &str, doc: &Value) -> MeridianProcess {
+    let path = cluster
+        .dir
+        .path(&format!("{}.json", doc["name"].as_str().unwrap()));
+    std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    MeridianProcess::start_until(
+        &[
+            "dp",
+            "--zone-cp",
+            &cluster.zones[zone].dp_url,
+            "--dataplane-file",
+            &path,
+        ],
+        "meridian dp",
+    )
+    .await
+}
+
+/// Who answers a connection to `addr`, as soon as the answer is `want`.
+async fn answered(addr: SocketAddr, want: &str) {
+    eventually(&format!("{addr} answered by {want}"), DEADLINE, || async {
+        let answer = exchange(addr, b"hi").await.ok()?;
+        (answered_by(&answer) == want).then_some(())
+    })
+    .await;
+}
+
+/// Kuma 2.x documents, unchanged, carry traffic between zones: outbounds by
+/// `backendRef` to a MeshService (by labels, another zone's; by name, the
+/// zone's own) and to a MeshMultiZoneService (local part first, the other
+/// zone's once the local one is gone), a MeshTCPRoute whose `to` selects one
+/// port by `sectionName` and sends it to another zone's MeshService, and a
+/// MeshTrafficPermission for a `Dataplane`-labels target denying clients of one
+/// zone (`from` MeshSubset `kuma.io/zone`), while a 2.5-style tag outbound in
+/// the same sidecar keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuma_2_documents_carry_traffic_between_zones() {
+    let cluster = Cluster::start("mesh-service-traffic", &["zone-1", "zone-2"]).await;
+    cluster
+        .apply(json!({"type": "Mesh", "name": "default",
+            "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]},
+            "meshServices": {"mode": "Everywhere"}}))
+        .await;
+    cluster
+        .apply(
+            json!({"type": "MeshTrafficPermission", "name": "allow-all", "mesh": "default",
+            "spec": {"targetRef": {"kind": "Mesh"},
+                "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}}),
+        )
+        .await;
+    let _ingress = cluster.ingress("zone-2").await;
+
+    // One `backend` per zone on the same port (two loopback addresses), so
+    // both zones' generated MeshServices have port `port`, named `tcp-main`.
+    let port = free_port();
+    let (_echo_1, app_1) = cluster.echo("backend-zone-1").await;
+    let (_echo_2, app_2) = cluster.echo("backend-zone-2").await;
+    let backend = |name: &str, ip: &str, app: SocketAddr| {
+        json!({"type": "Dataplane", "mesh": "default", "name": name,
+            "networking": {"address": ip, "inbound": [{"port": port, "name": "tcp-main",
+                "servicePort": app.port(), "tags": {"kuma.io/service": "backend"}}]}})
+    };
+    let backend_1 = sidecar_from_document(
+        &cluster,
+        "zone-1",
+        &backend("backend-1", "127.0.0.1", app_1),
+    )
+    .await;
+    let _backend_2 = sidecar_from_document(
+        &cluster,
+        "zone-2",
+        &backend("backend-2", "127.0.0.2", app_2),
+    )
+    .await;
+
+    // The client in zone-1: three Kuma 2.x outbounds and a 2.5 one.
+    let [to_multizone, to_zone_2, to_own, by_tag] = [0; 4].map(|_| free_port());
+    let outbound = |local: u16, backend_ref: Value| json!({"port": local, "address": "127.0.0.1", "backendRef": backend_ref});
+    let client = json!({"type": "Dataplane", "mesh": "default", "name": "web-1",
+    "networking": {"address": "127.0.0.1",
+        "inbound": [{"port": free_port(), "servicePort": free_port(), "tags": {"kuma.io/service": "web"}}],
+        "outbound": [
+            outbound(to_multizone, json!({"kind": "MeshMultiZoneService", "name": "backend-all", "port": port})),
+            outbound(to_zone_2, json!({"kind": "MeshService",
+                "labels": {"kuma.io/display-name": "backend", "kuma.io/zone": "zone-2"}, "port": port})),
+            outbound(to_own, json!({"kind": "MeshService", "name": "backend", "port": port})),
+            {"port": by_tag, "address": "127.0.0.1", "tags": {"kuma.io/service": "backend"}}
+        ]}});
+    let _client = sidecar_from_document(&cluster, "zone-1", &client).await;
+    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+
+    // zone-2's MeshService, synced to zone-1 as `backend.zone-2`: through
+    // zone-2's ingress, by the MeshService SNI name.
+    answered(at(to_zone_2), "backend-zone-2").await;
+    answered(at(to_own), "backend-zone-1").await;
+    answered(at(by_tag), "backend-zone-1").await;
+
+    // A route for one port of zone-1's own MeshService (by sectionName)
+    // sends it to zone-2's.
+    cluster
+        .apply(json!({"type": "MeshTCPRoute", "name": "own-to-zone-2", "mesh": "default",
+            "spec": {"targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": {"kind": "MeshService", "name": "backend", "sectionName": "tcp-main"},
+                    "rules": [{"default": {"backendRefs": [{"kind": "MeshService",
+                        "labels": {"kuma.io/display-name": "backend", "kuma.io/zone": "zone-2"},
+                        "port": port}]}}]}]}}))
+        .await;
+    answered(at(to_own), "backend-zone-2").await;
+
+    // A MeshMultiZoneService over both zones' MeshServices: its local part
+    // first (the local zone is priority 0).
+    cluster
+        .apply(json!({"type": "MeshMultiZoneService", "name": "backend-all", "mesh": "default",
+            "spec": {"selector": {"meshService": {"matchLabels": {"kuma.io/display-name": "backend"}}},
+                "ports": [{"port": port, "appProtocol": "tcp"}]}}))
+        .await;
+    answered(at(to_multizone), "backend-zone-1").await;
+
+    // zone-2's backend refuses zone-1's clients: the outbounds that lead
+    // there fail; the ones answered in zone-1 do not.
+    let refuse = json!({"type": "MeshTrafficPermission", "name": "zone-2-refuses-zone-1", "mesh": "default",
+        "spec": {"targetRef": {"kind": "Dataplane", "labels": {"kuma.io/zone": "zone-2"}},
+            "from": [{"targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/zone": "zone-1"}},
+                "default": {"action": "Deny"}}]}});
+    cluster.apply(refuse.clone()).await;
+    eventually("zone-2 refuses zone-1's client", DEADLINE, || async {
+        exchange(at(to_zone_2), b"hi").await.is_err().then_some(())
+    })
+    .await;
+    assert!(
+        exchange(at(to_own), b"hi").await.is_err(),
+        "routed to zone-2: refused"
+    );
+    for local in [by_tag, to_multizone] {
+        let answer = exchange(at(local), b"hi")
+            .await
+            .unwrap_or_else(|e| panic!("{local} (by_tag {by_tag}): {e}"));
+        assert_eq!(answered_by(&answer), "backend-zone-1");
+    }
+
+    // Without the refusal, and with zone-1's backend gone (its Dataplane and
+    // so its MeshService with it), the multi-zone service is zone-2's part.
+    cluster.delete(&refuse).await;
+    answered(at(to_zone_2), "backend-zone-2").await;
+    backend_1.kill().await;
+    answered(at(to_multizone), "backend-zone-2").await;
 }

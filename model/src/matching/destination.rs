@@ -82,7 +82,13 @@ impl Destination {
     /// Whether a `to` targetRef selects this destination.
     pub fn selected_by(&self, t: &TargetRef) -> bool {
         match self {
-            Destination::Service { service, tags } => t.selects(service, tags),
+            // A ref with a port, labels or a namespace means a resource
+            // (Kuma's "real resource" refs), never a `kuma.io/service`.
+            Destination::Service { service, tags } => {
+                let resource_only = t.kind == TargetRefKind::MeshService
+                    && (t.section_name.is_some() || t.labels.is_some() || t.namespace.is_some());
+                !resource_only && t.selects(service, tags)
+            }
             Destination::MeshService {
                 name,
                 labels,
@@ -226,6 +232,14 @@ mod tests {
         let d = Destination::service("backend");
         assert!(d.selected_by(&target("{kind: MeshService, name: backend}")));
         assert!(!d.selected_by(&target("{kind: MeshService, name: other}")));
+        // One port, labels or a namespace: the resource, not the tag.
+        for resource_ref in [
+            "{kind: MeshService, name: backend, sectionName: http}",
+            "{kind: MeshService, labels: {app: backend}}",
+            "{kind: MeshService, name: backend, namespace: ns}",
+        ] {
+            assert!(!d.selected_by(&target(resource_ref)), "{resource_ref}");
+        }
         assert_eq!(d.name(), "backend");
     }
 }
