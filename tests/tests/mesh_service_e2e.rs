@@ -315,7 +315,7 @@ async fn answered(addr: SocketAddr, want: &str) {
 /// port by `sectionName` and sends it to another zone's MeshService, and a
 /// MeshTrafficPermission for a `Dataplane`-labels target denying clients of one
 /// zone (`from` MeshSubset `kuma.io/zone`), while a 2.5-style tag outbound in
-/// the same sidecar keeps working.
+/// the same sidecar keeps working, let through in its zone by an MTP's `rules`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kuma_2_documents_carry_traffic_between_zones() {
     let cluster = Cluster::start("mesh-service-traffic", &["zone-1", "zone-2"]).await;
@@ -329,6 +329,16 @@ async fn kuma_2_documents_carry_traffic_between_zones() {
             json!({"type": "MeshTrafficPermission", "name": "allow-all", "mesh": "default",
             "spec": {"targetRef": {"kind": "Mesh"},
                 "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}}),
+        )
+        .await;
+    // zone-1's proxies decide by inbound `rules` (Kuma 2.10+), which replace
+    // `from` there: only `web` may connect.
+    cluster
+        .apply(
+            json!({"type": "MeshTrafficPermission", "name": "zone-1-web-only", "mesh": "default",
+            "spec": {"targetRef": {"kind": "Dataplane", "labels": {"kuma.io/zone": "zone-1"}},
+                "rules": [{"default": {"allow": [
+                    {"spiffeID": {"type": "Exact", "value": "spiffe://default/web"}}]}}]}}),
         )
         .await;
     let _ingress = cluster.ingress("zone-2").await;
