@@ -7,7 +7,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use meridian_model::{FieldViolation, ORIGIN_LABEL, ResourceKind, ResourceMeta, Spec, SpecBody};
-use meridian_store::{ListQuery, NewResource, PutOutcome, ResourceKey, Store, StoredResource};
+use meridian_store::{
+    ListQuery, NewResource, Precondition, PutOutcome, ResourceKey, Store, StoreError,
+    StoredResource, WriteOp, WriteOutcome,
+};
 use serde::Serialize;
 
 use crate::body;
@@ -217,7 +220,16 @@ pub async fn put(
         spec: SpecBody::new(resource.spec),
         zone,
     };
-    let (outcome, stored) = store.put(new, precondition).await?;
+    // A new mesh on global comes with Kuma's initial policies (zones get both
+    // from global).
+    let new_mesh = new.key.kind == ResourceKind::Mesh
+        && role.zone().is_none()
+        && store.get(&new.key).await?.is_none();
+    let (outcome, stored) = if new_mesh {
+        create_mesh(store, new, precondition).await?
+    } else {
+        store.put(new, precondition).await?
+    };
     tracing::info!(resource = %stored.key, version = stored.version, revision = stored.revision, ?outcome, "resource written");
     let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
@@ -239,6 +251,56 @@ pub async fn put(
         );
     }
     Ok(answer(status, body, stored.version))
+}
+
+/// The writes that create mesh `mesh` with its initial policies
+/// ([`meridian_model::initial_policies`]) in one atomic batch; the mesh's own
+/// put comes first. A mesh that does not exist has no policies, so theirs are
+/// `Absent`-conditioned.
+pub fn mesh_with_initial_policies(mesh: NewResource, precondition: Precondition) -> Vec<WriteOp> {
+    let policies = match mesh.spec.spec() {
+        Spec::Mesh(spec) => meridian_model::initial_policies(&mesh.key.name, spec),
+        _ => Vec::new(),
+    };
+    let name = mesh.key.name.clone();
+    std::iter::once(WriteOp::Put(mesh, precondition))
+        .chain(policies.into_iter().map(|p| {
+            WriteOp::Put(
+                NewResource {
+                    key: ResourceKey::in_mesh(p.kind, name.clone(), p.name),
+                    labels: Default::default(),
+                    spec: SpecBody::new(p.spec),
+                    zone: None,
+                },
+                Precondition::Absent,
+            )
+        }))
+        .collect()
+}
+
+/// Creates a mesh with its initial policies; when a concurrent write created
+/// the mesh (or one of them) first, falls back to the plain put, which then
+/// answers as any write to an existing mesh.
+pub async fn create_mesh(
+    store: &dyn Store,
+    mesh: NewResource,
+    precondition: Precondition,
+) -> Result<(PutOutcome, StoredResource), StoreError> {
+    let ops = mesh_with_initial_policies(mesh.clone(), precondition);
+    let policies = ops.len() - 1;
+    match store.apply(ops).await {
+        Ok(outcomes) => match outcomes.into_iter().next() {
+            Some(WriteOutcome::Put(outcome, stored)) => {
+                tracing::info!(mesh = %stored.key.name, policies, "mesh created with its initial policies");
+                Ok((outcome, stored))
+            }
+            other => Err(StoreError::Backend(format!(
+                "a mesh creation batch answered {other:?} for the mesh"
+            ))),
+        },
+        Err(StoreError::AlreadyExists(_)) => store.put(mesh, precondition).await,
+        Err(error) => Err(error),
+    }
 }
 
 fn path_mismatches(key: &ResourceKey, meta: &ResourceMeta) -> Vec<FieldViolation> {

@@ -284,7 +284,7 @@ async fn ensure_default_mesh(store: &dyn Store) -> Result<(), StoreError> {
         spec: meridian_model::SpecBody::new(spec),
         zone: None,
     };
-    match store.put(mesh, Precondition::Absent).await {
+    match meridian_api::resources::create_mesh(store, mesh, Precondition::Absent).await {
         Ok(_) => {
             tracing::info!("created the default mesh");
             Ok(())

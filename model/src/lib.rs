@@ -11,7 +11,8 @@
 //! - [`mesh`], [`zone`], [`dataplane`], [`zone_proxy`]: the non-policy resources.
 //! - [`mesh_service`], [`mesh_multizone_service`]: Kuma 2.x's service resources
 //!   (body under `spec` plus `status`, not targetRef policies).
-//! - [`policy`]: the six `Mesh*` targetRef policies Meridian implements.
+//! - [`policy`]: the six `Mesh*` targetRef policies Meridian implements;
+//!   [`initial_policies`]: the ones Kuma creates with a new mesh.
 //! - [`matching`]: which policies apply to a proxy and the merged result.
 //! - `decode` (internal): how a spec value is decoded and validated with every
 //!   problem collected (each type error, unknown and missing field, and the
@@ -29,6 +30,7 @@ mod decode;
 pub mod document;
 pub mod duration;
 pub mod error;
+pub mod initial_policies;
 pub mod kind;
 pub mod matching;
 pub mod mesh;
@@ -50,6 +52,7 @@ pub use document::{
 };
 pub use duration::{Duration, DurationError};
 pub use error::{FieldViolation, ValidationError};
+pub use initial_policies::{InitialPolicy, initial_policies};
 pub use kind::{ResourceKind, UnknownKindError};
 pub use matching::*;
 pub use mesh::*;

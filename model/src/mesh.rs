@@ -22,8 +22,8 @@ pub struct MeshSpec {
     /// Who may join the mesh: checked when a sidecar registers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraints: Option<Constraints>,
-    /// Kuma's default policies not to create for a new mesh (`*`: none). Meridian
-    /// creates no default policies, so this is kept and has no effect.
+    /// Kinds of Kuma's initial policies not to create with a new mesh (`*`:
+    /// none); see [`crate::initial_policies`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_creating_initial_policies: Option<Vec<String>>,
     /// Kuma's MeshService generation mode: unless `Disabled` (also when absent, as

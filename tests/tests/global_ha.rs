@@ -258,7 +258,16 @@ async fn a_zone_fails_over_between_replicas_and_resumes_and_the_duties_move() {
     )
     .await
     .unwrap();
-    assert_eq!(names(&timeouts), ["t1", "t2"]);
+    // The default mesh's initial MeshTimeouts, and the test's.
+    assert_eq!(
+        names(&timeouts),
+        [
+            "mesh-gateways-timeout-all-default",
+            "mesh-timeout-all-default",
+            "t1",
+            "t2"
+        ]
+    );
     let global_dps = get(
         &http,
         &format!("{}/meshes/default/dataplanes", replica_2.api),

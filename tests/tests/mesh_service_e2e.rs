@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use meridian_tests::cluster::{Cluster, answered_by, exchange, tally};
+use meridian_tests::cluster::{Cluster, answered_by, exchange};
 use meridian_tests::global_replicas::{ADMIN, GlobalReplica, start_zone};
 use meridian_tests::postgres::TestDatabase;
 use meridian_tests::process::MeridianProcess;

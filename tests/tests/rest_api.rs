@@ -356,18 +356,26 @@ async fn stale_versions_conflict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_and_filter_by_label() {
     let api = Api::start().await;
+    // A mesh without Kuma's initial policies: the list holds only what this writes.
+    let (status, body) = api
+        .put(
+            "/meshes/paging",
+            json!({"type": "Mesh", "name": "paging", "skipCreatingInitialPolicies": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     for i in 0..5 {
         let team = if i % 2 == 0 { "a" } else { "b" };
-        let doc = json!({"type": "MeshTimeout", "name": format!("t{i}"), "mesh": "default",
+        let doc = json!({"type": "MeshTimeout", "name": format!("t{i}"), "mesh": "paging",
             "labels": {"team": team},
             "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1h"}}]}});
         let (status, body) = api
-            .put(&format!("/meshes/default/meshtimeouts/t{i}"), doc)
+            .put(&format!("/meshes/paging/meshtimeouts/t{i}"), doc)
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     let mut names = Vec::new();
-    let mut next = Some("/meshes/default/meshtimeouts?size=2".to_owned());
+    let mut next = Some("/meshes/paging/meshtimeouts?size=2".to_owned());
     while let Some(path) = next {
         let (status, page) = api.get(&path).await;
         assert_eq!(status, StatusCode::OK, "{page}");
@@ -385,11 +393,11 @@ async fn lists_page_and_filter_by_label() {
     assert_eq!(names, ["t0", "t1", "t2", "t3", "t4"]);
 
     let (_, filtered) = api
-        .get("/meshes/default/meshtimeouts?filter[labels.team]=b")
+        .get("/meshes/paging/meshtimeouts?filter[labels.team]=b")
         .await;
     assert_eq!(filtered["total"], 2);
     let (status, problem) = api
-        .get("/meshes/default/meshtimeouts?size=0&colour=red")
+        .get("/meshes/paging/meshtimeouts?size=0&colour=red")
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(problem_fields(&problem), ["size", "colour"]);
@@ -454,7 +462,24 @@ async fn zones_have_insights_and_deleting_a_mesh_cascades() {
         .call(Method::DELETE, "/meshes/default", None, Some(TOKEN))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(deleted["deleted"].as_array().unwrap().len(), 2, "{deleted}");
+    // The mesh, its route, and Kuma's initial policies created with it.
+    let gone: Vec<&str> = deleted["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        gone,
+        [
+            "default",
+            "mesh-circuit-breaker-all-default",
+            "tcp-route-1",
+            "mesh-gateways-timeout-all-default",
+            "mesh-timeout-all-default"
+        ],
+        "{deleted}"
+    );
     let (status, _) = api.get("/meshes/default/meshtcproutes/tcp-route-1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -583,4 +608,86 @@ async fn zone_tokens_are_issued_to_admins_only() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(problem_fields(&problem), ["name"], "{problem}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_mesh_gets_kumas_initial_policies_unless_it_skips_them() {
+    let api = Api::start().await;
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (mesh, skip, timeouts, breakers) in [
+        (
+            "plain",
+            json!(null),
+            vec!["mesh-gateways-timeout-all-plain", "mesh-timeout-all-plain"],
+            vec!["mesh-circuit-breaker-all-plain"],
+        ),
+        (
+            "no-timeouts",
+            json!(["MeshTimeout"]),
+            vec![],
+            vec!["mesh-circuit-breaker-all-no-timeouts"],
+        ),
+        ("bare", json!(["*"]), vec![], vec![]),
+    ] {
+        let mut doc = json!({"type": "Mesh", "name": mesh});
+        if !skip.is_null() {
+            doc["skipCreatingInitialPolicies"] = skip;
+        }
+        let (status, body) = api.put(&format!("/meshes/{mesh}"), doc.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (_, list) = api.get(&format!("/meshes/{mesh}/meshtimeouts")).await;
+        assert_eq!(names(&list), timeouts, "{mesh}");
+        let (_, list) = api
+            .get(&format!("/meshes/{mesh}/meshcircuitbreakers"))
+            .await;
+        assert_eq!(names(&list), breakers, "{mesh}");
+        // Updating the mesh creates nothing again.
+        if mesh == "plain" {
+            let (_, _, deleted) = api
+                .call(
+                    Method::DELETE,
+                    "/meshes/plain/meshtimeouts/mesh-timeout-all-plain",
+                    None,
+                    Some(TOKEN),
+                )
+                .await;
+            assert_eq!(deleted["deleted"][0]["name"], "mesh-timeout-all-plain");
+            doc["routing"] = json!({"zoneEgress": true});
+            let (status, body) = api.put("/meshes/plain", doc).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let (_, list) = api.get("/meshes/plain/meshtimeouts").await;
+            assert_eq!(names(&list), ["mesh-gateways-timeout-all-plain"]);
+        }
+    }
+    // Kuma's documents, as Kuma writes them.
+    let (_, timeout) = api
+        .get("/meshes/plain/meshtimeouts/mesh-gateways-timeout-all-plain")
+        .await;
+    assert_eq!(
+        timeout["spec"]["targetRef"],
+        json!({"kind": "Mesh", "proxyTypes": ["Gateway"]})
+    );
+    let (_, breaker) = api
+        .get("/meshes/plain/meshcircuitbreakers/mesh-circuit-breaker-all-plain")
+        .await;
+    assert_eq!(
+        breaker["spec"]["to"][0]["default"]["connectionLimits"]["maxConnections"],
+        1024
+    );
+    // The installation's default mesh has them too.
+    let (_, list) = api.get("/meshes/default/meshtimeouts").await;
+    assert_eq!(
+        names(&list),
+        [
+            "mesh-gateways-timeout-all-default",
+            "mesh-timeout-all-default"
+        ]
+    );
 }
