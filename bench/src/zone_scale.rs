@@ -227,6 +227,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             store.clone(),
             ZONE.to_owned(),
             None,
+            meridian_zone_cp::dp::mesh_services::DEFAULT_GRACE,
         )
         .await?;
         let stats = dp.stats();

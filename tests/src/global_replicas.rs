@@ -115,11 +115,23 @@ pub async fn start_zone(
     token: &str,
     dir: &Dir,
 ) -> MeridianProcess {
+    start_zone_with(zone, global_urls, ca, token, dir, &[]).await
+}
+
+/// [`start_zone`] with `extra` arguments.
+pub async fn start_zone_with(
+    zone: &str,
+    global_urls: &[&str],
+    ca: &str,
+    token: &str,
+    dir: &Dir,
+    extra: &[&str],
+) -> MeridianProcess {
     let token_file = dir.path(&format!("{zone}.token"));
     std::fs::write(&token_file, token).expect("write the zone token");
     let data_dir = dir.path(zone);
     let urls = global_urls.join(",");
-    MeridianProcess::start(&[
+    let mut args = vec![
         "zone-cp",
         "--zone",
         zone,
@@ -137,6 +149,7 @@ pub async fn start_zone(
         &data_dir,
         "--admin-token",
         ADMIN,
-    ])
-    .await
+    ];
+    args.extend_from_slice(extra);
+    MeridianProcess::start(&args).await
 }

@@ -206,8 +206,15 @@ async fn lagging_session_converges(stores: Stores) {
         // The snapshot's single message fills the queue; the session now waits.
         let first = rx.recv().await.unwrap();
         inbound.apply(&first).await.unwrap();
-        // Many more commits than the fan-out retains, one per transaction.
-        for i in 0..(meridian_kds::fanout::RETAINED + 40) {
+        // Commits, one per transaction, until the fan-out has published more
+        // batches than it retains past the session's position. The reader
+        // coalesces commits that land while it reads, so the count of commits
+        // alone does not say when: a probe subscribed now, never read, does
+        // (the session read at most the batch it blocks on).
+        let probe = fanout.subscribe();
+        let mut i = 0;
+        while probe.len() <= meridian_kds::fanout::RETAINED + 2 {
+            assert!(i < 100_000, "the fan-out published {} batches", probe.len());
             stores
                 .global
                 .put(
@@ -216,6 +223,7 @@ async fn lagging_session_converges(stores: Stores) {
                 )
                 .await
                 .unwrap();
+            i += 1;
         }
         stores
             .global

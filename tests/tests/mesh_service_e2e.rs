@@ -5,7 +5,7 @@
 //! `kuma.io/service` (in a mesh whose `meshServices.mode` is not Disabled); it
 //! reaches global as `<name>.zone-1` with the zone labels and zone-2 under that
 //! name, never comes back to zone-1, follows its Dataplanes' ports and goes away
-//! everywhere with its last Dataplane. A MeshService someone wrote by hand is left
+//! everywhere a grace period after its last Dataplane. A MeshService someone wrote by hand is left
 //! alone. A MeshMultiZoneService written on global reaches every zone, and
 //! MeshServices cannot be written on global.
 //!
@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use meridian_tests::cluster::{Cluster, answered_by, exchange};
-use meridian_tests::global_replicas::{ADMIN, GlobalReplica, start_zone};
+use meridian_tests::global_replicas::{ADMIN, GlobalReplica, start_zone_with};
 use meridian_tests::postgres::TestDatabase;
 use meridian_tests::process::MeridianProcess;
 use meridian_tests::scratch::{Dir, free_port};
@@ -88,7 +88,9 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
     let mut zones = Vec::new();
     for zone in ["zone-1", "zone-2"] {
         let token = global.zone_token(&http, zone).await;
-        zones.push(start_zone(zone, &[&global.kds], &ca, &token, &dir).await);
+        // A short deletion grace period, so the test sees it start and end.
+        let grace = ["--mesh-service-deletion-grace", "8s"];
+        zones.push(start_zone_with(zone, &[&global.kds], &ca, &token, &dir, &grace).await);
     }
     let (zone_1, zone_2) = (&zones[0], &zones[1]);
     let (api_1, api_2) = (zone_1.api_url.clone(), zone_2.api_url.clone());
@@ -253,9 +255,23 @@ async fn mesh_services_are_generated_in_their_zone_and_synced_everywhere() {
         .await;
     }
 
-    // The last dataplane goes: the MeshService disappears everywhere; the
+    // The last dataplane goes: the MeshService is first scheduled for
+    // deletion everywhere (Unavailable, labelled with when its grace period
+    // started), then, the period over, disappears everywhere; the
     // hand-written one stays.
     delete(&http, &format!("{api_1}/meshes/default/dataplanes/redis-1")).await;
+    for url in [&local, &on_global, &on_zone_2] {
+        eventually(
+            "the MeshService's grace period starts",
+            DEADLINE,
+            || async {
+                let s = get(&http, url).await?;
+                let labelled = s["labels"]["kuma.io/deletion-grace-period-started-at"].is_string();
+                (labelled && s["spec"]["state"] == "Unavailable").then_some(())
+            },
+        )
+        .await;
+    }
     for url in [&local, &on_global, &on_zone_2] {
         eventually("the MeshService is deleted", DEADLINE, || async {
             let response = http.get(url.as_str()).send().await.ok()?;

@@ -48,6 +48,9 @@ pub struct ZoneCpConfig {
     /// Running as one of several replicas: this replica's Raft node id, its
     /// leadership signal (KDS runs only while it leads) and the group's admin.
     pub replica: Option<Replica>,
+    /// How long a generated MeshService outlives its last Dataplane (Kuma's
+    /// deletion grace period; default 1h).
+    pub mesh_service_grace: std::time::Duration,
 }
 
 /// What a replica of a multi-replica zone CP needs besides its store.
@@ -94,6 +97,7 @@ impl ZoneCpConfig {
             dp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5678))),
             dp_tls: None,
             replica: None,
+            mesh_service_grace: dp::mesh_services::DEFAULT_GRACE,
         }
     }
 }
@@ -164,8 +168,15 @@ impl ZoneCp {
                 let tls = config.dp_tls.clone();
                 let replica = config.replica.as_ref().map(|r| r.id);
                 Some(
-                    dp::DpServer::start(addr, tls, store.clone(), config.zone.clone(), replica)
-                        .await?,
+                    dp::DpServer::start(
+                        addr,
+                        tls,
+                        store.clone(),
+                        config.zone.clone(),
+                        replica,
+                        config.mesh_service_grace,
+                    )
+                    .await?,
                 )
             }
             None => None,

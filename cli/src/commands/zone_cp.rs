@@ -57,6 +57,11 @@ pub struct ZoneCpArgs {
     /// ignored): accepted for GET and HEAD, refused with 403 on writes.
     #[arg(long)]
     pub read_token_file: Option<PathBuf>,
+    /// How long a generated MeshService outlives its last Dataplane (Kuma's
+    /// deletion grace period), so a restart or reconnect does not make it go
+    /// and come back in every zone; `0s` deletes at once.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub mesh_service_deletion_grace: std::time::Duration,
     /// Running as one replica of several.
     #[command(flatten)]
     pub raft: super::raft_flags::RaftFlags,
@@ -111,6 +116,7 @@ pub async fn run(args: ZoneCpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the embedded store in {}", store_dir.display()))?;
     let mut config = ZoneCpConfig::new(&args.zone);
+    config.mesh_service_grace = args.mesh_service_deletion_grace;
     config.api_addr = args.api_addr;
     config.admin_token = args.admin_token.clone();
     config.reads_need_token = args.reads_need_token;

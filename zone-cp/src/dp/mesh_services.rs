@@ -21,12 +21,16 @@
 //!   inbound ready, else `Unavailable`; `status.dataplaneProxies` `total` and
 //!   `healthy` counted the same way (`connected` is not tracked).
 //!
-//! A generated MeshService whose last Dataplane is gone, or whose mesh's mode is
-//! `Disabled`, is deleted at once (Kuma waits a grace period first; Meridian has
-//! none yet, so a proxy that reconnects makes its service go and come back if it
-//! was the only instance). MeshServices without the generator's label, and other
-//! zones' MeshServices, are never touched, and a name such a MeshService holds is
-//! not generated.
+//! A generated MeshService whose last Dataplane is gone is kept for a grace
+//! period, as Kuma does (`--mesh-service-deletion-grace`, Kuma's default 1h):
+//! it gets the label `kuma.io/deletion-grace-period-started-at` (RFC 3339, the
+//! start), state `Unavailable` and no healthy proxies, so a proxy that
+//! reconnects, or a zone CP that restarts, does not make it go and come back
+//! everywhere; it is deleted once the period is over, and the label goes when a
+//! Dataplane calls for it again. A grace of zero, or the mesh's mode turning
+//! `Disabled`, deletes at once. MeshServices without the generator's label, and
+//! other zones' MeshServices, are never touched, and a name such a MeshService
+//! holds is not generated.
 //!
 //! It runs in the reconciler ([`super::reconcile`]), off the same change stream
 //! as proxy configs: a batch that touches a mesh's Dataplanes, the Mesh, or the
@@ -39,6 +43,9 @@
 //! [`Touched::mesh_services`]: super::state::Touched::mesh_services
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use meridian_model::{
     DISPLAY_NAME_LABEL, DataplaneProxies, DataplaneSpec, ENV_LABEL, MANAGED_BY_LABEL, MESH_LABEL,
@@ -50,6 +57,22 @@ use meridian_model::{
 use meridian_store::{NewResource, Precondition, ResourceKey, WriteOp};
 
 use super::state::ZoneState;
+
+/// Kuma's label on a generated MeshService whose Dataplanes are gone: when its
+/// deletion grace period started (RFC 3339).
+pub const GRACE_LABEL: &str = "kuma.io/deletion-grace-period-started-at";
+
+/// Kuma's default deletion grace period.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// What the generator must write, and when it must look again.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The writes, for one atomic batch.
+    pub ops: Vec<WriteOp>,
+    /// The earliest end of a running grace period: plan again then.
+    pub recheck_at: Option<DateTime<Utc>>,
+}
 
 /// Protocols Kuma's `ParseProtocol` knows; anything else is `tcp`.
 const KNOWN_PROTOCOLS: [&str; 7] = ["tcp", "tls", "http", "http2", "grpc", "kafka", "mysql"];
@@ -182,6 +205,8 @@ fn labels(
     existing: Option<&BTreeMap<String, String>>,
 ) -> BTreeMap<String, String> {
     let mut labels = existing.cloned().unwrap_or_default();
+    // Called for again: no longer scheduled for deletion.
+    labels.remove(GRACE_LABEL);
     for (k, v) in [
         (MANAGED_BY_LABEL, MESH_SERVICE_GENERATOR),
         (MESH_LABEL, mesh),
@@ -196,10 +221,17 @@ fn labels(
 }
 
 /// The writes that bring the generated MeshServices of `meshes` to what the
-/// zone's Dataplanes call for; empty when they are already there.
-pub fn plan(state: &ZoneState, meshes: &BTreeSet<String>) -> Vec<WriteOp> {
-    let mut ops = Vec::new();
+/// zone's Dataplanes call for at `now`, with deletions held back for `grace`
+/// (see the module docs); no ops when they are already there.
+pub fn plan(
+    state: &ZoneState,
+    meshes: &BTreeSet<String>,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> Plan {
+    let mut plan = Plan::default();
     for mesh in meshes {
+        let generating = state.meshes.get(mesh).is_some_and(generates);
         let mut want = desired(state, mesh);
         for (name, have) in state.mesh_services_in(mesh) {
             let key = ResourceKey::in_mesh(ResourceKind::MeshService, mesh.clone(), name);
@@ -208,12 +240,36 @@ pub fn plan(state: &ZoneState, meshes: &BTreeSet<String>) -> Vec<WriteOp> {
                 // Someone else's MeshService holds the name: leave both alone.
                 continue;
             }
+            let delete = WriteOp::Delete(key.clone(), Precondition::Version(have.version));
             match wanted {
-                None => ops.push(WriteOp::Delete(key, Precondition::Version(have.version))),
+                None if !generating || grace.is_zero() => plan.ops.push(delete),
+                None => match grace_started(have) {
+                    Some(started) => {
+                        let end = started + grace;
+                        if now >= end {
+                            plan.ops.push(delete);
+                        } else {
+                            plan.recheck_at = Some(plan.recheck_at.map_or(end, |r| r.min(end)));
+                        }
+                    }
+                    None => {
+                        let mut labels = have.labels.clone();
+                        labels.insert(
+                            GRACE_LABEL.to_owned(),
+                            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        );
+                        plan.ops.push(WriteOp::Put(
+                            new_resource(state, key, labels, unavailable(&have.fields)),
+                            Precondition::Version(have.version),
+                        ));
+                        let end = now + grace;
+                        plan.recheck_at = Some(plan.recheck_at.map_or(end, |r| r.min(end)));
+                    }
+                },
                 Some(fields) => {
                     let labels = labels(&state.zone, mesh, name, Some(&have.labels));
                     if fields != have.fields || labels != have.labels {
-                        ops.push(WriteOp::Put(
+                        plan.ops.push(WriteOp::Put(
                             new_resource(state, key, labels, fields),
                             Precondition::Version(have.version),
                         ));
@@ -224,13 +280,37 @@ pub fn plan(state: &ZoneState, meshes: &BTreeSet<String>) -> Vec<WriteOp> {
         for (name, fields) in want {
             let key = ResourceKey::in_mesh(ResourceKind::MeshService, mesh.clone(), name.clone());
             let labels = labels(&state.zone, mesh, &name, None);
-            ops.push(WriteOp::Put(
+            plan.ops.push(WriteOp::Put(
                 new_resource(state, key, labels, fields),
                 Precondition::Absent,
             ));
         }
     }
-    ops
+    plan
+}
+
+/// When a MeshService's grace period started; `None` without the label, or
+/// with one that is not a time (then it starts again, as in Kuma).
+fn grace_started(entry: &super::state::MeshServiceEntry) -> Option<DateTime<Utc>> {
+    let text = entry.labels.get(GRACE_LABEL)?;
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(error) => {
+            tracing::info!(label = GRACE_LABEL, value = %text, %error, "not a time; the grace period starts again");
+            None
+        }
+    }
+}
+
+/// A MeshService body with no proxy behind it: `Unavailable`, none healthy.
+fn unavailable(fields: &MeshServiceFields) -> MeshServiceFields {
+    let mut fields = fields.clone();
+    fields.spec.state = Some(MeshServiceState::Unavailable);
+    fields.status = Some(MeshServiceStatus {
+        dataplane_proxies: Some(DataplaneProxies::default()),
+        ..fields.status.unwrap_or_default()
+    });
+    fields
 }
 
 fn new_resource(
@@ -323,6 +403,28 @@ mod tests {
         ZoneState::from_resources("zone-1", 1, resources)
     }
 
+    /// What the generator plans now, with deletions at once.
+    fn ops(s: &ZoneState) -> Vec<WriteOp> {
+        plan(s, &all_meshes(s), Utc::now(), Duration::ZERO).ops
+    }
+
+    /// `op` as the store reports it back: version `version`, revision `revision`.
+    fn stored_op(op: WriteOp, version: i64, revision: i64) -> Change {
+        let WriteOp::Put(r, _) = op else {
+            panic!("a put: {op:?}")
+        };
+        Change::Upsert(StoredResource {
+            key: r.key,
+            labels: r.labels,
+            spec: r.spec,
+            zone: r.zone,
+            version,
+            revision,
+            created_at: chrono::Utc::now(),
+            modified_at: chrono::Utc::now(),
+        })
+    }
+
     fn puts(ops: &[WriteOp]) -> Vec<(String, serde_json::Value, Precondition)> {
         ops.iter()
             .filter_map(|op| match op {
@@ -372,7 +474,7 @@ mod tests {
         assert_eq!(metrics.spec.state, Some(MeshServiceState::Unavailable));
         assert_eq!(metrics.spec.ports[0].app_protocol.as_deref(), Some("tcp"));
 
-        let ops = plan(&s, &all_meshes(&s));
+        let ops = ops(&s);
         let p = puts(&ops);
         assert_eq!(p.len(), 2, "{ops:?}");
         assert!(p.iter().all(|(_, _, pre)| *pre == Precondition::Absent));
@@ -403,7 +505,7 @@ mod tests {
                 ),
             ]);
             assert!(desired(&s, "default").is_empty(), "{mode:?}");
-            assert!(plan(&s, &all_meshes(&s)).is_empty(), "{mode:?}");
+            assert!(ops(&s).is_empty(), "{mode:?}");
         }
         for mode in ["Everywhere", "ReachableBackends", "Exclusive"] {
             let s = state(vec![
@@ -427,25 +529,10 @@ mod tests {
             ),
         ]);
         // Apply what the generator plans, as the store would report it back.
-        let mut changes = Vec::new();
-        for op in plan(&s, &all_meshes(&s)) {
-            let WriteOp::Put(r, _) = op else {
-                panic!("a put")
-            };
-            changes.push(Change::Upsert(StoredResource {
-                key: r.key,
-                labels: r.labels,
-                spec: r.spec,
-                zone: r.zone,
-                version: 1,
-                revision: 2,
-                created_at: chrono::Utc::now(),
-                modified_at: chrono::Utc::now(),
-            }));
-        }
+        let changes = ops(&s).into_iter().map(|op| stored_op(op, 1, 2)).collect();
         let touched = s.apply(changes, 2);
         assert!(touched.mesh_services.contains("default"));
-        assert!(plan(&s, &all_meshes(&s)).is_empty(), "nothing left to do");
+        assert!(ops(&s).is_empty(), "nothing left to do");
 
         // Someone's own MeshService, and another zone's, are never touched.
         let theirs = stored(
@@ -465,9 +552,10 @@ mod tests {
             &[("kuma.io/managed-by", "meshservice-generator")],
         );
         s.apply(vec![Change::Upsert(theirs), Change::Upsert(remote)], 3);
-        assert!(plan(&s, &all_meshes(&s)).is_empty());
+        assert!(ops(&s).is_empty());
 
-        // The last Dataplane goes: the generated one is deleted, conditionally.
+        // The last Dataplane goes: with no grace, the generated one is
+        // deleted, conditionally.
         s.apply(
             vec![Change::Delete {
                 key: ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "a-1"),
@@ -476,10 +564,83 @@ mod tests {
             }],
             4,
         );
-        let ops = plan(&s, &all_meshes(&s));
-        assert_eq!(ops.len(), 1, "{ops:?}");
+        let now_ops = ops(&s);
+        assert_eq!(now_ops.len(), 1, "{now_ops:?}");
         assert!(
-            matches!(&ops[0], WriteOp::Delete(k, Precondition::Version(1)) if k.name == "backend")
+            matches!(&now_ops[0], WriteOp::Delete(k, Precondition::Version(1)) if k.name == "backend")
         );
+    }
+
+    #[test]
+    fn a_mesh_service_without_dataplanes_waits_out_its_grace_period() {
+        let grace = Duration::from_secs(3600);
+        let t0 = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let minutes = |m: i64| t0 + chrono::Duration::minutes(m);
+        let backend = || {
+            dp(
+                "a-1",
+                json!([{"port": 8080, "tags": {"kuma.io/service": "backend"}}]),
+            )
+        };
+        let mut s = state(vec![mesh(Some("Everywhere")), backend()]);
+        let meshes = all_meshes(&s);
+        let created = plan(&s, &meshes, t0, grace).ops;
+        s.apply(
+            created.into_iter().map(|op| stored_op(op, 1, 2)).collect(),
+            2,
+        );
+        let gone = |revision| Change::Delete {
+            key: ResourceKey::in_mesh(ResourceKind::Dataplane, "default", "a-1"),
+            zone: Some("zone-1".into()),
+            revision,
+        };
+        s.apply(vec![gone(3)], 3);
+
+        // The grace period starts: labelled, Unavailable, nobody healthy.
+        let started = plan(&s, &meshes, t0, grace);
+        assert_eq!(started.recheck_at, Some(minutes(60)));
+        let [WriteOp::Put(r, Precondition::Version(1))] = started.ops.as_slice() else {
+            panic!("one conditional put: {:?}", started.ops)
+        };
+        assert_eq!(r.labels[GRACE_LABEL], "2026-12-03T10:00:00Z");
+        let Spec::MeshService(f) = r.spec.spec() else {
+            panic!("a MeshService")
+        };
+        assert_eq!(f.spec.state, Some(MeshServiceState::Unavailable));
+        assert_eq!(
+            f.status
+                .as_ref()
+                .and_then(|st| st.dataplane_proxies.as_ref()),
+            Some(&DataplaneProxies::default())
+        );
+        assert!(!f.spec.ports.is_empty(), "the ports stay for clients");
+        let labelled = started
+            .ops
+            .into_iter()
+            .map(|op| stored_op(op, 2, 4))
+            .collect();
+        s.apply(labelled, 4);
+
+        // Within the period nothing is written; at its end it is deleted.
+        let waiting = plan(&s, &meshes, minutes(30), grace);
+        assert!(waiting.ops.is_empty(), "{:?}", waiting.ops);
+        assert_eq!(waiting.recheck_at, Some(minutes(60)));
+        let expired = plan(&s, &meshes, minutes(61), grace);
+        assert!(
+            matches!(expired.ops.as_slice(), [WriteOp::Delete(k, Precondition::Version(2))] if k.name == "backend"),
+            "{:?}",
+            expired.ops
+        );
+
+        // A Dataplane back within the period: available again, label gone.
+        s.apply(vec![Change::Upsert(backend())], 5);
+        let back = plan(&s, &meshes, minutes(30), grace);
+        assert_eq!(back.recheck_at, None);
+        let [WriteOp::Put(r, Precondition::Version(2))] = back.ops.as_slice() else {
+            panic!("one conditional put: {:?}", back.ops)
+        };
+        assert!(!r.labels.contains_key(GRACE_LABEL));
     }
 }

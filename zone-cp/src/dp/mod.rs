@@ -113,13 +113,16 @@ async fn purge_stale(
 impl DpServer {
     /// Binds `addr` and serves the proxies of `zone` from `store`. `replica` is this
     /// zone CP's Raft node id when it runs several replicas: registrations are
-    /// labelled with it, and only its own are purged at start.
+    /// labelled with it, and only its own are purged at start. A generated
+    /// MeshService whose Dataplanes are gone is deleted after
+    /// `mesh_service_grace`.
     pub async fn start(
         addr: SocketAddr,
         tls: Option<ServingIdentity>,
         store: Arc<dyn Store>,
         zone: String,
         replica: Option<u64>,
+        mesh_service_grace: std::time::Duration,
     ) -> Result<DpServer, DpServerError> {
         let registered_by = registered_by(replica);
         let purged = purge_stale(store.as_ref(), &zone, &registered_by).await?;
@@ -145,6 +148,7 @@ impl DpServer {
             events,
             ca_tx,
             stats.clone(),
+            mesh_service_grace,
             stop_rx.clone(),
         ));
         let service = DpService::new(store, zone, registry, ca, stats.clone(), registered_by);

@@ -23,6 +23,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use meridian_model::{ResourceKind, Spec, SpecBody};
 use meridian_store::{NewResource, Precondition, ResourceKey, Store, StoreError};
 use tokio::sync::{mpsc, watch};
@@ -68,20 +69,24 @@ async fn refresh_ingresses(store: &dyn Store, state: &ZoneState) -> Result<(), S
 
 /// Writes the generated MeshServices of `meshes` that differ from what the zone's
 /// Dataplanes call for, in one batch.
+///
+/// Answers when a deletion grace period ends (plan again then).
 async fn refresh_mesh_services(
     store: &dyn Store,
     state: &ZoneState,
     meshes: &BTreeSet<String>,
-) -> Result<(), StoreError> {
-    let ops = mesh_services::plan(state, meshes);
+    grace: Duration,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let plan = mesh_services::plan(state, meshes, Utc::now(), grace);
+    let (ops, recheck_at) = (plan.ops, plan.recheck_at);
     if ops.is_empty() {
-        return Ok(());
+        return Ok(recheck_at);
     }
     let count = ops.len();
     match store.apply(ops).await {
         Ok(_) => {
             tracing::debug!(writes = count, "generated MeshServices updated");
-            Ok(())
+            Ok(recheck_at)
         }
         // Lost a race with another writer (another replica, a REST write, a
         // cascade): that commit wakes the next round, which plans again.
@@ -92,7 +97,7 @@ async fn refresh_mesh_services(
             | StoreError::MeshNotFound { .. }),
         ) => {
             tracing::debug!(error = %e, "generated MeshServices: a concurrent change won; planning again");
-            Ok(())
+            Ok(recheck_at)
         }
         Err(e) => Err(e),
     }
@@ -158,6 +163,7 @@ pub async fn run(
     mut events: mpsc::UnboundedReceiver<RegistryEvent>,
     ca: watch::Sender<Arc<CaView>>,
     stats: Arc<DpStats>,
+    mesh_service_grace: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut changes = store.watch();
@@ -179,6 +185,8 @@ pub async fn run(
         available: true,
         mesh_services: mesh_services::all_meshes(engine.state()),
     };
+    // When a generated MeshService's deletion grace period ends.
+    let mut recheck_at: Option<DateTime<Utc>> = None;
     loop {
         stats.applied(engine.revision());
         if !Arc::ptr_eq(&ca.borrow(), &engine.state().ca) {
@@ -193,10 +201,22 @@ pub async fn run(
             }
         }
         if !refresh.mesh_services.is_empty() {
-            match refresh_mesh_services(store.as_ref(), engine.state(), &refresh.mesh_services)
-                .await
+            match refresh_mesh_services(
+                store.as_ref(),
+                engine.state(),
+                &refresh.mesh_services,
+                mesh_service_grace,
+            )
+            .await
             {
-                Ok(()) => refresh.mesh_services.clear(),
+                Ok(at) => {
+                    refresh.mesh_services.clear();
+                    // Keep the earliest (a stale one only plans again early).
+                    recheck_at = match (recheck_at, at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 Err(error) => {
                     tracing::warn!(%error, "writing the generated MeshServices failed; retrying");
                     // Wake again to retry even if nothing else commits.
@@ -232,8 +252,25 @@ pub async fn run(
                     handle(&mut engine, event);
                 }
             }
+            () = until(recheck_at) => {
+                recheck_at = None;
+                refresh.mesh_services = mesh_services::all_meshes(engine.state());
+            }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Sleeps until `at` (a wall-clock time, as the grace label holds); forever
+/// when `None`.
+async fn until(at: Option<DateTime<Utc>>) {
+    match at {
+        Some(at) => {
+            let left = (at - Utc::now()).to_std().unwrap_or_default();
+            // A second past the end, so the plan then sees it expired.
+            tokio::time::sleep(left + Duration::from_secs(1)).await;
+        }
+        None => std::future::pending().await,
     }
 }
 
