@@ -885,6 +885,37 @@ mod tests {
     }
 
     #[test]
+    fn a_mesh_service_selects_its_instances_by_dataplane_labels() {
+        let mut v = view(true);
+        let mut labelled = sidecar_doc("api-1", "10.0.0.5", "api", "v1");
+        labelled["labels"] = json!({"team": "payments"});
+        put(&mut v, labelled, Some("east"));
+        put(
+            &mut v,
+            json!({"type": "MeshService", "mesh": "default", "name": "payments",
+                "spec": {"selector": {"dataplaneLabels": {"matchLabels": {"team": "payments"}}},
+                    "ports": [{"port": 80, "targetPort": 20001}]}}),
+            Some("east"),
+        );
+        let dp = client(json!({"kind": "MeshService", "name": "payments", "port": 80}));
+        let cfg = v.sidecar_config("default", proxy(&dp)).expect("config");
+        let addresses: Vec<String> = cfg.outbounds[0].backends[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["10.0.0.5:20001"]);
+        // The label goes: so does the endpoint.
+        put(
+            &mut v,
+            sidecar_doc("api-1", "10.0.0.5", "api", "v1"),
+            Some("east"),
+        );
+        let cfg = v.sidecar_config("default", proxy(&dp)).expect("config");
+        assert!(cfg.outbounds[0].backends[0].endpoints.is_empty());
+    }
+
+    #[test]
     fn unknown_mesh_and_bad_addresses_are_errors() {
         let v = view(true);
         let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();

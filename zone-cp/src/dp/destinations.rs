@@ -11,7 +11,8 @@
 //!
 //! **Endpoints of MeshService `S`, port `P`, seen from zone Z:**
 //! - `S` is Z's own: every ready inbound of Z's data planes its selector picks
-//!   (`dataplaneTags` ⊆ the inbound's tags, or `dataplaneRef` by name) whose
+//!   (`dataplaneTags` ⊆ the inbound's tags, `dataplaneRef` by name, or
+//!   `dataplaneLabels` matching the Dataplane resource's labels) whose
 //!   port is `P`'s `targetPort` (a number is the inbound's port, a name its
 //!   `name`; absent, `P`'s port);
 //! - `S` is zone Y's (synced through global): with mTLS on, Y's ingresses,
@@ -365,12 +366,23 @@ impl ZoneState {
             .dataplane_ref
             .as_ref()
             .and_then(|r| r.name.as_deref());
-        if selector.dataplane_tags.is_none() && by_name.is_none() {
-            // `dataplaneLabels` (Kubernetes-style): not served (see README).
-            return Vec::new();
-        }
+        let by_labels = selector.dataplane_labels.as_ref();
         let mut out = Vec::new();
         let dataplanes: Vec<(&str, &DataplaneSpec)> = match (by_name, tags.get(SERVICE_TAG)) {
+            _ if selector.dataplane_tags.is_none() && by_name.is_none() && by_labels.is_none() => {
+                Vec::new()
+            }
+            (None, None) if let Some(selector) = by_labels => self
+                .dataplanes
+                .range((mesh.to_owned(), String::new())..)
+                .take_while(|((m, _), _)| m == mesh)
+                .filter(|(id, _)| {
+                    self.dataplane_labels
+                        .get(*id)
+                        .is_some_and(|labels| selector.matches(labels))
+                })
+                .map(|((_, n), dp)| (n.as_str(), dp))
+                .collect(),
             (Some(name), _) => self
                 .dataplanes
                 .get(&(mesh.to_owned(), name.to_owned()))

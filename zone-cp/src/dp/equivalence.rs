@@ -522,10 +522,16 @@ impl World {
                 } else {
                     json!(20001)
                 };
+                // Two healthy: selected by the Dataplanes' labels instead of tags.
+                let selector = if *healthy == 2 {
+                    json!({"dataplaneLabels": {"matchLabels": {"team": TEAMS[service % 2]}}})
+                } else {
+                    json!({"dataplaneTags": {"kuma.io/service": svc}})
+                };
                 let doc = json!({"type": "MeshService", "mesh": MESHES[*mesh],
                     "name": mesh_service_name(zone, *service),
                     "labels": {"app": svc, "kuma.io/zone": zone, "kuma.io/display-name": format!("ms-{svc}")},
-                    "spec": {"selector": {"dataplaneTags": {"kuma.io/service": svc}},
+                    "spec": {"selector": selector,
                         "ports": [{"port": 8080, "name": "main", "targetPort": target_port}]},
                     "status": {"dataplaneProxies": {"healthy": healthy, "total": 2}}});
                 if self

@@ -294,6 +294,8 @@ pub struct ZoneState {
     pub policies: BTreeMap<String, MeshPolicies>,
     /// This zone's data planes: (mesh, name) → spec.
     pub dataplanes: BTreeMap<(String, String), DataplaneSpec>,
+    /// Their resource labels (what MeshService `dataplaneLabels` selectors match).
+    pub dataplane_labels: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// (mesh, service) → names of this zone's data planes with such an inbound.
     instances: BTreeMap<ServiceKey, BTreeSet<String>>,
     /// Every zone ingress known here, by store name.
@@ -427,7 +429,12 @@ impl ZoneState {
                 let id = (mesh, key.name);
                 let old = self.dataplanes.remove(&id);
                 self.dataplane_changed(&id, old.as_ref(), Some(&d), touched);
-                self.dataplanes.insert(id, d);
+                self.dataplanes.insert(id.clone(), d);
+                // Labels pick MeshService endpoints (`dataplaneLabels`).
+                if self.dataplane_labels.get(&id) != Some(&stored.labels) {
+                    self.resource_touched(id.0.clone(), touched);
+                    self.dataplane_labels.insert(id, stored.labels);
+                }
             }
             Spec::ZoneIngress(spec) => {
                 let zone = stored
@@ -496,6 +503,7 @@ impl ZoneState {
                 if let Some(old) = self.dataplanes.remove(&id) {
                     self.dataplane_changed(&id, Some(&old), None, touched);
                 }
+                self.dataplane_labels.remove(&id);
             }
             ResourceKind::ZoneIngress => {
                 if let Some(old) = self.ingresses.remove(&key.name) {
