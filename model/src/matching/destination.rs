@@ -94,27 +94,26 @@ impl Destination {
                 labels,
                 port,
                 port_name,
-            } => match t.kind {
-                TargetRefKind::Mesh => t.includes_sidecars(),
-                TargetRefKind::MeshService => {
-                    resource_selected(t, name, labels)
-                        && section_selected(t, *port, port_name.as_deref())
-                }
-                _ => false,
-            },
-            Destination::MultiZone {
+            }
+            | Destination::MultiZone {
                 name,
                 labels,
                 port,
                 port_name,
-            } => match t.kind {
-                TargetRefKind::Mesh => t.includes_sidecars(),
-                TargetRefKind::MeshMultiZoneService => {
-                    resource_selected(t, name, labels)
-                        && section_selected(t, *port, port_name.as_deref())
+            } => {
+                let kind = match self {
+                    Destination::MeshService { .. } => TargetRefKind::MeshService,
+                    _ => TargetRefKind::MeshMultiZoneService,
+                };
+                match t.kind {
+                    TargetRefKind::Mesh => t.includes_sidecars(),
+                    k if k == kind => {
+                        resource_selected(t, name, labels)
+                            && section_selected(t, *port, port_name.as_deref())
+                    }
+                    _ => false,
                 }
-                _ => false,
-            },
+            }
         }
     }
 }

@@ -343,25 +343,35 @@ impl ZoneState {
             let Some(dp) = self.dataplanes.get(&(mesh.to_owned(), name.to_owned())) else {
                 continue;
             };
-            for (i, inbound) in dp.networking.inbound.iter().enumerate() {
-                if !inbound.is_ready()
-                    || inbound.tags.get(SERVICE_TAG).map(String::as_str) != Some(service)
-                    || !subset_matches(subset, &inbound.tags)
-                {
-                    continue;
-                }
-                if let Ok(address) = inbound_addr(dp, i, inbound) {
-                    out.push(EndpointConfig {
-                        address,
-                        zone: self.zone.clone(),
-                        weight: 1,
-                        tags: inbound.tags.clone(),
-                        via: Via::Direct,
-                    });
-                }
-            }
+            out.extend(self.direct_endpoints(dp, |inbound| {
+                inbound.tags.get(SERVICE_TAG).map(String::as_str) == Some(service)
+                    && subset_matches(subset, &inbound.tags)
+            }));
         }
         out
+    }
+
+    /// The ready inbounds of this zone's data plane `dp` that `wanted` picks,
+    /// as endpoints dialled directly (weight 1; an unusable address is skipped).
+    pub fn direct_endpoints<'a>(
+        &'a self,
+        dp: &'a DataplaneSpec,
+        wanted: impl Fn(&Inbound) -> bool + 'a,
+    ) -> impl Iterator<Item = EndpointConfig> + 'a {
+        dp.networking
+            .inbound
+            .iter()
+            .enumerate()
+            .filter(move |(_, inbound)| inbound.is_ready() && wanted(inbound))
+            .filter_map(move |(i, inbound)| {
+                Some(EndpointConfig {
+                    address: inbound_addr(dp, i, inbound).ok()?,
+                    zone: self.zone.clone(),
+                    weight: 1,
+                    tags: inbound.tags.clone(),
+                    via: Via::Direct,
+                })
+            })
     }
 
     /// Other zones' ingresses with instances of `service` matching `subset`,

@@ -38,7 +38,7 @@ use meridian_proxy_api::{
 };
 use meridian_sni::ResourceSni;
 
-use super::compute::{inbound_addr, mtls_on, socket_addr};
+use super::compute::{mtls_on, socket_addr};
 use super::state::{MeshServiceEntry, ZoneState, egress_routing};
 
 /// Where one backend of an outbound sends connections.
@@ -159,6 +159,17 @@ pub fn resource_form(mesh_spec: &MeshSpec, b: &BackendRef) -> bool {
     }
 }
 
+/// How a ref picks one resource port: by name (and namespace) or labels, then
+/// a port by number or `sectionName`.
+#[derive(Debug, Clone, Copy)]
+struct Pick<'a> {
+    name: Option<&'a str>,
+    labels: Option<&'a BTreeMap<String, String>>,
+    namespace: Option<&'a str>,
+    port: Option<u32>,
+    section: Option<&'a str>,
+}
+
 impl ZoneState {
     /// What outbound `o` of a sidecar in `mesh` dials; `None` when its
     /// `backendRef` names nothing this zone knows.
@@ -166,40 +177,16 @@ impl ZoneState {
         let Some(r) = &o.backend_ref else {
             return Some(Destination::of_tags(o));
         };
-        let (name, labels) = (r.name.as_deref(), r.labels.as_ref());
-        match r.kind {
-            TargetRefKind::MeshService => self
-                .all_mesh_services_in(mesh)
-                .filter(|(n, e)| picked(n, &e.labels, name, labels, None))
-                .find_map(|(n, e)| {
-                    let port = r.port.and_then(|p| port_of(e, Some(p), None))?;
-                    Some(Destination::MeshService {
-                        name: n.to_owned(),
-                        labels: e.labels.clone(),
-                        port: port.port,
-                        port_name: port.name.clone(),
-                    })
-                }),
-            TargetRefKind::MeshMultiZoneService => self
-                .multizone_in(mesh)
-                .filter(|(n, e)| picked(n, &e.labels, name, labels, None))
-                .find_map(|(n, e)| {
-                    let port = e
-                        .fields
-                        .spec
-                        .ports
-                        .iter()
-                        .find(|p| Some(p.port) == r.port)?;
-                    Some(Destination::MultiZone {
-                        name: n.to_owned(),
-                        labels: e.labels.clone(),
-                        port: port.port,
-                        port_name: port.name.clone(),
-                    })
-                }),
-            // MeshExternalService: not served yet (the validator warns).
-            _ => None,
-        }
+        let pick = Pick {
+            name: r.name.as_deref(),
+            labels: r.labels.as_ref(),
+            namespace: None,
+            // Required for both kinds (validated).
+            port: Some(r.port?),
+            section: None,
+        };
+        // A MeshExternalService is not served yet (the validator warns).
+        self.pick(mesh, r.kind, pick)
     }
 
     /// Where a route's backend ref sends connections; `None` when it names
@@ -213,43 +200,51 @@ impl ZoneState {
         mesh_spec: &MeshSpec,
         b: &BackendRef,
     ) -> Option<BackendTarget> {
-        match b.kind {
-            TargetRefKind::MeshServiceSubset => Some(service_target(b)),
-            TargetRefKind::MeshService if !resource_form(mesh_spec, b) => Some(service_target(b)),
+        if !resource_form(mesh_spec, b) {
+            return Some(service_target(b));
+        }
+        let pick = Pick {
+            name: b.name.as_deref(),
+            labels: b.labels.as_ref(),
+            namespace: b.namespace.as_deref(),
+            port: b.port,
+            section: b.section_name.as_deref(),
+        };
+        self.pick(mesh, b.kind, pick)
+            .map(|dest| BackendTarget::of(&dest))
+    }
+
+    /// The first resource of `kind` by name that `pick` selects and that has
+    /// the port it asks for (a MeshMultiZoneService port only by number).
+    fn pick(&self, mesh: &str, kind: TargetRefKind, pick: Pick<'_>) -> Option<Destination> {
+        let chosen = |n: &str, labels: &BTreeMap<String, String>| {
+            picked(n, labels, pick.name, pick.labels, pick.namespace)
+        };
+        match kind {
             TargetRefKind::MeshService => self
                 .all_mesh_services_in(mesh)
-                .filter(|(n, e)| {
-                    picked(
-                        n,
-                        &e.labels,
-                        b.name.as_deref(),
-                        b.labels.as_ref(),
-                        b.namespace.as_deref(),
-                    )
-                })
+                .filter(|(n, e)| chosen(n, &e.labels))
                 .find_map(|(n, e)| {
-                    let port = port_of(e, b.port, b.section_name.as_deref())?;
-                    Some(BackendTarget::Resource(BackendResource {
-                        kind: BackendResourceKind::MeshService,
+                    let port = port_of(e, pick.port, pick.section)?;
+                    Some(Destination::MeshService {
                         name: n.to_owned(),
+                        labels: e.labels.clone(),
                         port: port.port,
-                    }))
+                        port_name: port.name.clone(),
+                    })
                 }),
             TargetRefKind::MeshMultiZoneService => self
                 .multizone_in(mesh)
-                .filter(|(n, e)| picked(n, &e.labels, b.name.as_deref(), b.labels.as_ref(), None))
+                .filter(|(n, e)| chosen(n, &e.labels))
                 .find_map(|(n, e)| {
-                    let port = e
-                        .fields
-                        .spec
-                        .ports
-                        .iter()
-                        .find(|p| Some(p.port) == b.port)?;
-                    Some(BackendTarget::Resource(BackendResource {
-                        kind: BackendResourceKind::MeshMultiZoneService,
+                    let ports = &e.fields.spec.ports;
+                    let port = ports.iter().find(|p| Some(p.port) == pick.port)?;
+                    Some(Destination::MultiZone {
                         name: n.to_owned(),
+                        labels: e.labels.clone(),
                         port: port.port,
-                    }))
+                        port_name: port.name.clone(),
+                    })
                 }),
             _ => None,
         }
@@ -401,20 +396,7 @@ impl ZoneState {
                 .collect(),
         };
         for (_, dp) in dataplanes {
-            for (i, inbound) in dp.networking.inbound.iter().enumerate() {
-                if !inbound.is_ready() || !serves(inbound, tags, port) {
-                    continue;
-                }
-                if let Ok(address) = inbound_addr(dp, i, inbound) {
-                    out.push(EndpointConfig {
-                        address,
-                        zone: self.zone.clone(),
-                        weight: 1,
-                        tags: inbound.tags.clone(),
-                        via: Via::Direct,
-                    });
-                }
-            }
+            out.extend(self.direct_endpoints(dp, |inbound| serves(inbound, tags, port)));
         }
         out
     }
