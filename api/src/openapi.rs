@@ -110,6 +110,7 @@ fn spec_schema(kind: ResourceKind) -> SpecSchema {
         ResourceKind::MeshTimeout => spec_schema_of::<m::MeshTimeoutSpec>(),
         ResourceKind::MeshHealthCheck => spec_schema_of::<m::MeshHealthCheckSpec>(),
         ResourceKind::MeshCircuitBreaker => spec_schema_of::<m::MeshCircuitBreakerSpec>(),
+        ResourceKind::MeshRetry => spec_schema_of::<m::MeshRetrySpec>(),
         ResourceKind::Secret => spec_schema_of::<m::SecretSpec>(),
         // `spec` and `status` sit at the document's top level, as the fields of
         // the non-policy kinds do.

@@ -368,6 +368,7 @@ mod probe_tests {
                 timeout: None,
                 circuit_breaker: None,
                 health_check: check,
+                connect_attempts: None,
                 locality: None,
             }],
         }

@@ -4,8 +4,9 @@
 //! then an endpoint with the backend's locality-aware [`Balancer`](meridian_lb::Balancer).
 //! A failed attempt (TCP connect, or the TLS handshake with mTLS on) is
 //! reported to the balancer — enough of them eject the endpoint — and
-//! another endpoint is tried, up to [`MAX_ATTEMPTS`] in all, never the same
-//! address twice while others remain. The app sees a failure only when every
+//! another endpoint is tried, up to MeshRetry's `tcp.maxConnectAttempt` in
+//! all (one without a MeshRetry, as in Kuma), never the same address twice
+//! while others remain. The app sees a failure only when every
 //! attempt failed, as a closed connection.
 //!
 //! With mTLS on, every endpoint gets the same TLS: the sidecar presents its
@@ -32,8 +33,9 @@ use crate::telemetry::{
     OUTBOUND_CONNECT_FAILURES, OUTBOUND_CONNECTIONS, OUTBOUND_NO_ENDPOINT, OUTBOUND_REFUSED,
 };
 
-/// Endpoints tried per connection before giving up.
-pub const MAX_ATTEMPTS: usize = 3;
+/// Endpoints tried per connection without a MeshRetry (Kuma's, Envoy's
+/// `max_connect_attempts` default).
+pub const DEFAULT_ATTEMPTS: u32 = 1;
 
 /// An established upstream.
 enum Upstream {
@@ -121,8 +123,13 @@ async fn establish(
     service: &str,
 ) -> Option<(Upstream, SocketAddr)> {
     let backend_name = backend.config.service.as_str();
-    let mut tried: Vec<SocketAddr> = Vec::with_capacity(MAX_ATTEMPTS);
-    for _ in 0..MAX_ATTEMPTS {
+    let attempts = outbound
+        .config
+        .connect_attempts
+        .unwrap_or(DEFAULT_ATTEMPTS)
+        .max(1);
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    for _ in 0..attempts {
         let Some(addr) = next_endpoint(backend, &tried) else {
             break;
         };

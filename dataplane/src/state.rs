@@ -254,6 +254,7 @@ mod tests {
                 timeout: None,
                 circuit_breaker: None,
                 health_check: None,
+                connect_attempts: None,
                 locality: None,
             }],
         }

@@ -149,6 +149,7 @@ fn outbound(listen: SocketAddr, backends: Vec<BackendConfig>) -> OutboundConfig 
         timeout: None,
         circuit_breaker: None,
         health_check: None,
+        connect_attempts: Some(3),
         locality: None,
     }
 }

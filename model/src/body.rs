@@ -163,6 +163,8 @@ pub fn minimal_spec(kind: ResourceKind) -> SpecBody {
                 "unhealthyThreshold": 3, "healthyThreshold": 1, "tcp": {}}}]}),
         ResourceKind::MeshCircuitBreaker => serde_json::json!({"targetRef": {"kind": "Mesh"},
             "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionLimits": {"maxConnections": 100}}}]}),
+        ResourceKind::MeshRetry => serde_json::json!({"targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"tcp": {"maxConnectAttempt": 5}}}]}),
         ResourceKind::MeshService => serde_json::json!({"spec": {
             "selector": {"dataplaneTags": {"kuma.io/service": "web"}},
             "ports": [{"name": "8080", "port": 8080, "targetPort": 8080, "appProtocol": "tcp"}]}}),

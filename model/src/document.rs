@@ -17,8 +17,8 @@ use crate::mesh_multizone_service::MeshMultiZoneServiceFields;
 use crate::mesh_service::{MeshServiceFields, validate_service_name_length};
 use crate::name::{validate_label_key, validate_label_value, validate_mesh_name, validate_name};
 use crate::policy::{
-    MeshCircuitBreakerSpec, MeshHealthCheckSpec, MeshLoadBalancingStrategySpec, MeshTcpRouteSpec,
-    MeshTimeoutSpec, MeshTrafficPermissionSpec, parse_policy,
+    MeshCircuitBreakerSpec, MeshHealthCheckSpec, MeshLoadBalancingStrategySpec, MeshRetrySpec,
+    MeshTcpRouteSpec, MeshTimeoutSpec, MeshTrafficPermissionSpec, parse_policy,
 };
 use crate::secret::SecretSpec;
 use crate::zone::ZoneSpec;
@@ -100,6 +100,8 @@ pub enum Spec {
     MeshHealthCheck(MeshHealthCheckSpec),
     /// A `MeshCircuitBreaker`.
     MeshCircuitBreaker(MeshCircuitBreakerSpec),
+    /// A `MeshRetry`.
+    MeshRetry(MeshRetrySpec),
     /// A `Secret`.
     Secret(SecretSpec),
     /// A `MeshService` (its document's `spec` and `status`).
@@ -130,6 +132,7 @@ impl Spec {
             Self::MeshTimeout(_) => ResourceKind::MeshTimeout,
             Self::MeshHealthCheck(_) => ResourceKind::MeshHealthCheck,
             Self::MeshCircuitBreaker(_) => ResourceKind::MeshCircuitBreaker,
+            Self::MeshRetry(_) => ResourceKind::MeshRetry,
             Self::Secret(_) => ResourceKind::Secret,
             Self::MeshService(_) => ResourceKind::MeshService,
             Self::MeshMultiZoneService(_) => ResourceKind::MeshMultiZoneService,
@@ -169,6 +172,7 @@ impl Spec {
             ResourceKind::MeshCircuitBreaker => {
                 Self::MeshCircuitBreaker(parse_policy(kind, value)?)
             }
+            ResourceKind::MeshRetry => Self::MeshRetry(parse_policy(kind, value)?),
             ResourceKind::Secret => Self::Secret(parse_plain(value)?),
             ResourceKind::MeshService => Self::MeshService(parse_plain(value)?),
             ResourceKind::MeshMultiZoneService => Self::MeshMultiZoneService(parse_plain(value)?),
@@ -200,6 +204,7 @@ impl Spec {
             ResourceKind::MeshTimeout => Self::MeshTimeout(typed(value)?),
             ResourceKind::MeshHealthCheck => Self::MeshHealthCheck(typed(value)?),
             ResourceKind::MeshCircuitBreaker => Self::MeshCircuitBreaker(typed(value)?),
+            ResourceKind::MeshRetry => Self::MeshRetry(typed(value)?),
             ResourceKind::Secret => Self::Secret(typed(value)?),
             ResourceKind::MeshService => Self::MeshService(typed(value)?),
             ResourceKind::MeshMultiZoneService => Self::MeshMultiZoneService(typed(value)?),
@@ -222,6 +227,7 @@ impl Spec {
             Self::MeshTimeout(s) => serde_json::to_value(s),
             Self::MeshHealthCheck(s) => serde_json::to_value(s),
             Self::MeshCircuitBreaker(s) => serde_json::to_value(s),
+            Self::MeshRetry(s) => serde_json::to_value(s),
             Self::MeshService(s) => serde_json::to_value(s),
             Self::MeshMultiZoneService(s) => serde_json::to_value(s),
         };

@@ -9,7 +9,8 @@
 //!   proxy here: Meridian has no gateways, but the document is Kuma's);
 //! - `mesh-circuit-breaker-all`: MeshCircuitBreaker, 1024 connections,
 //!   pending requests and requests and 3 retries per destination;
-//! - `mesh-retry-all`: MeshRetry — not a kind Meridian has yet, so not created.
+//! - `mesh-retry-all`: MeshRetry, 5 TCP connect attempts (HTTP and gRPC: 5
+//!   retries, 16s per try, back-off 25ms–250ms; kept, not applied here).
 //!
 //! The documents are written here in Kuma's universal shape and parsed with
 //! the model's own parser, so they pass the same validation as a user's.
@@ -30,7 +31,7 @@ pub struct InitialPolicy {
 }
 
 /// Kuma's initial policies: (name prefix, kind, spec).
-fn kuma_defaults() -> [(&'static str, ResourceKind, serde_json::Value); 3] {
+fn kuma_defaults() -> [(&'static str, ResourceKind, serde_json::Value); 4] {
     use serde_json::json;
     [
         (
@@ -61,6 +62,17 @@ fn kuma_defaults() -> [(&'static str, ResourceKind, serde_json::Value); 3] {
                 "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionLimits": {
                     "maxConnections": 1024, "maxPendingRequests": 1024,
                     "maxRequests": 1024, "maxRetries": 3}}}]}),
+        ),
+        (
+            "mesh-retry-all",
+            ResourceKind::MeshRetry,
+            json!({"targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": {"kind": "Mesh"}, "default": {
+                    "tcp": {"maxConnectAttempt": 5},
+                    "http": {"numRetries": 5, "perTryTimeout": "16s",
+                        "backOff": {"baseInterval": "25ms", "maxInterval": "250ms"}},
+                    "grpc": {"numRetries": 5, "perTryTimeout": "16s",
+                        "backOff": {"baseInterval": "25ms", "maxInterval": "250ms"}}}}]}),
         ),
     ]
 }
@@ -109,7 +121,8 @@ mod tests {
             [
                 "mesh-timeout-all-m",
                 "mesh-gateways-timeout-all-m",
-                "mesh-circuit-breaker-all-m"
+                "mesh-circuit-breaker-all-m",
+                "mesh-retry-all-m"
             ]
         );
         assert_eq!(

@@ -11,7 +11,7 @@
 //! - [`mesh`], [`zone`], [`dataplane`], [`zone_proxy`]: the non-policy resources.
 //! - [`mesh_service`], [`mesh_multizone_service`]: Kuma 2.x's service resources
 //!   (body under `spec` plus `status`, not targetRef policies).
-//! - [`policy`]: the six `Mesh*` targetRef policies Meridian implements;
+//! - [`policy`]: the seven `Mesh*` targetRef policies Meridian implements;
 //!   [`initial_policies`]: the ones Kuma creates with a new mesh.
 //! - [`matching`]: which policies apply to a proxy and the merged result.
 //! - `decode` (internal): how a spec value is decoded and validated with every

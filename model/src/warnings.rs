@@ -61,6 +61,17 @@ pub fn warnings(spec: &Spec) -> Vec<FieldViolation> {
                 }
             }
         }
+        Spec::MeshRetry(p) => {
+            for (i, (_, conf)) in p.entries_to().iter().enumerate() {
+                let at = format!("spec.to[{i}].default");
+                if conf.http.is_some() {
+                    warn(format!("{at}.http"), L4);
+                }
+                if conf.grpc.is_some() {
+                    warn(format!("{at}.grpc"), L4);
+                }
+            }
+        }
         Spec::MeshHealthCheck(p) => {
             for (i, (_, conf)) in p.entries_to().iter().enumerate() {
                 let at = format!("spec.to[{i}].default");
@@ -210,6 +221,7 @@ fn unresolved_refs(spec: &Spec, out: &mut Vec<FieldViolation>) {
         Spec::MeshHealthCheck(p) => policy_refs(p),
         Spec::MeshTimeout(p) => policy_refs(p),
         Spec::MeshCircuitBreaker(p) => policy_refs(p),
+        Spec::MeshRetry(p) => policy_refs(p),
         _ => Vec::new(),
     };
     for (path, r, l) in refs {

@@ -112,6 +112,10 @@ pub struct OutboundConfig {
     pub circuit_breaker: Option<CircuitBreakerConf>,
     /// MeshHealthCheck conf (active TCP checks of the endpoints).
     pub health_check: Option<HealthCheckConf>,
+    /// MeshRetry's `tcp.maxConnectAttempt`: endpoints a connection tries
+    /// before it fails; absent, one (Kuma's, without a MeshRetry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_attempts: Option<u32>,
     /// The merged MeshLoadBalancingStrategy `localityAwareness`.
     pub locality: Option<LocalityAwareness>,
 }
@@ -406,6 +410,7 @@ mod tests {
                 timeout: None,
                 circuit_breaker: None,
                 health_check: None,
+                connect_attempts: None,
                 locality: None,
             }],
         })

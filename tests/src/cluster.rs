@@ -68,8 +68,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts global and `zones`, and applies an mTLS `default` mesh (with no
-    /// initial policies).
+    /// Starts global and `zones`, and applies an mTLS `default` mesh (with
+    /// Kuma's initial MeshRetry only).
     pub async fn start(name: &str, zones: &[&str]) -> Cluster {
         crate::init();
         let database = TestDatabase::create().await;
@@ -113,12 +113,14 @@ impl Cluster {
             dir,
             _database: database,
         };
-        // Without Kuma's initial policies, so a test's zones hold exactly the
-        // policies it writes (`rest_api` covers the initial ones).
+        // Without Kuma's initial timeouts and circuit breaker, so a test's
+        // zones hold exactly the MeshTimeouts it writes (`rest_api` covers the
+        // initial policies); with its MeshRetry (5 connect attempts), as a
+        // Kuma mesh has.
         cluster
             .apply(json!({"type": "Mesh", "name": "default",
                 "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]},
-                "skipCreatingInitialPolicies": ["*"]}))
+                "skipCreatingInitialPolicies": ["MeshTimeout", "MeshCircuitBreaker"]}))
             .await;
         for zone in zones {
             cluster.start_zone(zone, &kds, &ca).await;

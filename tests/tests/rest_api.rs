@@ -474,6 +474,7 @@ async fn zones_have_insights_and_deleting_a_mesh_cascades() {
         [
             "default",
             "mesh-circuit-breaker-all-default",
+            "mesh-retry-all-default",
             "tcp-route-1",
             "mesh-gateways-timeout-all-default",
             "mesh-timeout-all-default"
@@ -648,6 +649,13 @@ async fn a_new_mesh_gets_kumas_initial_policies_unless_it_skips_them() {
             .get(&format!("/meshes/{mesh}/meshcircuitbreakers"))
             .await;
         assert_eq!(names(&list), breakers, "{mesh}");
+        let (_, list) = api.get(&format!("/meshes/{mesh}/meshretries")).await;
+        let retries: Vec<String> = if mesh == "bare" {
+            Vec::new()
+        } else {
+            vec![format!("mesh-retry-all-{mesh}")]
+        };
+        assert_eq!(names(&list), retries, "{mesh}");
         // Updating the mesh creates nothing again.
         if mesh == "plain" {
             let (_, _, deleted) = api

@@ -45,8 +45,8 @@ use crate::dataplane::{DataplaneSpec, Inbound};
 use crate::document::{Resource, ResourceMeta, Spec};
 use crate::mesh::MeshSpec;
 use crate::policy::{
-    Action, BackendRef, CircuitBreakerConf, HealthCheckConf, LoadBalancingConf, TargetRefPolicy,
-    TimeoutConf,
+    Action, BackendRef, CircuitBreakerConf, HealthCheckConf, LoadBalancingConf, RetryConf,
+    TargetRefPolicy, TimeoutConf,
 };
 use crate::target_ref::{TargetRef, TargetRefKind};
 
@@ -131,6 +131,8 @@ pub struct OutboundPolicies {
     pub health_check: Option<HealthCheckConf>,
     /// Merged MeshCircuitBreaker conf.
     pub circuit_breaker: Option<CircuitBreakerConf>,
+    /// Merged MeshRetry conf.
+    pub retry: Option<RetryConf>,
 }
 
 impl OutboundPolicies {
@@ -241,6 +243,14 @@ pub fn match_policies_to(
         },
         on_proxy,
     );
+    let retries = ordered(
+        policies,
+        |s| match s {
+            Spec::MeshRetry(p) => Some(p),
+            _ => None,
+        },
+        on_proxy,
+    );
 
     let mut result = ProxyPolicies::default();
     for dest in destinations {
@@ -251,6 +261,7 @@ pub fn match_policies_to(
             timeout: merge_to(&timeouts, dest),
             health_check: merge_to(&hcs, dest),
             circuit_breaker: merge_to(&cbs, dest),
+            retry: merge_to(&retries, dest),
         };
         result.outbounds.insert(dest.clone(), outbound);
     }

@@ -95,6 +95,7 @@ macro_rules! on_policy {
             Spec::MeshTimeout($p) => Some($e),
             Spec::MeshHealthCheck($p) => Some($e),
             Spec::MeshCircuitBreaker($p) => Some($e),
+            Spec::MeshRetry($p) => Some($e),
             _ => None,
         }
     };

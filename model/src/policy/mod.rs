@@ -12,11 +12,13 @@
 //! | MeshTimeout               | all four  | Mesh, MeshService    | Mesh   |
 //! | MeshHealthCheck           | all four  | Mesh, MeshService    | –      |
 //! | MeshCircuitBreaker        | all four  | Mesh, MeshService    | Mesh   |
+//! | MeshRetry                 | all four  | Mesh, MeshService    | –      |
 
 pub mod circuit_breaker;
 pub mod health_check;
 pub mod inbound_match;
 pub mod load_balancing;
+pub mod retry;
 pub mod tcp_route;
 pub mod timeout;
 pub mod traffic_permission;
@@ -25,6 +27,7 @@ pub use circuit_breaker::*;
 pub use health_check::*;
 pub use inbound_match::*;
 pub use load_balancing::*;
+pub use retry::*;
 pub use tcp_route::*;
 pub use timeout::*;
 pub use traffic_permission::*;
@@ -344,6 +347,29 @@ pub(crate) fn support(kind: ResourceKind) -> Support {
             rules: true,
             gateway_tags: true,
         },
+        ResourceKind::MeshRetry => Support {
+            top: &[
+                Mesh,
+                MeshSubset,
+                Dataplane,
+                MeshGateway,
+                MeshService,
+                MeshServiceSubset,
+                MeshHttpRoute,
+            ],
+            to: |top| match top {
+                MeshHttpRoute | MeshGateway => &[Mesh, MeshExternalService],
+                _ => &[
+                    Mesh,
+                    MeshService,
+                    MeshExternalService,
+                    MeshMultiZoneService,
+                    MeshHttpRoute,
+                ],
+            },
+            gateway_tags: true,
+            ..none
+        },
         ResourceKind::MeshCircuitBreaker => Support {
             top: WORKLOADS_AND_GATEWAYS,
             to: destinations,
@@ -501,6 +527,14 @@ pub enum IntOrString {
 }
 
 impl IntOrString {
+    /// The value as written, as text.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Int(i) => i.to_string(),
+            Self::String(s) => s.clone(),
+        }
+    }
+
     /// The numeric value, if the string form is a number.
     pub fn as_f64(&self) -> Option<f64> {
         match self {

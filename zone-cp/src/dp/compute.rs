@@ -283,6 +283,11 @@ impl ZoneState {
                 timeout: policies.timeout,
                 circuit_breaker: policies.circuit_breaker,
                 health_check: policies.health_check,
+                connect_attempts: policies
+                    .retry
+                    .as_ref()
+                    .and_then(|r| r.tcp.as_ref())
+                    .and_then(|t| t.max_connect_attempt),
             });
         }
         let config = SidecarConfig {
@@ -923,6 +928,34 @@ mod tests {
         );
         let cfg = v.sidecar_config("default", proxy(&dp)).expect("config");
         assert!(cfg.outbounds[0].backends[0].endpoints.is_empty());
+    }
+
+    #[test]
+    fn mesh_retry_sets_the_connect_attempts() {
+        let mut v = view(true);
+        let web = v.dataplanes[&("default".to_owned(), "web-1".to_owned())].clone();
+        let attempts = |v: &ZoneState| {
+            v.sidecar_config("default", proxy(&web))
+                .expect("config")
+                .outbounds[0]
+                .connect_attempts
+        };
+        assert_eq!(
+            attempts(&v),
+            None,
+            "no MeshRetry: the proxy's default (one)"
+        );
+        put(
+            &mut v,
+            json!({"type": "MeshRetry", "name": "r", "mesh": "default",
+                "spec": {"targetRef": {"kind": "Mesh"}, "to": [
+                    {"targetRef": {"kind": "Mesh"}, "default": {"tcp": {"maxConnectAttempt": 5}}},
+                    {"targetRef": {"kind": "MeshService", "name": "backend"},
+                     "default": {"tcp": {"maxConnectAttempt": 2}, "http": {"numRetries": 3}}}]}}),
+            None,
+        );
+        // The more specific entry wins.
+        assert_eq!(attempts(&v), Some(2));
     }
 
     #[test]

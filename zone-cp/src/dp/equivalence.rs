@@ -178,7 +178,7 @@ fn policy_doc(
     } else {
         target(if ek % 2 == 0 { 0 } else { 2 }, es, ev)
     };
-    let (kind_name, spec) = match kind % 6 {
+    let (kind_name, spec) = match kind % 7 {
         0 => (
             "MeshTimeout",
             if ek % 3 == 2 {
@@ -212,6 +212,10 @@ fn policy_doc(
             "MeshCircuitBreaker",
             json!({"to": [{"targetRef": mesh_or_service, "default": {"connectionLimits": {"maxConnections": u32::from(value) + 1}}}]}),
         ),
+        6 => (
+            "MeshRetry",
+            json!({"to": [{"targetRef": mesh_or_service, "default": {"tcp": {"maxConnectAttempt": u32::from(value) + 1}}}]}),
+        ),
         _ => (
             "MeshHealthCheck",
             json!({"to": [{"targetRef": mesh_or_service, "default": {"interval": format!("{}s", value + 1), "timeout": "1s", "unhealthyThreshold": 2, "healthyThreshold": 1, "tcp": {}}}]}),
@@ -235,7 +239,8 @@ fn policy_kind(kind: u8) -> ResourceKind {
         ResourceKind::MeshLoadBalancingStrategy,
         ResourceKind::MeshCircuitBreaker,
         ResourceKind::MeshHealthCheck,
-    ][usize::from(kind % 6)]
+        ResourceKind::MeshRetry,
+    ][usize::from(kind % 7)]
 }
 
 fn dataplane_doc(
@@ -640,7 +645,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..2).prop_map(Op::DeleteMesh),
         (
             0usize..2,
-            0u8..6,
+            0u8..7,
             0u8..4,
             (0u8..7, 0usize..3, 0u8..2),
             target,
@@ -658,7 +663,7 @@ fn op() -> impl Strategy<Value = Op> {
                     zone_origin
                 }
             ),
-        (0usize..2, 0u8..6, 0u8..4).prop_map(|(mesh, kind, name)| Op::DeletePolicy {
+        (0usize..2, 0u8..7, 0u8..4).prop_map(|(mesh, kind, name)| Op::DeletePolicy {
             mesh,
             kind,
             name
