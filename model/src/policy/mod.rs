@@ -267,6 +267,31 @@ const WORKLOADS_AND_GATEWAYS: &[TargetRefKind] = &[
 ];
 const DESTINATIONS: &[TargetRefKind] =
     &[Mesh, MeshService, MeshExternalService, MeshMultiZoneService];
+/// Top-level kinds of the policies that also configure HTTP routes.
+const WORKLOADS_GATEWAYS_AND_ROUTES: &[TargetRefKind] = &[
+    Mesh,
+    MeshSubset,
+    Dataplane,
+    MeshGateway,
+    MeshService,
+    MeshServiceSubset,
+    MeshHttpRoute,
+];
+
+/// `to` kinds of those policies: under a gateway or route only `Mesh` and
+/// external services.
+fn destinations_and_routes(top: TargetRefKind) -> &'static [TargetRefKind] {
+    match top {
+        MeshHttpRoute | MeshGateway => &[Mesh, MeshExternalService],
+        _ => &[
+            Mesh,
+            MeshService,
+            MeshExternalService,
+            MeshMultiZoneService,
+            MeshHttpRoute,
+        ],
+    }
+}
 
 fn no_level(_: TargetRefKind) -> &'static [TargetRefKind] {
     NONE
@@ -321,25 +346,8 @@ pub(crate) fn support(kind: ResourceKind) -> Support {
             ..none
         },
         ResourceKind::MeshTimeout => Support {
-            top: &[
-                Mesh,
-                MeshSubset,
-                Dataplane,
-                MeshGateway,
-                MeshService,
-                MeshServiceSubset,
-                MeshHttpRoute,
-            ],
-            to: |top| match top {
-                MeshHttpRoute | MeshGateway => &[Mesh, MeshExternalService],
-                _ => &[
-                    Mesh,
-                    MeshService,
-                    MeshExternalService,
-                    MeshMultiZoneService,
-                    MeshHttpRoute,
-                ],
-            },
+            top: WORKLOADS_GATEWAYS_AND_ROUTES,
+            to: destinations_and_routes,
             from: |top| match top {
                 MeshHttpRoute | MeshGateway => NONE,
                 _ => &[Mesh],
@@ -348,25 +356,8 @@ pub(crate) fn support(kind: ResourceKind) -> Support {
             gateway_tags: true,
         },
         ResourceKind::MeshRetry => Support {
-            top: &[
-                Mesh,
-                MeshSubset,
-                Dataplane,
-                MeshGateway,
-                MeshService,
-                MeshServiceSubset,
-                MeshHttpRoute,
-            ],
-            to: |top| match top {
-                MeshHttpRoute | MeshGateway => &[Mesh, MeshExternalService],
-                _ => &[
-                    Mesh,
-                    MeshService,
-                    MeshExternalService,
-                    MeshMultiZoneService,
-                    MeshHttpRoute,
-                ],
-            },
+            top: WORKLOADS_GATEWAYS_AND_ROUTES,
+            to: destinations_and_routes,
             gateway_tags: true,
             ..none
         },
