@@ -224,27 +224,17 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let sync_bytes = relay.bytes();
     let rss_after_zone = rss_bytes();
     let rss_peak_zone = sampling.stop().await;
-    let count = |kind| {
-        let zone_store = &zone_store;
-        async move {
-            anyhow::Ok(
-                zone_store
-                    .list(&ListQuery {
-                        limit: 1,
-                        ..ListQuery::all(kind)
-                    })
-                    .await?
-                    .total,
-            )
-        }
-    };
-    let zone_policies = count(ResourceKind::MeshTimeout).await?
-        + count(ResourceKind::MeshTrafficPermission).await?;
-    let zone_ingresses = count(ResourceKind::ZoneIngress).await?;
-    let zone_dataplanes = count(ResourceKind::Dataplane).await?;
-    if zone_policies != args.policies as u64 || zone_ingresses != args.zones as u64 {
+    let zone_policies = policies_in(&zone_store).await?;
+    // What global holds: the bench's policies and the default mesh's initial ones.
+    let global_policies = policies_in(global.store.as_ref()).await?;
+    let zone_ingresses = total(&zone_store, ResourceKind::ZoneIngress).await?;
+    let zone_dataplanes = total(&zone_store, ResourceKind::Dataplane).await?;
+    if zone_policies != global_policies
+        || global_policies < args.policies as u64
+        || zone_ingresses != args.zones as u64
+    {
         bail!(
-            "after its sync the zone has {zone_policies} policies and {zone_ingresses} ingresses, expected {} and {}",
+            "after its sync the zone has {zone_policies} policies and {zone_ingresses} ingresses, expected {global_policies} (at least {}) and {}",
             args.policies,
             args.zones
         );
@@ -257,7 +247,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         "  received",
         format!(
             "{zone_policies} policies, {zone_ingresses} ingresses, {} secrets, {zone_dataplanes} dataplanes",
-            count(ResourceKind::Secret).await?
+            total(&zone_store, ResourceKind::Secret).await?
         ),
     );
     figure(
@@ -546,4 +536,20 @@ async fn wait_for_upload(global: &dyn Store, expected: usize) -> anyhow::Result<
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), commits.changed()).await;
     }
+}
+
+/// How many resources of `kind` `store` holds.
+async fn total(store: &dyn Store, kind: ResourceKind) -> anyhow::Result<u64> {
+    let query = ListQuery {
+        limit: 1,
+        ..ListQuery::all(kind)
+    };
+    Ok(store.list(&query).await?.total)
+}
+
+/// How many of the kinds the bench loads (MeshTimeouts, MeshTrafficPermissions)
+/// `store` holds.
+async fn policies_in(store: &dyn Store) -> anyhow::Result<u64> {
+    Ok(total(store, ResourceKind::MeshTimeout).await?
+        + total(store, ResourceKind::MeshTrafficPermission).await?)
 }
