@@ -365,6 +365,16 @@ mod tests {
                 "spec.to[0].default.outlierDetection.detectors.gatewayFailures"
             ]
         );
+        // MeshRetry: the TCP part applies; HTTP and gRPC retries are named.
+        assert_eq!(
+            fields(
+                ResourceKind::MeshRetry,
+                json!({"targetRef": {"kind": "Mesh"},
+                    "to": [{"targetRef": {"kind": "Mesh"}, "default": {"tcp": {"maxConnectAttempt": 2}}},
+                           {"targetRef": {"kind": "Mesh"}, "default": {"http": {"numRetries": 1}, "grpc": {"numRetries": 1}}}]})
+            ),
+            ["spec.to[1].default.http", "spec.to[1].default.grpc"]
+        );
         assert!(
             fields(
                 ResourceKind::MeshTimeout,
