@@ -51,6 +51,14 @@ fn hash_reason(h: &HashPolicy) -> &'static str {
 pub fn warnings(spec: &Spec) -> Vec<FieldViolation> {
     let mut out = Vec::new();
     let mut warn = |field: String, reason: &str| out.push(FieldViolation::new(field, reason));
+    // An entry's HTTP and gRPC sections, which an L4 proxy cannot apply.
+    let l4_sections = |at: &str, http: bool, grpc: bool, warn: &mut dyn FnMut(String, &str)| {
+        for (section, present) in [("http", http), ("grpc", grpc)] {
+            if present {
+                warn(format!("{at}.{section}"), L4);
+            }
+        }
+    };
     match spec {
         Spec::MeshTimeout(p) => {
             for (level, entries) in [("to", p.entries_to()), ("from", p.entries_from())] {
@@ -64,23 +72,13 @@ pub fn warnings(spec: &Spec) -> Vec<FieldViolation> {
         Spec::MeshRetry(p) => {
             for (i, (_, conf)) in p.entries_to().iter().enumerate() {
                 let at = format!("spec.to[{i}].default");
-                if conf.http.is_some() {
-                    warn(format!("{at}.http"), L4);
-                }
-                if conf.grpc.is_some() {
-                    warn(format!("{at}.grpc"), L4);
-                }
+                l4_sections(&at, conf.http.is_some(), conf.grpc.is_some(), &mut warn);
             }
         }
         Spec::MeshHealthCheck(p) => {
             for (i, (_, conf)) in p.entries_to().iter().enumerate() {
                 let at = format!("spec.to[{i}].default");
-                if conf.http.is_some() {
-                    warn(format!("{at}.http"), L4);
-                }
-                if conf.grpc.is_some() {
-                    warn(format!("{at}.grpc"), L4);
-                }
+                l4_sections(&at, conf.http.is_some(), conf.grpc.is_some(), &mut warn);
                 if conf.tcp.is_none() {
                     warn(
                         at,

@@ -135,16 +135,6 @@ pub struct OutboundPolicies {
     pub retry: Option<RetryConf>,
 }
 
-impl OutboundPolicies {
-    /// Where connections to `service` go: the route's backends, or the whole
-    /// service with weight 1 when no route applies.
-    pub fn backends(&self, service: &str) -> Vec<BackendRef> {
-        self.route
-            .clone()
-            .unwrap_or_else(|| vec![BackendRef::service_named(service)])
-    }
-}
-
 impl ProxyPolicies {
     /// The policies of the first outbound to `kuma.io/service` `service`.
     pub fn service_outbound(&self, service: &str) -> Option<&OutboundPolicies> {

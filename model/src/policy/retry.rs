@@ -284,37 +284,31 @@ impl Validate for RetryConf {
         }
         if let Some(http) = &self.http {
             let hp = join(&path, "http");
-            if http.num_retries.is_none()
+            let empty = http.num_retries.is_none()
                 && http.per_try_timeout.is_none()
                 && http.back_off.is_none()
                 && http.retry_on.is_none()
                 && http.retriable_request_headers.is_none()
                 && http.retriable_response_headers.is_none()
                 && http.rate_limited_back_off.is_none()
-                && http.host_selection.is_none()
-            {
-                v.add(hp.clone(), "must not be empty");
-            }
-            validate_back_offs(
-                &hp,
-                http.back_off.as_ref(),
-                http.rate_limited_back_off.as_ref(),
-                v,
-            );
-            for (i, r) in http.retry_on.iter().flatten().enumerate() {
-                let known = match r {
+                && http.host_selection.is_none();
+            let section = Section {
+                path: &hp,
+                empty,
+                back_off: http.back_off.as_ref(),
+                rate_limited: http.rate_limited_back_off.as_ref(),
+            };
+            section.validate(
+                http.retry_on.as_deref().unwrap_or_default(),
+                |r| match r {
                     IntOrString::Int(code) => is_status(*code),
                     IntOrString::String(s) => {
                         HTTP_RETRY_ON.contains(&s.as_str()) || s.parse::<i64>().is_ok_and(is_status)
                     }
-                };
-                if !known {
-                    v.add(
-                        index(&join(&hp, "retryOn"), i),
-                        format!("unknown item '{}'", r.text()),
-                    );
-                }
-            }
+                },
+                IntOrString::text,
+                v,
+            );
             validate_host_selection(
                 &join(&hp, "hostSelection"),
                 http.host_selection.as_deref(),
@@ -323,27 +317,78 @@ impl Validate for RetryConf {
         }
         if let Some(grpc) = &self.grpc {
             let gp = join(&path, "grpc");
-            if grpc.num_retries.is_none()
+            let empty = grpc.num_retries.is_none()
                 && grpc.per_try_timeout.is_none()
                 && grpc.back_off.is_none()
                 && grpc.retry_on.is_none()
-                && grpc.rate_limited_back_off.is_none()
-            {
-                v.add(gp.clone(), "must not be empty");
-            }
-            validate_back_offs(
-                &gp,
-                grpc.back_off.as_ref(),
-                grpc.rate_limited_back_off.as_ref(),
+                && grpc.rate_limited_back_off.is_none();
+            let section = Section {
+                path: &gp,
+                empty,
+                back_off: grpc.back_off.as_ref(),
+                rate_limited: grpc.rate_limited_back_off.as_ref(),
+            };
+            section.validate(
+                grpc.retry_on.as_deref().unwrap_or_default(),
+                |r| GRPC_RETRY_ON.contains(&r.as_str()),
+                String::clone,
                 v,
             );
-            for (i, r) in grpc.retry_on.iter().flatten().enumerate() {
-                if !GRPC_RETRY_ON.contains(&r.as_str()) {
-                    v.add(
-                        index(&join(&gp, "retryOn"), i),
-                        format!("unknown item '{r}'"),
-                    );
+        }
+    }
+}
+
+/// What the `http` and `grpc` sections have in common, for their shared
+/// checks (Kuma's rules and wording).
+struct Section<'a> {
+    path: &'a str,
+    /// No field set.
+    empty: bool,
+    back_off: Option<&'a BackOff>,
+    rate_limited: Option<&'a RateLimitedBackOff>,
+}
+
+impl Section<'_> {
+    /// Not empty, back-offs well formed, every `retryOn` item `known`.
+    fn validate<T>(
+        &self,
+        retry_on: &[T],
+        known: impl Fn(&T) -> bool,
+        text: impl Fn(&T) -> String,
+        v: &mut Violations,
+    ) {
+        if self.empty {
+            v.add(self.path, "must not be empty");
+        }
+        if let Some(b) = self.back_off
+            && b.base_interval.is_none()
+            && b.max_interval.is_none()
+        {
+            v.add(join(self.path, "backOff"), "must not be empty");
+        }
+        if let Some(r) = self.rate_limited {
+            let rp = join(self.path, "rateLimitedBackOff");
+            validate_positive_duration(&join(&rp, "maxInterval"), r.max_interval.as_ref(), v);
+            match &r.reset_headers {
+                None => v.add(join(&rp, "resetHeaders"), "must be defined"),
+                Some(headers) => {
+                    for (i, h) in headers.iter().enumerate() {
+                        if h.name.is_empty() {
+                            v.add(
+                                join(&index(&join(&rp, "resetHeaders"), i), "name"),
+                                "must be defined",
+                            );
+                        }
+                    }
                 }
+            }
+        }
+        for (i, r) in retry_on.iter().enumerate() {
+            if !known(r) {
+                v.add(
+                    index(&join(self.path, "retryOn"), i),
+                    format!("unknown item '{}'", text(r)),
+                );
             }
         }
     }
@@ -370,37 +415,6 @@ fn is_status(code: i64) -> bool {
             | 510
             | 511
     )
-}
-
-fn validate_back_offs(
-    path: &str,
-    back_off: Option<&BackOff>,
-    rate_limited: Option<&RateLimitedBackOff>,
-    v: &mut Violations,
-) {
-    if let Some(b) = back_off
-        && b.base_interval.is_none()
-        && b.max_interval.is_none()
-    {
-        v.add(join(path, "backOff"), "must not be empty");
-    }
-    if let Some(r) = rate_limited {
-        let rp = join(path, "rateLimitedBackOff");
-        validate_positive_duration(&join(&rp, "maxInterval"), r.max_interval.as_ref(), v);
-        match &r.reset_headers {
-            None => v.add(join(&rp, "resetHeaders"), "must be defined"),
-            Some(headers) => {
-                for (i, h) in headers.iter().enumerate() {
-                    if h.name.is_empty() {
-                        v.add(
-                            join(&index(&join(&rp, "resetHeaders"), i), "name"),
-                            "must be defined",
-                        );
-                    }
-                }
-            }
-        }
-    }
 }
 
 fn validate_host_selection(path: &str, predicates: Option<&[Predicate]>, v: &mut Violations) {

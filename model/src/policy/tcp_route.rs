@@ -102,20 +102,6 @@ impl BackendRef {
         self.tags.clone().unwrap_or_default()
     }
 
-    /// A backendRef to the whole of `service` (weight 1).
-    pub fn service_named(service: impl Into<String>) -> Self {
-        Self {
-            kind: TargetRefKind::MeshService,
-            name: Some(service.into()),
-            tags: None,
-            labels: None,
-            namespace: None,
-            section_name: None,
-            port: None,
-            weight: None,
-        }
-    }
-
     /// The destination as a targetRef (what Kuma validates it as).
     pub fn target_ref(&self) -> TargetRef {
         TargetRef {
@@ -126,16 +112,6 @@ impl BackendRef {
             section_name: self.section_name.clone(),
             ..TargetRef::of(self.kind)
         }
-    }
-
-    /// Whether Meridian resolves this backend: a MeshService or subset by
-    /// name (the `kuma.io/service` tag). The other forms select nothing yet.
-    pub fn is_resolved(&self) -> bool {
-        matches!(
-            self.kind,
-            TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset
-        ) && self.labels.is_none()
-            && self.namespace.is_none()
     }
 }
 

@@ -128,8 +128,8 @@ fn picked(
         }
 }
 
-/// Whether inbound `i` of `dp` serves MeshService port `port` of a service
-/// whose selector asks for `tags`.
+/// Whether `inbound` serves MeshService port `port` of a service whose
+/// selector asks for `tags`.
 fn serves(
     inbound: &meridian_model::Inbound,
     tags: &BTreeMap<String, String>,
